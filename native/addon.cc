@@ -1,0 +1,130 @@
+// Module entry: registers the classes, receives the JS error class, and exports the few
+// free functions that belong to no fd (kick, thread affinity, struct layout facts).
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstddef>
+
+#include "classes.h"
+
+namespace vmmapi {
+
+static Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(info.Env(), "errorClass must be a function");
+  Data(info.Env())->errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+// kick(vcpuFd): make the vCPU leave KVM_RUN (immediate_exit + signal). False if unknown.
+static Napi::Value KickVcpu(const Napi::CallbackInfo& info) {
+  int32_t fd;
+  if (!ArgI32(info, 0, "vcpuFd", &fd)) return info.Env().Undefined();
+  return Napi::Boolean::New(info.Env(), Kick(fd));
+}
+
+// setThreadAffinity(cpu): pin the calling thread to one host CPU, or -1 for all CPUs.
+static Napi::Value SetThreadAffinity(const Napi::CallbackInfo& info) {
+  int32_t cpu;
+  if (!ArgI32(info, 0, "cpu", &cpu)) return info.Env().Undefined();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (cpu < 0) {
+    long n = sysconf(_SC_NPROCESSORS_CONF);
+    for (long i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+  } else {
+    if (cpu >= CPU_SETSIZE) return ThrowRange(info.Env(), "cpu is out of range");
+    CPU_SET(cpu, &set);
+  }
+  if (sched_setaffinity(0, sizeof set, &set) < 0) return ThrowErrno(info.Env(), "sched_setaffinity", errno);
+  return info.Env().Undefined();
+}
+
+// getThreadAffinity(): the host CPUs the calling thread may run on.
+static Napi::Value GetThreadAffinity(const Napi::CallbackInfo& info) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) < 0) return ThrowErrno(info.Env(), "sched_getaffinity", errno);
+  Napi::Array a = Napi::Array::New(info.Env());
+  uint32_t k = 0;
+  for (int i = 0; i < CPU_SETSIZE; i++)
+    if (CPU_ISSET(i, &set)) a.Set(k++, Napi::Number::New(info.Env(), i));
+  return a;
+}
+
+static Napi::Value ThreadId(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(syscall(SYS_gettid)));
+}
+
+// Sizes and offsets of the structs TypeScript decodes, so tests can check its tables.
+static Napi::Value Layout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#define L(NAME, VALUE) o.Set(NAME, Napi::Number::New(env, static_cast<double>(VALUE)))
+  L("kvm_regs", sizeof(kvm_regs));
+  L("kvm_sregs", sizeof(kvm_sregs));
+  L("kvm_fpu", sizeof(kvm_fpu));
+  L("kvm_lapic_state", sizeof(kvm_lapic_state));
+  L("kvm_vcpu_events", sizeof(kvm_vcpu_events));
+  L("kvm_debugregs", sizeof(kvm_debugregs));
+  L("kvm_xcrs", sizeof(kvm_xcrs));
+  L("kvm_guest_debug", sizeof(kvm_guest_debug));
+  L("kvm_mp_state", sizeof(kvm_mp_state));
+  L("kvm_cpuid_entry2", sizeof(kvm_cpuid_entry2));
+  L("kvm_msr_entry", sizeof(kvm_msr_entry));
+  L("kvm_irq_routing_entry", sizeof(kvm_irq_routing_entry));
+  L("sregs.cr0", offsetof(kvm_sregs, cr0));
+  L("sregs.efer", offsetof(kvm_sregs, efer));
+  L("sregs.apic_base", offsetof(kvm_sregs, apic_base));
+  L("sregs.gdt", offsetof(kvm_sregs, gdt));
+  L("fpu.mxcsr", offsetof(kvm_fpu, mxcsr));
+  L("fpu.xmm", offsetof(kvm_fpu, xmm));
+  L("events.sipi_vector", offsetof(kvm_vcpu_events, sipi_vector));
+  L("events.exception_payload", offsetof(kvm_vcpu_events, exception_payload));
+  L("run.exit_reason", offsetof(kvm_run, exit_reason));
+  L("run.io", offsetof(kvm_run, io));
+  L("run.mmio.data", offsetof(kvm_run, mmio.data));
+  L("run.mmio.len", offsetof(kvm_run, mmio.len));
+  L("run.mmio.is_write", offsetof(kvm_run, mmio.is_write));
+  L("run.internal.data", offsetof(kvm_run, internal.data));
+  L("run.emulation_failure.insn_size", offsetof(kvm_run, emulation_failure.insn_size));
+  L("run.debug.arch.pc", offsetof(kvm_run, debug.arch.pc));
+  L("run.system_event.data", offsetof(kvm_run, system_event.data));
+  L("run.kvm_valid_regs", offsetof(kvm_run, kvm_valid_regs));
+  L("KVM_COALESCED_MMIO_PAGE_OFFSET", KVM_COALESCED_MMIO_PAGE_OFFSET);
+#undef L
+  return o;
+}
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData<AddonData>(data);
+  InstallKickHandler();
+
+  Napi::Function mapping = GuestMapping::Init(env);
+  data->guestMappingCtor = Napi::Persistent(mapping);
+  Napi::Function vmfd = VmFd::Init(env);
+  data->vmFdCtor = Napi::Persistent(vmfd);
+
+  exports.Set("KvmSystem", KvmSystem::Init(env));
+  exports.Set("GuestMapping", mapping);
+  exports.Set("VmFd", vmfd);
+  exports.Set("VcpuFd", VcpuFd::Init(env));
+  exports.Set("FileFd", FileFd::Init(env));
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
+  exports.Set("kick", Napi::Function::New(env, KickVcpu));
+  exports.Set("kickSignal", Napi::Number::New(env, KickSignal()));
+  exports.Set("setThreadAffinity", Napi::Function::New(env, SetThreadAffinity));
+  exports.Set("getThreadAffinity", Napi::Function::New(env, GetThreadAffinity));
+  exports.Set("threadId", Napi::Function::New(env, ThreadId));
+  exports.Set("layout", Napi::Function::New(env, Layout));
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
+  InitVfio(env, exports);
+  return exports;
+}
+
+}  // namespace vmmapi
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return vmmapi::Init(env, exports); }
+
+NODE_API_MODULE(vmmapi, InitAddon)

@@ -1,0 +1,52 @@
+// Reference-counted ownership of the kernel objects that several threads touch.
+//
+// A VM's memory must stay mapped while *any* fd of the VM is open (a vCPU fd keeps the
+// kernel VM alive, and the guest could otherwise reach unmapped or reused host memory),
+// so a VmShared owns the VM fd and the guest mappings, and every VcpuShared holds it.
+// A vCPU is registered by fd number so a worker thread can adopt it; the fd is closed only
+// when the last holder (owner or worker) lets go, never under a running KVM_RUN.
+#pragma once
+#include <linux/kvm.h>
+#include <pthread.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace v8 {
+class BackingStore;
+}
+
+namespace vmmapi {
+
+struct VmShared {
+  int fd = -1;
+  std::vector<std::shared_ptr<v8::BackingStore>> memory;  // kept until the VM is gone
+  std::vector<std::pair<void*, size_t>> foreignMaps;      // e.g. VFIO BAR mmaps
+  ~VmShared();
+};
+
+struct VcpuShared {
+  int fd = -1;
+  std::shared_ptr<VmShared> vm;
+  struct kvm_run* run = nullptr;
+  size_t runSize = 0;
+  std::mutex lock;  // guards thread/running against kick
+  pthread_t thread{};
+  bool running = false;
+  ~VcpuShared();
+};
+
+// The process-wide table of vCPUs by fd number.
+void RegisterVcpu(const std::shared_ptr<VcpuShared>& v);
+std::shared_ptr<VcpuShared> FindVcpu(int fd);
+void UnregisterVcpu(int fd);
+
+// The real-time signal used to kick a vCPU thread out of KVM_RUN.
+int KickSignal();
+void InstallKickHandler();
+// Set immediate_exit and signal the thread inside KVM_RUN, if any. Returns false if the
+// fd names no registered vCPU.
+bool Kick(int fd);
+
+}  // namespace vmmapi
