@@ -6,9 +6,24 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <linux/kvm.h>
 #include <sys/ioctl.h>
 
 namespace vmmapi {
+
+// In C++, g++ gives the kernel's flexible-array structs (kvm_cpuid2, kvm_msrs, kvm_msr_list,
+// kvm_irq_routing) a different sizeof than C does, which changes the ioctl numbers. These are
+// the C sizes and the ioctl numbers built from them.
+constexpr size_t kCpuid2Header = 8;
+constexpr size_t kMsrsHeader = 8;
+constexpr size_t kMsrListHeader = 4;
+constexpr size_t kIrqRoutingHeader = 8;
+constexpr unsigned long kKvmGetSupportedCpuid = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, kCpuid2Header);
+constexpr unsigned long kKvmSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, kCpuid2Header);
+constexpr unsigned long kKvmGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, kMsrsHeader);
+constexpr unsigned long kKvmSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, kMsrsHeader);
+constexpr unsigned long kKvmGetMsrIndexList = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, kMsrListHeader);
+constexpr unsigned long kKvmSetGsiRouting = _IOC(_IOC_WRITE, KVMIO, 0x6a, kIrqRoutingHeader);
 
 // Per-environment (main thread or worker) addon state, better-sqlite3 style.
 struct AddonData {

@@ -80,12 +80,12 @@ Napi::Value KvmSystem::VcpuMmapSize(const Napi::CallbackInfo& info) {
 Napi::Value KvmSystem::SupportedCpuid(const Napi::CallbackInfo& info) {
   if (!Open(info.Env())) return info.Env().Undefined();
   for (uint32_t n = 64; n <= 4096; n *= 2) {
-    size_t size = sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2);
+    size_t size = kCpuid2Header + n * sizeof(kvm_cpuid_entry2);
     std::vector<uint8_t> buf(size);
     auto* c = reinterpret_cast<kvm_cpuid2*>(buf.data());
     c->nent = n;
-    if (xioctl(fd_, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-      return CopyOut(info.Env(), buf.data(), sizeof(kvm_cpuid2) + c->nent * sizeof(kvm_cpuid_entry2));
+    if (xioctl(fd_, kKvmGetSupportedCpuid, c) == 0) {
+      return CopyOut(info.Env(), buf.data(), kCpuid2Header + c->nent * sizeof(kvm_cpuid_entry2));
     }
     if (errno != E2BIG) return ThrowErrno(info.Env(), "KVM_GET_SUPPORTED_CPUID", errno);
   }
@@ -95,16 +95,16 @@ Napi::Value KvmSystem::SupportedCpuid(const Napi::CallbackInfo& info) {
 // Returns the MSR indices KVM saves/restores, as a Uint32Array.
 Napi::Value KvmSystem::MsrIndexList(const Napi::CallbackInfo& info) {
   if (!Open(info.Env())) return info.Env().Undefined();
-  kvm_msr_list probe{};
-  probe.nmsrs = 0;
-  if (xioctl(fd_, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+  uint32_t probe[2] = {0, 0};
+  if (xioctl(fd_, kKvmGetMsrIndexList, probe) < 0 && errno != E2BIG)
     return ThrowErrno(info.Env(), "KVM_GET_MSR_INDEX_LIST", errno);
-  std::vector<uint8_t> buf(sizeof(kvm_msr_list) + probe.nmsrs * sizeof(uint32_t));
-  auto* l = reinterpret_cast<kvm_msr_list*>(buf.data());
-  l->nmsrs = probe.nmsrs;
-  if (xioctl(fd_, KVM_GET_MSR_INDEX_LIST, l) < 0) return ThrowErrno(info.Env(), "KVM_GET_MSR_INDEX_LIST", errno);
-  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), l->nmsrs);
-  std::memcpy(out.Data(), l->indices, l->nmsrs * sizeof(uint32_t));
+  uint32_t n = probe[0];
+  if (n > 65536) return ThrowErrno(info.Env(), "KVM_GET_MSR_INDEX_LIST", E2BIG);
+  std::vector<uint32_t> buf(1 + n);
+  buf[0] = n;
+  if (xioctl(fd_, kKvmGetMsrIndexList, buf.data()) < 0) return ThrowErrno(info.Env(), "KVM_GET_MSR_INDEX_LIST", errno);
+  Napi::Uint32Array out = Napi::Uint32Array::New(info.Env(), buf[0]);
+  std::memcpy(out.Data(), buf.data() + 1, buf[0] * sizeof(uint32_t));
   return out;
 }
 

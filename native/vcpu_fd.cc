@@ -176,9 +176,9 @@ Napi::Value VcpuFd::Translate(const Napi::CallbackInfo& info) {
 static bool MsrsArg(const Napi::CallbackInfo& info, kvm_msrs** out) {
   uint8_t* p;
   size_t n;
-  if (!ArgBytes(info, 0, "msrs", 0, &p, &n, sizeof(kvm_msrs))) return false;
+  if (!ArgBytes(info, 0, "msrs", 0, &p, &n, kMsrsHeader)) return false;
   auto* m = reinterpret_cast<kvm_msrs*>(p);
-  if (m->nmsrs > 1024 || n != sizeof(kvm_msrs) + m->nmsrs * sizeof(kvm_msr_entry)) {
+  if (m->nmsrs > 1024 || n != kMsrsHeader + m->nmsrs * sizeof(kvm_msr_entry)) {
     ThrowRange(info.Env(), "msrs length does not match its entry count");
     return false;
   }
@@ -190,7 +190,7 @@ static bool MsrsArg(const Napi::CallbackInfo& info, kvm_msrs** out) {
 Napi::Value VcpuFd::GetMsrs(const Napi::CallbackInfo& info) {
   kvm_msrs* m;
   if (!MsrsArg(info, &m) || !Live(info.Env(), "KVM_GET_MSRS")) return info.Env().Undefined();
-  int r = xioctl(v_->fd, KVM_GET_MSRS, m);
+  int r = xioctl(v_->fd, kKvmGetMsrs, m);
   if (r < 0) return ThrowErrno(info.Env(), "KVM_GET_MSRS", errno);
   return Napi::Number::New(info.Env(), r);
 }
@@ -199,7 +199,7 @@ Napi::Value VcpuFd::GetMsrs(const Napi::CallbackInfo& info) {
 Napi::Value VcpuFd::SetMsrs(const Napi::CallbackInfo& info) {
   kvm_msrs* m;
   if (!MsrsArg(info, &m) || !Live(info.Env(), "KVM_SET_MSRS")) return info.Env().Undefined();
-  int r = xioctl(v_->fd, KVM_SET_MSRS, m);
+  int r = xioctl(v_->fd, kKvmSetMsrs, m);
   if (r < 0) return ThrowErrno(info.Env(), "KVM_SET_MSRS", errno);
   return Napi::Number::New(info.Env(), r);
 }
@@ -208,12 +208,12 @@ Napi::Value VcpuFd::SetMsrs(const Napi::CallbackInfo& info) {
 Napi::Value VcpuFd::SetCpuid2(const Napi::CallbackInfo& info) {
   uint8_t* p;
   size_t n;
-  if (!ArgBytes(info, 0, "cpuid", 0, &p, &n, sizeof(kvm_cpuid2))) return info.Env().Undefined();
+  if (!ArgBytes(info, 0, "cpuid", 0, &p, &n, kCpuid2Header)) return info.Env().Undefined();
   auto* c = reinterpret_cast<kvm_cpuid2*>(p);
-  if (c->nent > 4096 || n != sizeof(kvm_cpuid2) + c->nent * sizeof(kvm_cpuid_entry2))
+  if (c->nent > 4096 || n != kCpuid2Header + c->nent * sizeof(kvm_cpuid_entry2))
     return ThrowRange(info.Env(), "cpuid length does not match its entry count");
   if (!Live(info.Env(), "KVM_SET_CPUID2")) return info.Env().Undefined();
-  if (xioctl(v_->fd, KVM_SET_CPUID2, c) < 0) return ThrowErrno(info.Env(), "KVM_SET_CPUID2", errno);
+  if (xioctl(v_->fd, kKvmSetCpuid2, c) < 0) return ThrowErrno(info.Env(), "KVM_SET_CPUID2", errno);
   return info.Env().Undefined();
 }
 

@@ -245,12 +245,12 @@ Napi::Value VmFd::UnregisterCoalescedMmio(const Napi::CallbackInfo& info) {
 Napi::Value VmFd::SetGsiRouting(const Napi::CallbackInfo& info) {
   uint8_t* p;
   size_t n;
-  if (!ArgBytes(info, 0, "routing", 0, &p, &n, sizeof(kvm_irq_routing))) return info.Env().Undefined();
+  if (!ArgBytes(info, 0, "routing", 0, &p, &n, kIrqRoutingHeader)) return info.Env().Undefined();
   auto* r = reinterpret_cast<kvm_irq_routing*>(p);
-  if (r->nr > 4096 || n != sizeof(kvm_irq_routing) + r->nr * sizeof(kvm_irq_routing_entry))
+  if (r->nr > 4096 || n != kIrqRoutingHeader + r->nr * sizeof(kvm_irq_routing_entry))
     return ThrowRange(info.Env(), "routing length does not match its entry count");
   if (!Live(info.Env(), "KVM_SET_GSI_ROUTING")) return info.Env().Undefined();
-  if (xioctl(vm->fd, KVM_SET_GSI_ROUTING, r) < 0) return ThrowErrno(info.Env(), "KVM_SET_GSI_ROUTING", errno);
+  if (xioctl(vm->fd, kKvmSetGsiRouting, r) < 0) return ThrowErrno(info.Env(), "KVM_SET_GSI_ROUTING", errno);
   return info.Env().Undefined();
 }
 

@@ -1,0 +1,82 @@
+/**
+ * Guest CPUID: KVM_GET_SUPPORTED_CPUID, adjusted per vCPU (APIC ids, topology) and with
+ * bits the user asks to clear, applied with KVM_SET_CPUID2 (guests need it; DESIGN.md §1).
+ */
+import type { CpuidEntry } from './kvm/structs.js';
+
+/** A CPUID register. */
+export type CpuidReg = 'eax' | 'ebx' | 'ecx' | 'edx';
+
+/** One CPUID bit to clear: leaf, optional subleaf (index), register and bit number. */
+export interface CpuidBit { leaf: number; index?: number; reg: CpuidReg; bit: number }
+
+/** Named bits commonly cleared (Linux's `clearcpuid=` spelling). */
+export const CPUID_BITS: Record<string, CpuidBit> = {
+  cx16: { leaf: 1, reg: 'ecx', bit: 13 },
+  xsave: { leaf: 1, reg: 'ecx', bit: 26 },
+  osxsave: { leaf: 1, reg: 'ecx', bit: 27 },
+  avx: { leaf: 1, reg: 'ecx', bit: 28 },
+  x2apic: { leaf: 1, reg: 'ecx', bit: 21 },
+  popcnt: { leaf: 1, reg: 'ecx', bit: 23 },
+  tsc_deadline: { leaf: 1, reg: 'ecx', bit: 24 },
+  hypervisor: { leaf: 1, reg: 'ecx', bit: 31 },
+  smap: { leaf: 7, index: 0, reg: 'ebx', bit: 20 },
+  smep: { leaf: 7, index: 0, reg: 'ebx', bit: 7 },
+  avx2: { leaf: 7, index: 0, reg: 'ebx', bit: 5 },
+  pku: { leaf: 7, index: 0, reg: 'ecx', bit: 3 },
+  la57: { leaf: 7, index: 0, reg: 'ecx', bit: 16 },
+};
+
+/** Options for {@link guestCpuid}. */
+export interface CpuidOptions {
+  /** Bits to clear, by name ({@link CPUID_BITS}) or explicitly. */
+  clear?: readonly (string | CpuidBit)[];
+}
+
+/** Resolve a bit name; throws RangeError naming an unknown one. */
+export function resolveCpuidBit(b: string | CpuidBit): CpuidBit {
+  if (typeof b !== 'string') return b;
+  const r = CPUID_BITS[b];
+  if (!r) throw new RangeError(`cpuid.clear: unknown bit name '${b}' (known: ${Object.keys(CPUID_BITS).join(', ')})`);
+  return r;
+}
+
+/**
+ * The CPUID table for one vCPU: APIC id = vCPU index in leaf 1 EBX[31:24], leaf 0xB/0x1F
+ * EDX; logical processor count in leaf 1 EBX[23:16]; topology as one core per vCPU.
+ */
+export function guestCpuid(supported: readonly CpuidEntry[], vcpu: number, vcpus: number, opts: CpuidOptions = {}): CpuidEntry[] {
+  const out = supported.map((e) => ({ ...e }));
+  const clear = (opts.clear ?? []).map(resolveCpuidBit);
+  for (const e of out) {
+    if (e.function === 1) {
+      e.ebx = ((e.ebx & 0x0000ffff) | ((Math.min(vcpus, 255) & 0xff) << 16) | ((vcpu & 0xff) << 24)) >>> 0;
+      if (vcpus > 1) e.edx = (e.edx | (1 << 28)) >>> 0; // HTT: the count field is valid
+    } else if (e.function === 0xb || e.function === 0x1f) {
+      // level 0 = SMT (1 thread per core), level 1 = core (vcpus cores per package)
+      if (e.index === 0) {
+        e.eax = 0;
+        e.ebx = 1;
+        e.ecx = (1 << 8) | 0;
+      } else if (e.index === 1) {
+        e.eax = Math.ceil(Math.log2(Math.max(vcpus, 1)));
+        e.ebx = vcpus;
+        e.ecx = (2 << 8) | 1;
+      } else {
+        e.eax = 0;
+        e.ebx = 0;
+        e.ecx = e.index;
+      }
+      e.edx = vcpu;
+    } else if (e.function === 4) {
+      // cores per package - 1 in EAX[31:26]
+      e.eax = ((e.eax & 0x03ffffff) | (((Math.min(vcpus, 64) - 1) & 0x3f) << 26)) >>> 0;
+    }
+    for (const b of clear) {
+      if (b.leaf === e.function && (b.index === undefined || b.index === e.index)) {
+        e[b.reg] = (e[b.reg] & ~(1 << b.bit)) >>> 0;
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,23 @@
+/**
+ * vmmapi: bhyve's libvmmapi on Linux KVM, in TypeScript, with a worker-thread vCPU runner.
+ * @packageDocumentation
+ */
+export { Vm, EventType, X2apicState, vmmGetMemTotal, vmmGetMemFree } from './vm.js';
+export type { VmCreateOptions, MemoryOptions, SegmentDescriptor, VcpuStats } from './vm.js';
+export { Reg } from './registers.js';
+export { Capability, capabilityNameToType, capabilityTypeToName } from './capabilities.js';
+export { KvmError, NotImplementedError, PassthroughUnavailableError } from './errors.js';
+export { GuestMemory, bufferMemory } from './memory/guest-memory.js';
+export type { MemorySegment } from './memory/guest-memory.js';
+export { GuestMemoryError } from './memory/access.js';
+export type { GuestMemoryAccess } from './memory/access.js';
+export { decodeExit, setExitValue, describeExit } from './exits.js';
+export type {
+  VmExit, VmExitKind, InoutExit, MmioExit, HltExit, ShutdownExit, DebugExit, InternalErrorExit, FailEntryExit,
+  SystemEventExit, InterruptedExit, ExceptionExit, UnknownExit,
+} from './exits.js';
+export { CPUID_BITS, guestCpuid } from './cpuid.js';
+export type { CpuidBit, CpuidOptions } from './cpuid.js';
+export type { CpuidEntry, KvmRegs, KvmSregs, KvmSegment } from './kvm/structs.js';
+export * as kvmConstants from './kvm/constants.js';
+export type { Device, IrqLine, AccessSize } from './bus/device.js';

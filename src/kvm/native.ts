@@ -1,0 +1,153 @@
+/**
+ * Loads the native addon (build/Release/vmmapi_native.node) and types its surface.
+ * The addon is thin: one method per ioctl; see native/. Structs cross as raw bytes and are
+ * decoded in ./structs.ts.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KvmError } from '../errors.js';
+
+/** The /dev/kvm system fd. */
+export interface NativeKvmSystem {
+  readonly fd: number;
+  close(): void;
+  apiVersion(): number;
+  checkExtension(cap: number): number;
+  vcpuMmapSize(): number;
+  supportedCpuid(): ArrayBuffer;
+  msrIndexList(): Uint32Array;
+  createVm(type?: number): number;
+}
+
+/** Guest RAM: anonymous shared memory exposed as a SharedArrayBuffer. */
+export interface NativeGuestMapping {
+  readonly length: number;
+  buffer(): SharedArrayBuffer;
+  release(): void;
+}
+
+/** A VM fd. */
+export interface NativeVmFd {
+  readonly fd: number;
+  close(): void;
+  checkExtension(cap: number): number;
+  createVcpu(id: number): number;
+  setUserMemoryRegion(slot: number, flags: number, gpa: number | bigint, size: number | bigint, mapping: NativeGuestMapping | null, offset?: number | bigint): void;
+  setTssAddr(addr: number): void;
+  setIdentityMapAddr(addr: number | bigint): void;
+  createIrqchip(): void;
+  createPit2(flags?: number): void;
+  irqLine(irq: number, level: number): number;
+  signalMsi(addressLo: number, addressHi: number, data: number): number;
+  enableCap(cap: number, args?: (number | bigint)[], flags?: number): void;
+  registerCoalescedMmio(addr: number | bigint, size: number, pio?: number): void;
+  unregisterCoalescedMmio(addr: number | bigint, size: number, pio?: number): void;
+  setGsiRouting(routing: Uint8Array): void;
+  irqfd(eventfd: number, gsi: number, flags?: number, resamplefd?: number): void;
+  ioeventfd(addr: number | bigint, len: number, eventfd: number, flags?: number, datamatch?: bigint): void;
+  createDevice(type: number): number;
+  setDeviceAttr(deviceFd: number, group: number, attr: number | bigint, value: number): void;
+  mapDeviceRegion(slot: number, gpa: number | bigint, size: number | bigint, fd: number, fileOffset: number | bigint): void;
+}
+
+/** A vCPU fd (adopted by fd number in any thread). */
+export interface NativeVcpuFd {
+  readonly fd: number;
+  close(): void;
+  run(): number;
+  runBuffer(): ArrayBuffer;
+  getRegs(): ArrayBuffer; setRegs(b: ArrayBuffer | Uint8Array): void;
+  getSregs(): ArrayBuffer; setSregs(b: ArrayBuffer | Uint8Array): void;
+  getFpu(): ArrayBuffer; setFpu(b: ArrayBuffer | Uint8Array): void;
+  getLapic(): ArrayBuffer; setLapic(b: ArrayBuffer | Uint8Array): void;
+  getVcpuEvents(): ArrayBuffer; setVcpuEvents(b: ArrayBuffer | Uint8Array): void;
+  getMpState(): ArrayBuffer; setMpState(b: ArrayBuffer | Uint8Array): void;
+  getDebugregs(): ArrayBuffer; setDebugregs(b: ArrayBuffer | Uint8Array): void;
+  getXcrs(): ArrayBuffer; setXcrs(b: ArrayBuffer | Uint8Array): void;
+  setGuestDebug(b: ArrayBuffer | Uint8Array): void;
+  translate(linear: number | bigint): { physical: bigint; valid: boolean; writeable: boolean; usermode: boolean };
+  getMsrs(b: Uint8Array): number;
+  setMsrs(b: Uint8Array): number;
+  setCpuid2(b: Uint8Array): void;
+  nmi(): void;
+  interrupt(irq: number): void;
+  getStatsFd(): number;
+}
+
+/** A plain fd (stats, eventfd, VFIO). */
+export interface NativeFileFd {
+  readonly fd: number;
+  close(): void;
+  pread(length: number, offset: number | bigint): ArrayBuffer;
+  read(length: number): ArrayBuffer;
+  write(bytes: Uint8Array): number;
+}
+
+/** VFIO ioctls on fd numbers. */
+export interface NativeVfio {
+  getApiVersion(fd: number): number;
+  checkExtension(fd: number, ext: number): number;
+  setIommu(fd: number, type: number): number;
+  groupGetStatus(groupFd: number): number;
+  groupSetContainer(groupFd: number, containerFd: number): void;
+  groupUnsetContainer(groupFd: number): void;
+  groupGetDeviceFd(groupFd: number, name: string): number;
+  deviceGetInfo(deviceFd: number): { flags: number; numRegions: number; numIrqs: number };
+  deviceGetRegionInfo(deviceFd: number, index: number): { flags: number; size: bigint; offset: bigint };
+  iommuMapDma(containerFd: number, mapping: NativeGuestMapping, offset: number | bigint, iova: number | bigint, size: number | bigint): void;
+  deviceSetIrqsEventfd(deviceFd: number, index: number, start: number, eventfds: number[]): void;
+}
+
+/** The addon's exports. */
+export interface NativeAddon {
+  KvmSystem: new (path?: string) => NativeKvmSystem;
+  GuestMapping: new (length: number | bigint) => NativeGuestMapping;
+  VmFd: new (fd: number, vcpuMmapSize: number) => NativeVmFd;
+  VcpuFd: new (fd: number) => NativeVcpuFd;
+  FileFd: { new (fd: number): NativeFileFd; new (path: string, flags?: number): NativeFileFd };
+  vfio: NativeVfio;
+  eventfd(initval?: number): number;
+  setErrorClass(cls: typeof KvmError): void;
+  kick(vcpuFd: number): boolean;
+  readonly kickSignal: number;
+  setThreadAffinity(cpu: number): void;
+  getThreadAffinity(): number[];
+  threadId(): number;
+  layout(): Record<string, number>;
+  readonly pageSize: number;
+}
+
+/** The package root: the nearest folder above this file whose package.json names vmmapi. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if (JSON.parse(readFileSync(pj, 'utf8')).name === 'vmmapi') return dir;
+      } catch {
+        /* keep looking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error('vmmapi: cannot find the package root (package.json named "vmmapi")');
+    dir = up;
+  }
+}
+
+let loaded: NativeAddon | undefined;
+
+/** The native addon for this thread (loaded once per thread; safe in workers). */
+export function native(): NativeAddon {
+  if (loaded) return loaded;
+  const path = join(packageRoot(), 'build', 'Release', 'vmmapi_native.node');
+  if (!existsSync(path)) {
+    throw new Error(`vmmapi: the native addon is not built (${path} is missing): run \`npm run build\``);
+  }
+  const addon = createRequire(import.meta.url)(path) as NativeAddon;
+  addon.setErrorClass(KvmError);
+  loaded = addon;
+  return addon;
+}

@@ -1,0 +1,838 @@
+/**
+ * `Vm`: bhyve's libvmmapi surface on Linux KVM. One instance owns one KVM VM: its fds,
+ * its guest memory (SharedArrayBuffers) and its vCPUs. Argument checks happen here, before
+ * any native call; a failed system call is a {@link KvmError}.
+ */
+import { freemem, totalmem } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
+import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
+import {
+  EVENTS, FPU, SIZEOF, accessToSegment, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
+  encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
+} from './kvm/structs.js';
+import { KvmError, errnoError } from './errors.js';
+import { GuestMemory } from './memory/guest-memory.js';
+import { decodeExit, type VmExit } from './exits.js';
+import { Reg, isDescReg, isReg, regLocation } from './registers.js';
+import { Capability, resolveCapability } from './capabilities.js';
+import { StatsReader } from './stats.js';
+import { guestCpuid, type CpuidOptions } from './cpuid.js';
+import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
+import { PassthroughDevices } from './passthrough.js';
+
+/** Options for {@link Vm.create}. */
+export interface VmCreateOptions {
+  /** Number of vCPUs, numbered 0..vcpus-1 (default 1). */
+  vcpus?: number;
+  /**
+   * Create KVM's in-kernel interrupt controllers (local APICs, IOAPIC, PIC) and PIT
+   * (default true). Needed for lapicIrq, INIT/SIPI and device IRQ lines. Without it, HLT
+   * exits to userspace and interrupts are injected with injectEvent.
+   */
+  irqchip?: boolean;
+  /** Create the in-kernel PIT (i8254); default: same as irqchip. */
+  pit?: boolean;
+  /** CPUID adjustments applied to every vCPU. */
+  cpuid?: CpuidOptions;
+}
+
+/** Options for {@link Vm.setupMemory}. */
+export interface MemoryOptions {
+  /** Guest writes fault to userspace as MMIO exits (a ROM). Host writes still work. */
+  readonly?: boolean;
+}
+
+/** A segment descriptor in bhyve's form: base, limit and VMX access rights. */
+export interface SegmentDescriptor {
+  base: bigint;
+  limit: number;
+  access: number;
+}
+
+/** bhyve's `enum vm_event_type` for {@link Vm.injectEvent}. */
+export enum EventType {
+  HwIntr = 1,
+  Nmi = 2,
+  HwException = 3,
+  SwIntr = 4,
+  PrivSwException = 5,
+  SwException = 6,
+}
+
+/** bhyve's `enum x2apic_state`. */
+export enum X2apicState {
+  Disabled = 0,
+  Enabled = 1,
+}
+
+/** A value of {@link Vm.getStats}. */
+export interface VcpuStats {
+  /** When the values were read (milliseconds since the epoch). */
+  time: number;
+  /** One value per statistic; names come from {@link Vm.getStatDesc}. */
+  values: bigint[];
+}
+
+/** Guest-physical pages KVM needs for real mode on Intel (TSS and identity map). */
+const KVM_PRIVATE_BASE = 0xfeffc000;
+const KVM_PRIVATE_END = 0xff000000;
+
+const registry = new Map<string, Vm>();
+let system: NativeKvmSystem | undefined;
+
+function kvm(): NativeKvmSystem {
+  system ??= new (native().KvmSystem)();
+  return system;
+}
+
+function toU64(value: unknown, arg: string): bigint {
+  if (typeof value === 'bigint') {
+    if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${arg} must fit in 64 bits`);
+    return BigInt.asUintN(64, value);
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${arg} must be a safe integer (use a bigint beyond 2^53)`);
+    return BigInt.asUintN(64, BigInt(value));
+  }
+  throw new TypeError(`${arg} must be a bigint or a number`);
+}
+
+function checkInt(value: unknown, arg: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw new TypeError(`${arg} must be a number`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${arg} must be an integer in [${min}, ${max}]`);
+  return value;
+}
+
+/** Total host memory in bytes (bhyve's vmm_get_mem_total). */
+export function vmmGetMemTotal(): number {
+  return totalmem();
+}
+
+/** Host memory available for new guests in bytes (bhyve's vmm_get_mem_free): MemAvailable. */
+export function vmmGetMemFree(): number {
+  try {
+    const m = /^MemAvailable:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (m) return Number(m[1]) * 1024;
+  } catch {
+    /* fall through */
+  }
+  return freemem();
+}
+
+interface Segment {
+  gpa: number;
+  length: number;
+  slot: number;
+  mapping: NativeGuestMapping;
+  buffer: SharedArrayBuffer;
+  readonly: boolean;
+}
+
+interface VcpuHandle {
+  fd: NativeVcpuFd;
+  run: Uint8Array;
+  view: DataView;
+  stats?: StatsReader;
+}
+
+/** A KVM virtual machine, with bhyve libvmmapi's functions as methods. */
+export class Vm {
+  /** The name it was created with (unique in this process). */
+  readonly name: string;
+  /** Number of vCPUs. */
+  readonly vcpuCount: number;
+  /** True if the in-kernel irqchip (LAPICs, IOAPIC, PIC) exists. */
+  readonly irqchip: boolean;
+  /** Guest-physical memory: one bounds-checked accessor over every segment. */
+  readonly memory = new GuestMemory();
+
+  #fd: NativeVmFd | undefined;
+  #vcpus: (VcpuHandle | undefined)[];
+  #segments: Segment[] = [];
+  #nextSlot = 0;
+  #maxSlots: number;
+  #pinning: number[];
+  #appliedPinning = new Map<number, number>();
+  #mtrap: boolean[];
+  #disabledExits = 0;
+  #cpuid: CpuidOptions;
+  #supportedCpuid: CpuidEntry[] | undefined;
+  #owner: string | undefined;
+  #userStats = new Map<string, bigint[]>();
+  /** PCI passthrough state (VFIO). */
+  readonly #ppt: PassthroughDevices;
+
+  private constructor(name: string, fd: NativeVmFd, vcpus: number, irqchip: boolean, cpuid: CpuidOptions) {
+    this.name = name;
+    this.#fd = fd;
+    this.vcpuCount = vcpus;
+    this.irqchip = irqchip;
+    this.#vcpus = new Array(vcpus).fill(undefined);
+    this.#pinning = new Array(vcpus).fill(-1);
+    this.#mtrap = new Array(vcpus).fill(false);
+    this.#cpuid = cpuid;
+    this.#maxSlots = Math.max(fd.checkExtension(KVM_CAP.NR_MEMSLOTS), 32);
+    this.#ppt = new PassthroughDevices({
+      vmFd: () => this.#live('vm_assign_pptdev'),
+      segments: () => this.#segments.map((s) => ({ gpa: s.gpa, length: s.length, mapping: s.mapping })),
+      allocSlot: () => this.#allocSlot(),
+      signalRoute: (vcpu) => this.#checkVcpu(vcpu, 'vcpu'),
+    });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Create a VM (bhyve's vm_create + vm_open). Throws KvmError EEXIST if `name` is taken in
+   * this process.
+   */
+  static create(name: string, opts: VmCreateOptions = {}): Vm {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError('name must be a non-empty string');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
+    const sys = kvm();
+    const maxVcpus = Math.max(sys.checkExtension(KVM_CAP.MAX_VCPUS), 1);
+    const vcpus = opts.vcpus === undefined ? 1 : checkInt(opts.vcpus, 'opts.vcpus', 1, Math.min(maxVcpus, 255));
+    const irqchip = opts.irqchip ?? true;
+    if (typeof irqchip !== 'boolean') throw new TypeError('opts.irqchip must be a boolean');
+    const pit = opts.pit ?? irqchip;
+    if (typeof pit !== 'boolean') throw new TypeError('opts.pit must be a boolean');
+    if (pit && !irqchip) throw new RangeError('opts.pit needs opts.irqchip');
+    const cpuid = opts.cpuid ?? {};
+    for (const b of cpuid.clear ?? []) guestCpuid([], 0, 1, { clear: [b] }); // validates names
+    if (registry.has(name)) throw errnoError('EEXIST', 'vm_create', `a VM named '${name}' exists`);
+    const n = native();
+    const fd = new n.VmFd(sys.createVm(0), sys.vcpuMmapSize());
+    try {
+      fd.setIdentityMapAddr(KVM_PRIVATE_BASE);
+      fd.setTssAddr(KVM_PRIVATE_BASE + 0x1000);
+      if (irqchip) fd.createIrqchip();
+      if (pit) fd.createPit2(0);
+    } catch (e) {
+      fd.close();
+      throw e;
+    }
+    const vm = new Vm(name, fd, vcpus, irqchip, cpuid);
+    registry.set(name, vm);
+    return vm;
+  }
+
+  /** The VM named `name` in this process (bhyve's vm_open); KvmError ENOENT if none. */
+  static open(name: string): Vm {
+    if (typeof name !== 'string') throw new TypeError('name must be a string');
+    const vm = registry.get(name);
+    if (!vm) throw errnoError('ENOENT', 'vm_open', `no VM named '${name}'`);
+    return vm;
+  }
+
+  /** True once {@link destroy} ran. */
+  get destroyed(): boolean {
+    return this.#fd === undefined;
+  }
+
+  /**
+   * Destroy the VM (bhyve's vm_destroy): closes every fd. Guest memory is unmapped when the
+   * last SharedArrayBuffer over it is garbage-collected. Later calls throw KvmError EBADF.
+   */
+  destroy(): void {
+    if (!this.#fd) return;
+    this.#ppt.closeAll();
+    for (const v of this.#vcpus) {
+      v?.stats?.close();
+      v?.fd.close();
+    }
+    this.#vcpus.fill(undefined);
+    this.#fd.close();
+    this.#fd = undefined;
+    for (const s of this.#segments) s.mapping.release();
+    this.#segments = [];
+    for (const s of [...this.memory.segments]) this.memory.removeSegment(s.gpa);
+    registry.delete(this.name);
+  }
+
+  #live(syscall: string): NativeVmFd {
+    if (!this.#fd) throw errnoError('EBADF', syscall, `VM '${this.name}' has been destroyed`);
+    return this.#fd;
+  }
+
+  #checkVcpu(vcpu: unknown, arg = 'vcpu'): number {
+    if (typeof vcpu !== 'number') throw new TypeError(`${arg} must be a number`);
+    if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpuCount) {
+      throw new RangeError(`${arg} must be an integer in [0, ${this.vcpuCount - 1}], got ${vcpu}`);
+    }
+    return vcpu;
+  }
+
+  #vcpu(vcpu: number, syscall: string): VcpuHandle {
+    this.#checkVcpu(vcpu);
+    const fd = this.#live(syscall);
+    let h = this.#vcpus[vcpu];
+    if (!h) {
+      const n = native();
+      const v = new n.VcpuFd(fd.createVcpu(vcpu));
+      try {
+        this.#supportedCpuid ??= decodeCpuid2(kvm().supportedCpuid());
+        v.setCpuid2(encodeCpuid2(guestCpuid(this.#supportedCpuid, vcpu, this.vcpuCount, this.#cpuid)));
+      } catch (e) {
+        v.close();
+        throw e;
+      }
+      const run = new Uint8Array(v.runBuffer());
+      h = { fd: v, run, view: new DataView(run.buffer) };
+      this.#vcpus[vcpu] = h;
+    }
+    return h;
+  }
+
+  /**
+   * The vCPU's fd number, creating the vCPU if needed. For the worker-thread runner, which
+   * adopts it with `new VcpuFd(fd)`. @internal
+   */
+  vcpuFdNumber(vcpu: number): number {
+    return this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd.fd;
+  }
+
+  /** The raw native vCPU (escape hatch for ioctls without a libvmmapi wrapper). */
+  vcpuFd(vcpu: number): NativeVcpuFd {
+    return this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd;
+  }
+
+  /** The raw native VM fd (escape hatch). */
+  vmFd(): NativeVmFd {
+    return this.#live('vm_fd');
+  }
+
+  /** Mark the vCPUs as driven by a runner (vm.run then throws EBUSY). @internal */
+  claim(owner: string | undefined): void {
+    if (owner !== undefined && this.#owner !== undefined) throw errnoError('EBUSY', 'claim', `VM '${this.name}' is already run by ${this.#owner}`);
+    this.#owner = owner;
+  }
+
+  // ---------------------------------------------------------------- memory
+
+  #allocSlot(): number {
+    if (this.#nextSlot >= this.#maxSlots) throw errnoError('ENOSPC', 'vm_setup_memory', `all ${this.#maxSlots} KVM memory slots are used`);
+    return this.#nextSlot++;
+  }
+
+  /**
+   * Back `[gpa, gpa + len)` with new guest RAM (bhyve's vm_setup_memory) and return it as a
+   * SharedArrayBuffer. `gpa` and `len` must be page-aligned; an overlap is KvmError EEXIST.
+   */
+  setupMemory(gpa: number, len: number, opts: MemoryOptions = {}): SharedArrayBuffer {
+    const fd = this.#live('vm_setup_memory');
+    const page = native().pageSize;
+    checkInt(gpa, 'gpa', 0, 2 ** 52);
+    checkInt(len, 'len', 1, 2 ** 52);
+    if (gpa % page !== 0) throw new RangeError(`gpa must be page-aligned (0x${gpa.toString(16)})`);
+    if (len % page !== 0) throw new RangeError(`len must be a multiple of the page size (0x${len.toString(16)})`);
+    if (gpa + len > 2 ** 52) throw new RangeError('gpa + len exceeds the 52-bit physical address space');
+    const readonly = opts.readonly ?? false;
+    if (typeof readonly !== 'boolean') throw new TypeError('opts.readonly must be a boolean');
+    for (const s of this.#segments) {
+      if (gpa < s.gpa + s.length && s.gpa < gpa + len) {
+        throw errnoError('EEXIST', 'vm_setup_memory', `0x${gpa.toString(16)}+0x${len.toString(16)} overlaps the segment at 0x${s.gpa.toString(16)}`);
+      }
+    }
+    if (gpa < KVM_PRIVATE_END && KVM_PRIVATE_BASE < gpa + len) {
+      throw errnoError('EEXIST', 'vm_setup_memory', `0x${KVM_PRIVATE_BASE.toString(16)}-0x${(KVM_PRIVATE_END - 1).toString(16)} is reserved for KVM's real-mode TSS and identity map`);
+    }
+    const slot = this.#allocSlot();
+    const n = native();
+    const mapping = new n.GuestMapping(len);
+    try {
+      fd.setUserMemoryRegion(slot, readonly ? KVM_MEM.READONLY : 0, gpa, len, mapping, 0);
+    } catch (e) {
+      mapping.release();
+      this.#nextSlot--;
+      throw e;
+    }
+    const buffer = mapping.buffer();
+    this.#segments.push({ gpa, length: len, slot, mapping, buffer, readonly });
+    this.#segments.sort((a, b) => a.gpa - b.gpa);
+    this.memory.addSegment(gpa, new Uint8Array(buffer), readonly);
+    this.#ppt.onMemoryAdded(gpa, len, mapping);
+    return buffer;
+  }
+
+  /** The length of the segment that starts at `gpa`, or 0 (bhyve's vm_get_memory_seg). */
+  getMemorySeg(gpa: number): number {
+    this.#live('vm_get_memory_seg');
+    checkInt(gpa, 'gpa', 0, 2 ** 53 - 1);
+    return this.#segments.find((s) => s.gpa === gpa)?.length ?? 0;
+  }
+
+  /** The SharedArrayBuffers of all segments, with their addresses. */
+  memorySegments(): { gpa: number; length: number; buffer: SharedArrayBuffer; readonly: boolean }[] {
+    this.#live('vm_get_memory_seg');
+    return this.#segments.map(({ gpa, length, buffer, readonly }) => ({ gpa, length, buffer, readonly }));
+  }
+
+  /**
+   * A Uint8Array over guest memory `[gpa, gpa + len)` (bhyve's vm_map_gpa). RangeError
+   * unless the whole range lies in one segment.
+   */
+  mapMemory(gpa: number, len: number): Uint8Array {
+    this.#live('vm_map_memory');
+    checkInt(gpa, 'gpa', 0, 2 ** 53 - 1);
+    checkInt(len, 'len', 0, 2 ** 53 - 1);
+    const s = this.#segments.find((x) => gpa >= x.gpa && gpa - x.gpa < x.length);
+    if (!s || len > s.length - (gpa - s.gpa)) {
+      throw new RangeError(`gpa/len: 0x${gpa.toString(16)}+0x${len.toString(16)} does not lie within one memory segment`);
+    }
+    return new Uint8Array(s.buffer, gpa - s.gpa, len);
+  }
+
+  // ---------------------------------------------------------------- registers
+
+  #getRegs(v: VcpuHandle): KvmRegs {
+    return decodeRegs(v.fd.getRegs());
+  }
+
+  /** Read one register (bhyve's vm_get_register). Segment registers read their selector. */
+  getRegister(vcpu: number, reg: Reg): bigint {
+    return this.getRegisters(vcpu, [reg])[0];
+  }
+
+  /** Write one register (bhyve's vm_set_register). Segment registers take a selector. */
+  setRegister(vcpu: number, reg: Reg, value: bigint | number): void {
+    this.setRegisters(vcpu, [[reg, value]]);
+  }
+
+  /** Read several registers with one ioctl per KVM struct (bhyve's vm_get_register_set). */
+  getRegisters(vcpu: number, regs: readonly Reg[]): bigint[] {
+    this.#checkVcpu(vcpu);
+    if (!Array.isArray(regs)) throw new TypeError('regs must be an array');
+    const locs = regs.map((r, i) => this.#location(r, `regs[${i}]`));
+    const v = this.#vcpu(vcpu, 'vm_get_register');
+    let gp: KvmRegs | undefined;
+    let sr: KvmSregs | undefined;
+    let dr: ReturnType<typeof decodeDebugregs> | undefined;
+    let ev: DataView | undefined;
+    return locs.map((l) => {
+      switch (l.in) {
+        case 'regs':
+          return (gp ??= this.#getRegs(v))[l.field];
+        case 'sregs':
+          return (sr ??= decodeSregs(v.fd.getSregs()))[l.field];
+        case 'segment':
+          return BigInt((sr ??= decodeSregs(v.fd.getSregs()))[l.field].selector);
+        case 'dtable':
+          return (sr ??= decodeSregs(v.fd.getSregs()))[l.field].base;
+        case 'debugregs': {
+          dr ??= decodeDebugregs(v.fd.getDebugregs());
+          return typeof l.field === 'number' ? dr.db[l.field] : dr[l.field];
+        }
+        case 'events':
+          return BigInt(((ev ??= new DataView(v.fd.getVcpuEvents())).getUint8(EVENTS.interruptShadow)) ? 1 : 0);
+        default:
+          throw new Error('unreachable');
+      }
+    });
+  }
+
+  #location(reg: unknown, arg: string) {
+    if (!isReg(reg)) throw new RangeError(`${arg}: unknown register ${String(reg)}`);
+    const l = regLocation(reg);
+    if (l.in === 'unsupported') throw new RangeError(`${arg}: ${l.why}`);
+    return l;
+  }
+
+  /**
+   * Write several registers, each struct read-modified-written once (bhyve's
+   * vm_set_register_set). All arguments are checked before anything is written.
+   */
+  setRegisters(vcpu: number, entries: readonly (readonly [Reg, bigint | number])[]): void {
+    this.#checkVcpu(vcpu);
+    if (!Array.isArray(entries)) throw new TypeError('entries must be an array of [reg, value] pairs');
+    const edits = entries.map((e, i) => {
+      if (!Array.isArray(e) || e.length !== 2) throw new TypeError(`entries[${i}] must be a [reg, value] pair`);
+      return { loc: this.#location(e[0], `entries[${i}][0]`), value: toU64(e[1], `entries[${i}][1]`) };
+    });
+    const v = this.#vcpu(vcpu, 'vm_set_register');
+    const need = (k: string) => edits.some((e) => e.loc.in === k);
+    const gp = need('regs') ? this.#getRegs(v) : undefined;
+    const sr = need('sregs') || need('segment') || need('dtable') ? decodeSregs(v.fd.getSregs()) : undefined;
+    const dr = need('debugregs') ? decodeDebugregs(v.fd.getDebugregs()) : undefined;
+    const ev = need('events') ? new DataView(v.fd.getVcpuEvents()) : undefined;
+    for (const { loc, value } of edits) {
+      if (loc.in === 'regs') gp![loc.field] = value;
+      else if (loc.in === 'sregs') sr![loc.field] = value;
+      else if (loc.in === 'segment') sr![loc.field].selector = Number(value & 0xffffn);
+      else if (loc.in === 'dtable') sr![loc.field].base = value;
+      else if (loc.in === 'debugregs') {
+        if (typeof loc.field === 'number') dr!.db[loc.field] = value;
+        else dr![loc.field] = value;
+      } else if (loc.in === 'events') ev!.setUint8(EVENTS.interruptShadow, value ? 1 : 0);
+    }
+    if (sr) v.fd.setSregs(encodeSregs(sr));
+    if (gp) v.fd.setRegs(encodeRegs(gp));
+    if (dr) v.fd.setDebugregs(encodeDebugregs(dr));
+    if (ev) v.fd.setVcpuEvents(ev.buffer as ArrayBuffer);
+  }
+
+  /** Set a segment register's or GDTR/IDTR's descriptor (bhyve's vm_set_desc). */
+  setDesc(vcpu: number, reg: Reg, desc: SegmentDescriptor): void {
+    this.#checkVcpu(vcpu);
+    if (!isReg(reg) || !isDescReg(reg)) throw new RangeError(`reg: ${String(reg)} has no descriptor (segment registers, GDTR, IDTR)`);
+    if (typeof desc !== 'object' || desc === null) throw new TypeError('desc must be an object');
+    const base = toU64(desc.base, 'desc.base');
+    const limit = checkInt(desc.limit, 'desc.limit', 0, 0xffffffff);
+    const l = regLocation(reg);
+    const v = this.#vcpu(vcpu, 'vm_set_desc');
+    const sr = decodeSregs(v.fd.getSregs());
+    if (l.in === 'dtable') {
+      if (limit > 0xffff) throw new RangeError('desc.limit must be at most 0xffff for GDTR/IDTR');
+      sr[l.field] = { base, limit };
+    } else if (l.in === 'segment') {
+      const access = checkInt(desc.access, 'desc.access', 0, 0x1ffff);
+      const seg = sr[l.field];
+      seg.base = base;
+      seg.limit = limit;
+      accessToSegment(access, seg);
+    }
+    v.fd.setSregs(encodeSregs(sr));
+  }
+
+  /** A segment register's or GDTR/IDTR's descriptor (bhyve's vm_get_desc). */
+  getDesc(vcpu: number, reg: Reg): SegmentDescriptor {
+    this.#checkVcpu(vcpu);
+    if (!isReg(reg) || !isDescReg(reg)) throw new RangeError(`reg: ${String(reg)} has no descriptor (segment registers, GDTR, IDTR)`);
+    const l = regLocation(reg);
+    const sr = decodeSregs(this.#vcpu(vcpu, 'vm_get_desc').fd.getSregs());
+    if (l.in === 'dtable') return { base: sr[l.field].base, limit: sr[l.field].limit, access: 0 };
+    if (l.in !== 'segment') throw new Error('unreachable');
+    const s = sr[l.field];
+    return { base: s.base, limit: s.limit, access: segmentToAccess(s) };
+  }
+
+  /** Raw KVM register structs, for code that needs many at once (the runner, loaders). */
+  getKvmRegs(vcpu: number): KvmRegs {
+    return this.#getRegs(this.#vcpu(vcpu, 'KVM_GET_REGS'));
+  }
+  /** Write struct kvm_regs. */
+  setKvmRegs(vcpu: number, regs: KvmRegs): void {
+    this.#vcpu(vcpu, 'KVM_SET_REGS').fd.setRegs(encodeRegs(regs));
+  }
+  /** Read struct kvm_sregs. */
+  getKvmSregs(vcpu: number): KvmSregs {
+    return decodeSregs(this.#vcpu(vcpu, 'KVM_GET_SREGS').fd.getSregs());
+  }
+  /** Write struct kvm_sregs. */
+  setKvmSregs(vcpu: number, sregs: KvmSregs): void {
+    this.#vcpu(vcpu, 'KVM_SET_SREGS').fd.setSregs(encodeSregs(sregs));
+  }
+
+  // ---------------------------------------------------------------- pinning and running
+
+  /** The host CPU `vcpu` is pinned to, or -1 (bhyve's vm_get_pinning). */
+  getPinning(vcpu: number): number {
+    this.#checkVcpu(vcpu);
+    this.#live('vm_get_pinning');
+    return this.#pinning[vcpu];
+  }
+
+  /**
+   * Pin `vcpu` to host CPU `hostCpu` (-1 unpins). It applies to whichever thread runs the
+   * vCPU: the caller of {@link run}, or the runner's worker.
+   */
+  setPinning(vcpu: number, hostCpu: number): void {
+    this.#checkVcpu(vcpu);
+    this.#live('vm_set_pinning');
+    const cpus = native().getThreadAffinity().length;
+    const max = Math.max(...native().getThreadAffinity(), cpus - 1);
+    checkInt(hostCpu, 'hostCpu', -1, max);
+    this.#pinning[vcpu] = hostCpu;
+  }
+
+  /**
+   * Run `vcpu` on the calling thread until its next exit (bhyve's vm_run). If `rip` is
+   * given, RIP is set first. For an IN or MMIO read, fill `exit.data` before the next run.
+   */
+  run(vcpu: number, rip?: bigint | number): VmExit {
+    this.#checkVcpu(vcpu);
+    if (this.#owner !== undefined) throw errnoError('EBUSY', 'vm_run', `vCPUs of '${this.name}' are driven by ${this.#owner}`);
+    if (rip !== undefined) this.setRegister(vcpu, Reg.RIP, rip);
+    const v = this.#vcpu(vcpu, 'KVM_RUN');
+    const pin = this.#pinning[vcpu];
+    if (this.#appliedPinning.get(0) !== pin) {
+      native().setThreadAffinity(pin);
+      this.#appliedPinning.set(0, pin);
+    }
+    v.fd.run();
+    return decodeExit(vcpu, v.run, v.view);
+  }
+
+  // ---------------------------------------------------------------- interrupts and events
+
+  /**
+   * Inject an event into `vcpu` (bhyve's vm_inject_event): an exception (with an optional
+   * error code), an NMI, an external interrupt or a software interrupt.
+   */
+  injectEvent(vcpu: number, type: EventType, vector: number, errorCode?: number): void {
+    this.#checkVcpu(vcpu);
+    if (EventType[type] === undefined) throw new RangeError(`type: unknown event type ${String(type)}`);
+    checkInt(vector, 'vector', 0, 255);
+    if (errorCode !== undefined) checkInt(errorCode, 'errorCode', 0, 0xffffffff);
+    const isException = type === EventType.HwException || type === EventType.SwException || type === EventType.PrivSwException;
+    if (isException && vector >= 32) throw new RangeError('vector must be below 32 for an exception');
+    if (!isException && errorCode !== undefined) throw new RangeError('errorCode is only valid for exceptions');
+    if (type === EventType.Nmi) return this.injectNmi(vcpu);
+    if (type === EventType.HwIntr) {
+      if (this.irqchip) return this.lapicIrq(vcpu, vector);
+      this.#vcpu(vcpu, 'KVM_INTERRUPT').fd.interrupt(vector);
+      return;
+    }
+    const v = this.#vcpu(vcpu, 'KVM_SET_VCPU_EVENTS');
+    const ev = new DataView(v.fd.getVcpuEvents());
+    if (isException) {
+      ev.setUint8(EVENTS.exceptionInjected, 1);
+      ev.setUint8(EVENTS.exceptionNr, vector);
+      ev.setUint8(EVENTS.exceptionHasErrorCode, errorCode !== undefined ? 1 : 0);
+      ev.setUint32(EVENTS.exceptionErrorCode, errorCode ?? 0, true);
+    } else {
+      ev.setUint8(EVENTS.interruptInjected, 1);
+      ev.setUint8(EVENTS.interruptNr, vector);
+      ev.setUint8(EVENTS.interruptSoft, 1);
+    }
+    ev.setUint32(EVENTS.flags, 0, true);
+    v.fd.setVcpuEvents(ev.buffer as ArrayBuffer);
+  }
+
+  /** The vCPU whose local APIC has id `apicId` (bhyve's vm_apicid2vcpu): APIC id = vCPU. */
+  apicIdToVcpu(apicId: number): number {
+    this.#live('vm_apicid2vcpu');
+    checkInt(apicId, 'apicId', 0, 0xffffffff);
+    if (apicId >= this.vcpuCount) throw new RangeError(`apicId: no vCPU has APIC id ${apicId}`);
+    return apicId;
+  }
+
+  #requireIrqchip(syscall: string): NativeVmFd {
+    const fd = this.#live(syscall);
+    if (!this.irqchip) throw errnoError('ENXIO', syscall, 'the VM has no in-kernel local APIC (created with irqchip: false)');
+    return fd;
+  }
+
+  /** Deliver a fixed, edge-triggered interrupt `vector` to `vcpu`'s local APIC (bhyve's vm_lapic_irq). */
+  lapicIrq(vcpu: number, vector: number): void {
+    this.#checkVcpu(vcpu);
+    checkInt(vector, 'vector', 16, 255);
+    const fd = this.#requireIrqchip('vm_lapic_irq');
+    this.#vcpu(vcpu, 'vm_lapic_irq');
+    fd.signalMsi(0xfee00000 | (vcpu << 12), 0, vector);
+  }
+
+  /** Send an NMI to `vcpu` (bhyve's vm_inject_nmi). */
+  injectNmi(vcpu: number): void {
+    this.#checkVcpu(vcpu);
+    const v = this.#vcpu(vcpu, 'vm_inject_nmi');
+    if (this.irqchip) this.#fd!.signalMsi(0xfee00000 | (vcpu << 12), 0, 4 << 8);
+    else v.fd.nmi();
+  }
+
+  /** Drive an in-kernel PIC/IOAPIC input (KVM_IRQ_LINE). */
+  irqLine(irq: number, level: boolean): void {
+    checkInt(irq, 'irq', 0, 1023);
+    if (typeof level !== 'boolean') throw new TypeError('level must be a boolean');
+    this.#requireIrqchip('KVM_IRQ_LINE').irqLine(irq, level ? 1 : 0);
+  }
+
+  // ---------------------------------------------------------------- capabilities
+
+  /**
+   * bhyve's vm_get_capability: hlt_exit and pause_exit are 1 unless disabled with
+   * KVM_CAP_X86_DISABLE_EXITS; mtrap_exit is the vCPU's single-step state;
+   * unrestricted_guest is 1 where KVM runs real-mode guests.
+   */
+  getCapability(vcpu: number, cap: Capability | string): number {
+    this.#checkVcpu(vcpu);
+    const c = resolveCapability(cap);
+    this.#live('vm_get_capability');
+    switch (c) {
+      case Capability.HltExit:
+        return this.#disabledExits & KVM_X86_DISABLE_EXITS.HLT ? 0 : 1;
+      case Capability.PauseExit:
+        return this.#disabledExits & KVM_X86_DISABLE_EXITS.PAUSE ? 0 : 1;
+      case Capability.MtrapExit:
+        return this.#mtrap[vcpu] ? 1 : 0;
+      case Capability.UnrestrictedGuest:
+        return unrestrictedGuest() ? 1 : 0;
+    }
+  }
+
+  /**
+   * bhyve's vm_set_capability. mtrap_exit (single-step) can change at any time; hlt_exit
+   * and pause_exit can only be turned off, VM-wide, before any vCPU is used (KVM's rule);
+   * unrestricted_guest is fixed by the host.
+   */
+  setCapability(vcpu: number, cap: Capability | string, value: number | boolean): void {
+    this.#checkVcpu(vcpu);
+    const c = resolveCapability(cap);
+    if (typeof value !== 'number' && typeof value !== 'boolean') throw new TypeError('value must be a number or a boolean');
+    const on = Boolean(value);
+    const fd = this.#live('vm_set_capability');
+    if (c === Capability.MtrapExit) {
+      const dbg = new Uint8Array(SIZEOF.kvm_guest_debug);
+      new DataView(dbg.buffer).setUint32(0, on ? KVM_GUESTDBG.ENABLE | KVM_GUESTDBG.SINGLESTEP : 0, true);
+      this.#vcpu(vcpu, 'KVM_SET_GUEST_DEBUG').fd.setGuestDebug(dbg);
+      this.#mtrap[vcpu] = on;
+      return;
+    }
+    if (c === Capability.UnrestrictedGuest) {
+      if (on === unrestrictedGuest()) return;
+      throw errnoError('ENOTSUP', 'vm_set_capability', 'unrestricted_guest is a property of the host KVM module, not of a VM');
+    }
+    const bit = c === Capability.HltExit ? KVM_X86_DISABLE_EXITS.HLT : KVM_X86_DISABLE_EXITS.PAUSE;
+    const name = c === Capability.HltExit ? 'hlt_exit' : 'pause_exit';
+    if (on === !(this.#disabledExits & bit)) return;
+    if (on) throw errnoError('ENOTSUP', 'vm_set_capability', `${name} cannot be turned back on once disabled (KVM_CAP_X86_DISABLE_EXITS is one-way)`);
+    if (this.#vcpus.some((v) => v !== undefined)) {
+      throw errnoError('EBUSY', 'vm_set_capability', `${name} can change only before any vCPU is used (KVM_CAP_X86_DISABLE_EXITS)`);
+    }
+    const supported = kvm().checkExtension(KVM_CAP.X86_DISABLE_EXITS);
+    if (!(supported & bit)) throw errnoError('ENOTSUP', 'vm_set_capability', `this host cannot disable ${name}`);
+    fd.enableCap(KVM_CAP.X86_DISABLE_EXITS, [this.#disabledExits | bit]);
+    this.#disabledExits |= bit;
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  #statsReader(vcpu: number): StatsReader {
+    const v = this.#vcpu(vcpu, 'KVM_GET_STATS_FD');
+    if (!v.stats) {
+      const n = native();
+      v.stats = new StatsReader(new n.FileFd(v.fd.getStatsFd()) as NativeFileFd);
+    }
+    return v.stats;
+  }
+
+  /**
+   * The vCPU's statistics (bhyve's vm_get_stats): KVM's binary stats, followed by vmmapi's
+   * own counters (see {@link addStat}). Names come from {@link getStatDesc}.
+   */
+  getStats(vcpu: number): VcpuStats {
+    this.#checkVcpu(vcpu);
+    const values = this.#statsReader(vcpu).read();
+    for (const v of this.#userStats.values()) values.push(v[vcpu]);
+    return { time: Date.now(), values };
+  }
+
+  /** The name of statistic `index`, or undefined past the last (bhyve's vm_get_stat_desc). */
+  getStatDesc(index: number): string | undefined {
+    checkInt(index, 'index', 0, 2 ** 31);
+    this.#live('vm_get_stat_desc');
+    const d = this.#statsReader(0).descriptors;
+    if (index < d.length) return d[index].name;
+    return [...this.#userStats.keys()][index - d.length];
+  }
+
+  /** The statistics of `vcpu` by name. */
+  getStatsByName(vcpu: number): Record<string, bigint> {
+    const { values } = this.getStats(vcpu);
+    const out: Record<string, bigint> = {};
+    values.forEach((v, i) => (out[this.getStatDesc(i)!] = v));
+    return out;
+  }
+
+  /** Add `delta` to vmmapi counter `name` of `vcpu` (created at 0 on first use). */
+  addStat(vcpu: number, name: string, delta = 1n): void {
+    this.#checkVcpu(vcpu);
+    let v = this.#userStats.get(name);
+    if (!v) this.#userStats.set(name, (v = new Array(this.vcpuCount).fill(0n)));
+    v[vcpu] += delta;
+  }
+
+  // ---------------------------------------------------------------- x2APIC and reset
+
+  /** Whether `vcpu`'s local APIC is in x2APIC mode (bhyve's vm_get_x2apic_state). */
+  getX2apicState(vcpu: number): X2apicState {
+    this.#checkVcpu(vcpu);
+    this.#requireIrqchip('vm_get_x2apic_state');
+    const base = this.getKvmSregs(vcpu).apicBase;
+    return (base & (1n << 10n)) !== 0n ? X2apicState.Enabled : X2apicState.Disabled;
+  }
+
+  /** Put `vcpu`'s local APIC in x2APIC mode or back in xAPIC mode (bhyve's vm_set_x2apic_state). */
+  setX2apicState(vcpu: number, state: X2apicState): void {
+    this.#checkVcpu(vcpu);
+    if (state !== X2apicState.Enabled && state !== X2apicState.Disabled) throw new RangeError(`state: unknown x2APIC state ${String(state)}`);
+    this.#requireIrqchip('vm_set_x2apic_state');
+    const sr = this.getKvmSregs(vcpu);
+    const EN = 1n << 11n;
+    const EXTD = 1n << 10n;
+    sr.apicBase = state === X2apicState.Enabled ? sr.apicBase | EN | EXTD : (sr.apicBase | EN) & ~EXTD;
+    this.setKvmSregs(vcpu, sr);
+  }
+
+  /**
+   * Put `vcpu` in the Intel SDM power-on state (bhyve's vcpu_reset), including CR2, the
+   * debug registers, x87/SSE state and pending events. With an in-kernel irqchip, vCPUs other
+   * than 0 wait for INIT/SIPI.
+   */
+  vcpuReset(vcpu: number): void {
+    this.#checkVcpu(vcpu);
+    const v = this.#vcpu(vcpu, 'vcpu_reset');
+    const cpuid = this.#supportedCpuid ?? [];
+    const sig = cpuid.find((e) => e.function === 1)?.eax ?? 0x600;
+    const sr = resetSregs(decodeSregs(v.fd.getSregs()), vcpu === 0);
+    const dr = decodeDebugregs(v.fd.getDebugregs());
+    dr.db = [0n, 0n, 0n, 0n];
+    dr.dr6 = RESET_DR6;
+    dr.dr7 = RESET_DR7;
+    const fpu = new DataView(new ArrayBuffer(SIZEOF.kvm_fpu));
+    fpu.setUint16(FPU.fcw, RESET_FCW, true);
+    fpu.setUint32(FPU.mxcsr, RESET_MXCSR, true);
+    const ev = new DataView(new ArrayBuffer(SIZEOF.kvm_vcpu_events));
+    const mp = new DataView(new ArrayBuffer(SIZEOF.kvm_mp_state));
+    mp.setUint32(0, vcpu === 0 || !this.irqchip ? KVM_MP_STATE.RUNNABLE : KVM_MP_STATE.UNINITIALIZED, true);
+    v.fd.setSregs(encodeSregs(sr));
+    v.fd.setRegs(encodeRegs(resetRegs(sig & 0x0fff3fff)));
+    v.fd.setDebugregs(encodeDebugregs(dr));
+    v.fd.setFpu(fpu.buffer as ArrayBuffer);
+    v.fd.setVcpuEvents(ev.buffer as ArrayBuffer);
+    if (this.irqchip) v.fd.setMpState(mp.buffer as ArrayBuffer);
+    try {
+      const xcrs = new DataView(new ArrayBuffer(SIZEOF.kvm_xcrs));
+      xcrs.setUint32(0, 1, true);
+      xcrs.setBigUint64(16, 1n, true); // XCR0 = x87
+      v.fd.setXcrs(xcrs.buffer as ArrayBuffer);
+    } catch (e) {
+      if (!(e instanceof KvmError)) throw e; // hosts without XSAVE
+    }
+  }
+
+  // ---------------------------------------------------------------- PCI passthrough (VFIO)
+
+  /** Assign host PCI device bus:slot.func to the VM through VFIO (bhyve's vm_assign_pptdev). */
+  assignPptdev(bus: number, slot: number, func: number): void {
+    this.#ppt.assign(bus, slot, func);
+  }
+  /** Release an assigned device (bhyve's vm_unassign_pptdev). */
+  unassignPptdev(bus: number, slot: number, func: number): void {
+    this.#ppt.unassign(bus, slot, func);
+  }
+  /** Map the device BAR at host physical `hpa` to guest `gpa` (bhyve's vm_map_pptdev_mmio). */
+  mapPptdevMmio(bus: number, slot: number, func: number, gpa: number, len: number, hpa: bigint | number): void {
+    this.#ppt.mapMmio(bus, slot, func, gpa, len, hpa);
+  }
+  /** Route the device's MSI vectors to `destcpu` (bhyve's vm_setup_pptdev_msi). */
+  setupMsi(vcpu: number, bus: number, slot: number, func: number, destcpu: number, vector: number, numvec: number): void {
+    this.#ppt.setupMsi(vcpu, bus, slot, func, destcpu, vector, numvec);
+  }
+  /** Program MSI-X table entry `idx` (bhyve's vm_setup_pptdev_msix). */
+  setupMsix(vcpu: number, bus: number, slot: number, func: number, idx: number, msg: number, vectorControl: number, addr: bigint | number): void {
+    this.#ppt.setupMsix(vcpu, bus, slot, func, idx, msg, vectorControl, addr);
+  }
+}
+
+let unrestrictedCache: boolean | undefined;
+function unrestrictedGuest(): boolean {
+  if (unrestrictedCache === undefined) {
+    try {
+      unrestrictedCache = /^[Y1]/.test(readFileSync('/sys/module/kvm_intel/parameters/unrestricted_guest', 'utf8'));
+    } catch {
+      unrestrictedCache = true; // AMD SVM, PVM and others run real mode directly or by emulation
+    }
+  }
+  return unrestrictedCache;
+}
