@@ -211,7 +211,7 @@ export class PassthroughDevices {
     if (![0, 1, 2, 4, 8, 16, 32].includes(numvec) || vector + numvec > 256) throw new RangeError('numvec must be 0 or a power of two up to 32 that fits below vector 256');
     for (const m of a.msi) m.eventfd.close();
     a.msi = [];
-    for (let i = 0; i < numvec; i++) a.msi.push(this.#route(0xfee00000 | (destcpu << 12), 0, vector + i));
+    for (let i = 0; i < numvec; i++) a.msi.push(this.#route((0xfee00000 | (destcpu << 12)) >>> 0, 0, vector + i));
     native().vfio.deviceSetIrqsEventfd(a.device.fd, VFIO_PCI_MSI_IRQ_INDEX, 0, a.msi.map((m) => m.eventfd.fd));
   }
 

@@ -619,14 +619,14 @@ export class Vm {
     checkInt(vector, 'vector', 16, 255);
     const fd = this.#requireIrqchip('vm_lapic_irq');
     this.#vcpu(vcpu, 'vm_lapic_irq');
-    fd.signalMsi(0xfee00000 | (vcpu << 12), 0, vector);
+    fd.signalMsi((0xfee00000 | (vcpu << 12)) >>> 0, 0, vector);
   }
 
   /** Send an NMI to `vcpu` (bhyve's vm_inject_nmi). */
   injectNmi(vcpu: number): void {
     this.#checkVcpu(vcpu);
     const v = this.#vcpu(vcpu, 'vm_inject_nmi');
-    if (this.irqchip) this.#fd!.signalMsi(0xfee00000 | (vcpu << 12), 0, 4 << 8);
+    if (this.irqchip) this.#fd!.signalMsi((0xfee00000 | (vcpu << 12)) >>> 0, 0, 4 << 8);
     else v.fd.nmi();
   }
 

@@ -252,11 +252,12 @@ function planElf(mem: GuestMemoryAccess, image: Uint8Array, avoid: PlacedRange[]
     const hit = findOverlap(avoid, s.paddr, s.memsz);
     if (hit) throw new BootImageError(n, `ELF segment ${s.index} ${range} overlaps the ${hit.what} at ${hex(hit.start)}`);
   }
+  const snapshot = [...avoid];
   return {
     start: Math.min(...segs.map((s) => s.paddr)),
     end: Math.max(...segs.map((s) => s.paddr + s.memsz)),
     entry,
-    write: () => void loadElfSegments(mem, elf, image, n, avoid),
+    write: () => void loadElfSegments(mem, elf, image, n, snapshot),
   };
 }
 

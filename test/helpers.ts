@@ -1,0 +1,40 @@
+/** Shared test helpers: fixtures and small real-mode guests. */
+import { readFileSync } from 'node:fs';
+import { Reg, Vm, type VmCreateOptions } from '../src/index.js';
+import { fixturePath } from '../src/fixtures.js';
+
+let counter = 0;
+/** A VM name unique within this test process. */
+export function uniqueName(prefix = 'test'): string {
+  return `${prefix}-${process.pid}-${counter++}`;
+}
+
+/** The bytes of a bundled guest fixture. */
+export function fixture(name: string): Uint8Array {
+  return readFileSync(fixturePath(name));
+}
+
+/**
+ * A VM with 1 MiB of RAM at 0 and `code` loaded at `at` (default 0x1000), vCPU 0 in real
+ * mode with CS = 0 and IP = `at`.
+ */
+export function realModeVm(code: Uint8Array | number[], opts: VmCreateOptions & { at?: number } = {}): Vm {
+  const at = opts.at ?? 0x1000;
+  const vm = Vm.create(uniqueName('rm'), opts);
+  vm.setupMemory(0, 0x100000);
+  vm.memory.writeBytes(at, Uint8Array.from(code));
+  for (let i = 0; i < vm.vcpuCount; i++) {
+    vm.setDesc(i, Reg.CS, { base: 0n, limit: 0xffff, access: 0x9b });
+    vm.setRegisters(i, [[Reg.CS, 0], [Reg.RIP, at], [Reg.RFLAGS, 2]]);
+  }
+  return vm;
+}
+
+/** Run vCPU 0 until an exit that is not 'interrupted'; fail after `max` exits. */
+export function runUntil(vm: Vm, pred: (e: ReturnType<Vm['run']>) => boolean, max = 10_000) {
+  for (let i = 0; i < max; i++) {
+    const e = vm.run(0);
+    if (pred(e)) return e;
+  }
+  throw new Error(`no matching exit within ${max} exits`);
+}
