@@ -17,8 +17,11 @@ VmShared::~VmShared() {
   memory.clear();
 }
 
+RunMapping::~RunMapping() {
+  if (run != nullptr) munmap(run, size);
+}
+
 VcpuShared::~VcpuShared() {
-  if (run != nullptr) munmap(run, runSize);
   if (fd >= 0) close(fd);
   // `vm` is released after this body: the vCPU fd is closed before the VM's memory goes.
 }

@@ -26,10 +26,19 @@ struct VmShared {
   ~VmShared();
 };
 
+// The vCPU's mmap'd kvm_run area. JS ArrayBuffers over it hold this (not the vCPU), so the
+// fd closes promptly; the mapping itself keeps the kernel vCPU object alive until unmapped.
+struct RunMapping {
+  struct kvm_run* run = nullptr;
+  size_t size = 0;
+  ~RunMapping();
+};
+
 struct VcpuShared {
   int fd = -1;
   std::shared_ptr<VmShared> vm;
-  struct kvm_run* run = nullptr;
+  std::shared_ptr<RunMapping> mapping;
+  struct kvm_run* run = nullptr;  // == mapping->run
   size_t runSize = 0;
   std::mutex lock;  // guards thread/running against kick
   pthread_t thread{};

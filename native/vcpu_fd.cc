@@ -119,12 +119,12 @@ Napi::Value VcpuFd::Run(const Napi::CallbackInfo& info) {
 }
 
 // runBuffer(): an ArrayBuffer over the vCPU's mmap'd kvm_run area (and the PIO data and
-// coalesced-MMIO ring pages that follow it). It keeps the vCPU's mapping alive.
+// coalesced-MMIO ring pages that follow it). It keeps the mapping (not the fd) alive.
 Napi::Value VcpuFd::RunBuffer(const Napi::CallbackInfo& info) {
   if (!Live(info.Env(), "mmap")) return info.Env().Undefined();
-  auto* hold = new std::shared_ptr<VcpuShared>(v_);
+  auto* hold = new std::shared_ptr<RunMapping>(v_->mapping);
   return Napi::ArrayBuffer::New(
-      info.Env(), v_->run, v_->runSize, [](Napi::Env, void*, std::shared_ptr<VcpuShared>* h) { delete h; }, hold);
+      info.Env(), v_->run, v_->runSize, [](Napi::Env, void*, std::shared_ptr<RunMapping>* h) { delete h; }, hold);
 }
 
 template <typename T, unsigned long REQ>

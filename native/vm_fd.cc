@@ -92,7 +92,10 @@ Napi::Value VmFd::CreateVcpu(const Napi::CallbackInfo& info) {
   auto v = std::make_shared<VcpuShared>();
   v->fd = fd;
   v->vm = vm;
-  v->run = static_cast<kvm_run*>(run);
+  v->mapping = std::make_shared<RunMapping>();
+  v->mapping->run = static_cast<kvm_run*>(run);
+  v->mapping->size = runSize_;
+  v->run = v->mapping->run;
   v->runSize = runSize_;
   RegisterVcpu(v);
   vcpus_.push_back(fd);
