@@ -101,8 +101,12 @@ Napi::Value VcpuFd::Run(const Napi::CallbackInfo& info) {
     v->thread = pthread_self();
     v->running = true;
   }
-  int r = ioctl(v->fd, KVM_RUN, 0);
-  int e = errno;
+  int r, e;
+  do {
+    // EAGAIN: a vCPU waiting for INIT/SIPI was woken and its state changed; re-enter.
+    r = ioctl(v->fd, KVM_RUN, 0);
+    e = errno;
+  } while (r < 0 && e == EAGAIN);
   {
     std::lock_guard<std::mutex> g(v->lock);
     v->running = false;

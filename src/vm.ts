@@ -159,6 +159,7 @@ export class Vm {
   #cpuid: CpuidOptions;
   #supportedCpuid: CpuidEntry[] | undefined;
   #owner: string | undefined;
+  #guard: ((vcpu: number, syscall: string) => void) | undefined;
   #userStats = new Map<string, bigint[]>();
   /** PCI passthrough state (VFIO). */
   readonly #ppt: PassthroughDevices;
@@ -266,6 +267,7 @@ export class Vm {
   #vcpu(vcpu: number, syscall: string): VcpuHandle {
     this.#checkVcpu(vcpu);
     const fd = this.#live(syscall);
+    this.#guard?.(vcpu, syscall);
     let h = this.#vcpus[vcpu];
     if (!h) {
       const n = native();
@@ -302,10 +304,15 @@ export class Vm {
     return this.#live('vm_fd');
   }
 
-  /** Mark the vCPUs as driven by a runner (vm.run then throws EBUSY). @internal */
-  claim(owner: string | undefined): void {
+  /**
+   * Mark the vCPUs as driven by a runner (vm.run then throws EBUSY). `guard` is called before
+   * every vCPU ioctl from this thread and throws if that vCPU is inside KVM_RUN (the ioctl
+   * would block until it leaves). @internal
+   */
+  claim(owner: string | undefined, guard?: (vcpu: number, syscall: string) => void): void {
     if (owner !== undefined && this.#owner !== undefined) throw errnoError('EBUSY', 'claim', `VM '${this.name}' is already run by ${this.#owner}`);
     this.#owner = owner;
+    this.#guard = owner === undefined ? undefined : guard;
   }
 
   // ---------------------------------------------------------------- memory

@@ -1,0 +1,28 @@
+/**
+ * Userspace x86 instruction emulator for instructions KVM's in-kernel emulator cannot finish:
+ * decoder, guest page-table walk, and instruction implementations.
+ */
+export { emulate, SUPPORTED_MNEMONICS, type EmulateOptions, type EmulationResult } from './emulator.js';
+export { bigintToBytes, bytesToBigint, memoryCmpxchg, type CmpxchgResult, type CpuState, type EmulatorHost } from './host.js';
+export { decode } from './decoder.js';
+export * from './decoder-types.js';
+export {
+  linearRead,
+  linearWrite,
+  translate,
+  translateRange,
+  PF_ERROR,
+  isCanonical,
+  linearWidth,
+  type GeneralProtectionFault,
+  type LinearAccessOptions,
+  type LinearChunk,
+  type LinearFailure,
+  type PageFault,
+  type PagingAccess,
+  type PagingContext,
+  type TranslateResult,
+  type TranslationFault,
+} from './paging.js';
+export { cpuMode, type CpuMode, type ModeKind } from './cpu-mode.js';
+export { CR0, CR4, EFER, RFLAGS, STATUS_FLAGS } from './flags.js';

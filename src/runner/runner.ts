@@ -1,0 +1,573 @@
+/**
+ * `VcpuRunner`: runs every vCPU of a VM in its own worker thread (a piscina pool with one
+ * long task per vCPU) and services their exits on the main thread as events.
+ *
+ * Exits travel through a SharedArrayBuffer mailbox per vCPU (src/runner/protocol.ts).
+ * Fast paths that avoid the main-thread hop: writes to "posted" ports/ranges go to an
+ * ordered ring the main thread drains before it services the next exit of that vCPU, and
+ * devices registered with `{ worker: ... }` are loaded and run inside each vCPU worker.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { EventEmitter } from 'eventemitter3';
+import { Piscina } from 'piscina';
+import type { Vm } from '../vm.js';
+import { native, packageRoot } from '../kvm/native.js';
+import { decodeExit, setExitValue, type InoutExit, type MmioExit, type VmExit } from '../exits.js';
+import { MmioBus, PioBus, type BusRange } from '../bus/bus.js';
+import type { AccessSize, Device } from '../bus/device.js';
+import { StatsReader } from '../stats.js';
+import {
+  CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, POSTED, REPLY, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, STATUS,
+  type VcpuTask, type VcpuTaskResult, type WorkerDeviceRange, type WorkerDeviceSpec,
+} from './protocol.js';
+import { GuestError, RunnerError } from './errors.js';
+import { errnoError } from '../errors.js';
+import { installExitHook, type Kickable } from './exit-hook.js';
+
+/** A vCPU's state as the runner reports it. */
+export type VcpuState = 'starting' | 'running' | 'paused' | 'finished';
+
+/** A handler's result: nothing, or a promise that parks only its vCPU until it settles. */
+export type HandlerResult = void | Promise<void>;
+
+/** The runner's events (typed for eventemitter3). */
+export interface RunnerEvents {
+  /** Every exit the main thread sees (posted writes included), before it is serviced. */
+  exit: (exit: VmExit) => HandlerResult;
+  /** A port I/O exit that no device claimed: fill `exit.data` to answer an IN. */
+  inout: (exit: InoutExit) => HandlerResult;
+  /** An MMIO exit that no device claimed: fill `exit.data` to answer a read. */
+  mmio: (exit: MmioExit) => HandlerResult;
+  /** A vCPU halted with interrupts disabled (it can only be woken by NMI/INIT): it finishes. */
+  hlt: (exit: Extract<VmExit, { kind: 'hlt' }>) => HandlerResult;
+  /** The guest triple-faulted: every vCPU stops. */
+  shutdown: (exit: Extract<VmExit, { kind: 'shutdown' }>) => HandlerResult;
+  /** Single-step, breakpoint or watchpoint. */
+  debug: (exit: Extract<VmExit, { kind: 'debug' }>) => HandlerResult;
+  /** KVM gave up on the guest (e.g. its emulator failed): every vCPU stops, start() rejects. */
+  'internal-error': (exit: Extract<VmExit, { kind: 'internal-error' }>) => HandlerResult;
+  /** The guest asked for shutdown/reset: every vCPU stops. */
+  'system-event': (exit: Extract<VmExit, { kind: 'system-event' }>) => HandlerResult;
+  /** An access nobody claimed (no device, no listener): reads got all-ones. */
+  unhandled: (exit: InoutExit | MmioExit) => void;
+  /** A vCPU changed state. */
+  'vcpu-state': (vcpu: number, state: VcpuState) => void;
+  /** The runner failed (a handler threw, a worker died, the guest failed); it stops. */
+  error: (err: Error) => void;
+}
+
+/** Options for {@link VcpuRunner}. */
+export interface VcpuRunnerOptions {
+  /**
+   * How often (ms) to look for vCPUs that halted with interrupts disabled (the in-kernel
+   * APIC keeps HLT in the kernel, so this is how the runner notices). 0 disables. Default 50.
+   */
+  haltPollMs?: number;
+}
+
+/** Options for registering a device. */
+export interface RegisterOptions {
+  /** A name for error messages and traces. */
+  name?: string;
+  /**
+   * Writes are posted: the vCPU continues at once and the device sees the write later, in
+   * order, before that vCPU's next exit is serviced. Reads still go through the mailbox.
+   */
+  posted?: boolean;
+}
+
+/** What `start()` resolves to. */
+export interface RunResult {
+  /** Why the run ended: every vCPU halted, stop() was called, or the guest shut down. */
+  reason: 'halted' | 'stopped' | 'shutdown' | 'system-event';
+  /** Why each vCPU finished. */
+  vcpus: ('halted' | 'stopped' | 'shutdown' | 'system-event')[];
+}
+
+/** Counters of the runner (exits seen, hops, posted writes …). */
+export interface RunnerCounters {
+  /** Exits per vCPU, as counted by the workers (kicks included). */
+  exits: number[];
+  /** Exits handled inside the workers by worker devices. */
+  workerHandled: number[];
+  /** Writes posted to the ring. */
+  postedWrites: number[];
+  /** Round trips to the main thread. */
+  hops: number[];
+  /** Accesses no device or listener claimed. */
+  unhandled: number;
+}
+
+interface VcpuSlot {
+  index: number;
+  ctl: Int32Array;
+  run: Uint8Array;
+  view: DataView;
+  status: VcpuState;
+  finished?: RunResult['vcpus'][number];
+  stats?: StatsReader;
+  blockingIndex: number;
+  /** The worker's task settled (returned or threw). */
+  taskDone: boolean;
+}
+
+/** A bus bound to the runner: `register(base, len, device | { worker })`. */
+export class RunnerBus {
+  readonly #bus: PioBus | MmioBus;
+  readonly #runner: VcpuRunner;
+  readonly #space: 'pio' | 'mmio';
+  /** @internal */
+  readonly posted: { base: number; length: number }[] = [];
+  /** @internal */
+  readonly workerDevices: WorkerDeviceRange[] = [];
+
+  /** @internal */
+  constructor(runner: VcpuRunner, space: 'pio' | 'mmio') {
+    this.#runner = runner;
+    this.#space = space;
+    this.#bus = space === 'pio' ? new PioBus() : new MmioBus();
+  }
+
+  /** The underlying bus (lookups, counters). */
+  get bus(): PioBus | MmioBus {
+    return this.#bus;
+  }
+
+  /**
+   * Register a main-thread `device` over `[base, base + length)`, or a worker device
+   * (`{ worker: { module, export, options } }`) that each vCPU worker loads and runs without
+   * a hop to the main thread. Overlapping, zero-length and wrapping ranges throw RangeError.
+   */
+  register(base: number, length: number, device: Device | { worker: WorkerDeviceSpec }, opts: RegisterOptions = {}): BusRange {
+    if ('worker' in device && device.worker) {
+      if (this.#runner.started) throw new RunnerError('worker devices must be registered before start()');
+      const spec = device.worker;
+      if (typeof spec.module !== 'string' || typeof spec.export !== 'string') throw new TypeError('worker.module and worker.export must be strings');
+      const stub: Device = {
+        read: () => {
+          throw new RunnerError('worker device reached on the main thread');
+        },
+        write: () => {
+          throw new RunnerError('worker device reached on the main thread');
+        },
+      };
+      const r = this.#bus.register(base, length, stub, opts.name ?? `${spec.export} (worker)`);
+      this.workerDevices.push({ space: this.#space, base, length, ...spec });
+      return r;
+    }
+    const r = this.#bus.register(base, length, device as Device, opts.name);
+    if (opts.posted) {
+      if (this.#runner.started) throw new RunnerError('posted devices must be registered before start()');
+      this.posted.push({ base, length });
+    }
+    return r;
+  }
+}
+
+const runnerPool = new Set<Kickable>();
+
+/** Runs a VM's vCPUs concurrently, one worker thread each. */
+export class VcpuRunner extends EventEmitter<RunnerEvents> {
+  /** The VM being run. */
+  readonly vm: Vm;
+  /** The port I/O bus. */
+  readonly pio: RunnerBus;
+  /** The MMIO bus. */
+  readonly mmio: RunnerBus;
+  /** Counters (updated while running). */
+  readonly counters: RunnerCounters;
+
+  #opts: Required<VcpuRunnerOptions>;
+  #slots: VcpuSlot[] = [];
+  #pool: Piscina<VcpuTask, VcpuTaskResult> | undefined;
+  #started = false;
+  #stopping = false;
+  #error: Error | undefined;
+  #haltTimer: NodeJS.Timeout | undefined;
+  #kickable: Kickable;
+  #endReason: RunResult['reason'] | undefined;
+
+  constructor(vm: Vm, opts: VcpuRunnerOptions = {}) {
+    super();
+    if (!vm || typeof vm.vcpuFdNumber !== 'function') throw new TypeError('vm must be a Vm');
+    const haltPollMs = opts.haltPollMs ?? 50;
+    if (typeof haltPollMs !== 'number' || !(haltPollMs >= 0)) throw new RangeError('opts.haltPollMs must be a non-negative number');
+    this.vm = vm;
+    this.#opts = { haltPollMs };
+    this.pio = new RunnerBus(this, 'pio');
+    this.mmio = new RunnerBus(this, 'mmio');
+    const z = () => new Array(vm.vcpuCount).fill(0);
+    this.counters = { exits: z(), workerHandled: z(), postedWrites: z(), hops: z(), unhandled: 0 };
+    this.#kickable = { kickAll: () => this.#requestAll(CONTROL.STOP) };
+  }
+
+  /** True once start() was called. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** Each vCPU's state. */
+  get states(): VcpuState[] {
+    return this.#slots.map((s) => s.status);
+  }
+
+  /**
+   * Start every vCPU. Resolves when all have finished (halted, guest shutdown, stop());
+   * rejects if the run fails (a handler throws, a worker dies, the guest hits an internal
+   * error), after every vCPU has been stopped.
+   */
+  async start(): Promise<RunResult> {
+    if (this.#started) throw new RunnerError('start() was already called');
+    this.#started = true;
+    const vm = this.vm;
+    const workerPath = join(packageRoot(), 'dist', 'workers', 'vcpu-worker.js');
+    if (!existsSync(workerPath)) {
+      throw new RunnerError(`the vCPU worker is not built (${workerPath}): run \`npm run build\``);
+    }
+    const postedPorts = new SharedArrayBuffer(0x10000);
+    const pp = new Uint8Array(postedPorts);
+    for (const r of this.pio.posted) pp.fill(1, r.base, r.base + r.length);
+    const tasks: VcpuTask[] = [];
+    for (let v = 0; v < vm.vcpuCount; v++) {
+      const fd = vm.vcpuFdNumber(v);
+      const control = new SharedArrayBuffer(CONTROL_BLOCK_BYTES);
+      const run = new Uint8Array(vm.vcpuFd(v).runBuffer());
+      // vCPU ioctls block while the vCPU is in KVM_RUN: open the stats fd (used to notice
+      // halts) now, before the worker starts.
+      let stats: StatsReader | undefined;
+      try {
+        stats = new StatsReader(new (native().FileFd)(vm.vcpuFd(v).getStatsFd()));
+      } catch {
+        stats = undefined; // no binary stats: halts are then only seen as HLT exits
+      }
+      this.#slots.push({ index: v, ctl: new Int32Array(control), run, view: new DataView(run.buffer), status: 'starting', stats, blockingIndex: stats ? stats.descriptors.findIndex((d) => d.name === 'blocking') : -1, taskDone: false });
+      tasks.push({
+        vcpu: v, fd, pin: vm.getPinning(v), control, postedPorts, postedMmio: this.mmio.posted,
+        workerDevices: [...this.pio.workerDevices, ...this.mmio.workerDevices],
+      });
+    }
+    vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall));
+    this.#pool = new Piscina<VcpuTask, VcpuTaskResult>({
+      filename: workerPath,
+      minThreads: vm.vcpuCount,
+      maxThreads: vm.vcpuCount,
+      idleTimeout: 1000,
+      concurrentTasksPerWorker: 1,
+    });
+    runnerPool.add(this.#kickable);
+    installExitHook(runnerPool);
+    if (this.#opts.haltPollMs > 0 && vm.irqchip) this.#haltTimer = setInterval(() => this.#pollHalts(), this.#opts.haltPollMs);
+
+    const loops = this.#slots.map((s, i) =>
+      Promise.all([
+        this.#pool!
+          .run(tasks[i])
+          .catch((e: unknown) => this.#fail(e instanceof Error ? e : new Error(String(e))))
+          .finally(() => {
+            s.taskDone = true;
+            Atomics.add(s.ctl, CB.SEQ, 1);
+            Atomics.notify(s.ctl, CB.SEQ);
+          }),
+        this.#serve(s),
+      ]),
+    );
+    try {
+      await Promise.all(loops);
+    } finally {
+      clearInterval(this.#haltTimer);
+      runnerPool.delete(this.#kickable);
+      for (const s of this.#slots) s.stats?.close();
+      this.#syncCounters();
+      await this.#pool.destroy();
+      vm.claim(undefined);
+    }
+    if (this.#error) throw this.#error;
+    const per = this.#slots.map((s) => s.finished ?? 'stopped');
+    const reason = this.#endReason ?? (per.every((r) => r === 'halted') ? 'halted' : 'stopped');
+    return { reason, vcpus: per };
+  }
+
+  /** Throws unless vCPU `v` is outside KVM_RUN (paused, finished, or parked on an exit). */
+  #guardVcpu(v: number, syscall: string): void {
+    const s = this.#slots[v];
+    if (!s) return;
+    const st = Atomics.load(s.ctl, CB.STATUS);
+    if (st === STATUS.PAUSED || st === STATUS.FINISHED || s.taskDone) return;
+    if (Atomics.load(s.ctl, CB.STATE) === MAILBOX.POSTED) return;
+    throw errnoError('EBUSY', syscall, `vCPU ${v} is running in a VcpuRunner: pause() first, or access it from an exit handler`);
+  }
+
+  /** Stop every vCPU (kicks them out of KVM_RUN). start() then resolves. */
+  stop(): void {
+    this.#stopping = true;
+    this.#endReason ??= 'stopped';
+    this.#requestAll(CONTROL.STOP);
+  }
+
+  /**
+   * Pause every vCPU: resolves when none is inside KVM_RUN, so registers and memory can be
+   * read and written from the main thread. vCPUs parked on a pending handler pause once it
+   * settles.
+   */
+  async pause(): Promise<void> {
+    if (!this.#started) throw new RunnerError('pause() before start()');
+    this.#requestAll(CONTROL.PAUSE);
+    await Promise.all(
+      this.#slots.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const check = () => {
+              if (s.status === 'paused' || s.status === 'finished') {
+                this.off('vcpu-state', onState);
+                resolve();
+                return true;
+              }
+              return false;
+            };
+            const onState = () => void check();
+            this.on('vcpu-state', onState);
+            check();
+          }),
+      ),
+    );
+  }
+
+  /** Resume after pause(). */
+  resume(): void {
+    if (!this.#started) throw new RunnerError('resume() before start()');
+    for (const s of this.#slots) {
+      if (Atomics.compareExchange(s.ctl, CB.CONTROL, CONTROL.PAUSE, CONTROL.RUN) === CONTROL.PAUSE) Atomics.notify(s.ctl, CB.CONTROL);
+    }
+  }
+
+  #requestAll(c: number): void {
+    const n = native();
+    for (const s of this.#slots) {
+      const prev = Atomics.load(s.ctl, CB.CONTROL);
+      if (prev === CONTROL.STOP) {
+        // already stopping: kick again in case it re-entered
+      } else {
+        Atomics.store(s.ctl, CB.CONTROL, c);
+      }
+      Atomics.notify(s.ctl, CB.CONTROL);
+      Atomics.notify(s.ctl, CB.STATE);
+      Atomics.notify(s.ctl, CB.RING_HEAD);
+      try {
+        n.kick(this.vm.destroyed ? -1 : this.vm.vcpuFdNumber(s.index));
+      } catch {
+        /* the VM is gone: nothing runs */
+      }
+    }
+  }
+
+  #fail(err: Error): void {
+    if (!this.#error) {
+      this.#error = err;
+      if (this.listenerCount('error') > 0) this.emit('error', err);
+    }
+    this.stop();
+  }
+
+  #syncCounters(): void {
+    for (const s of this.#slots) {
+      this.counters.exits[s.index] = Atomics.load(s.ctl, CB.EXITS);
+      this.counters.workerHandled[s.index] = Atomics.load(s.ctl, CB.WORKER_HANDLED);
+      this.counters.postedWrites[s.index] = Atomics.load(s.ctl, CB.POSTED_WRITES);
+      this.counters.hops[s.index] = Atomics.load(s.ctl, CB.HOPS);
+    }
+  }
+
+  #setStatus(s: VcpuSlot, st: number): void {
+    const name: VcpuState = st === STATUS.RUNNING ? 'running' : st === STATUS.PAUSED ? 'paused' : st === STATUS.FINISHED ? 'finished' : 'starting';
+    if (name !== s.status) {
+      s.status = name;
+      this.emit('vcpu-state', s.index, name);
+    }
+  }
+
+  /** The main-thread side of one vCPU: wait, drain posted writes, service the mailbox. */
+  async #serve(s: VcpuSlot): Promise<void> {
+    const ctl = s.ctl;
+    for (;;) {
+      const seen = Atomics.load(ctl, CB.SEQ);
+      this.#setStatus(s, Atomics.load(ctl, CB.STATUS));
+      await this.#drain(s);
+      if (Atomics.load(ctl, CB.STATE) === MAILBOX.POSTED) {
+        let stop = false;
+        try {
+          stop = await this.#service(s);
+        } catch (e) {
+          this.#fail(e instanceof Error ? e : new Error(String(e)));
+          stop = true;
+        }
+        Atomics.store(ctl, CB.REPLY, stop || this.#stopping ? REPLY.STOP : REPLY.CONTINUE);
+        Atomics.store(ctl, CB.STATE, MAILBOX.REPLIED);
+        Atomics.notify(ctl, CB.STATE);
+        continue;
+      }
+      if (s.status === 'finished' || s.taskDone) {
+        s.finished ??= 'stopped';
+        if (s.status !== 'finished') this.#setStatus(s, STATUS.FINISHED);
+        return;
+      }
+      const w = Atomics.waitAsync(ctl, CB.SEQ, seen);
+      if (w.async) await w.value;
+    }
+  }
+
+  /** Deliver posted writes in order. */
+  async #drain(s: VcpuSlot): Promise<void> {
+    const ctl = s.ctl;
+    let head = Atomics.load(ctl, CB.RING_HEAD);
+    const tail = Atomics.load(ctl, CB.RING_TAIL);
+    if (head === tail) return;
+    const observed = this.listenerCount('exit') > 0;
+    while (head !== tail) {
+      const o = CB.RING + (head % RING_CAPACITY) * RING_ENTRY_INTS;
+      const kind = ctl[o] & 0xff;
+      const size = ((ctl[o] >> 8) & 0xff) as AccessSize;
+      if (!observed) {
+        // fast path: straight to the device, no exit object
+        const bus = kind === RING_KIND.PIO_WRITE ? this.pio.bus : this.mmio.bus;
+        const addr = kind === RING_KIND.PIO_WRITE ? ctl[o + 1] & 0xffff : (ctl[o + 1] >>> 0) + (ctl[o + 3] >>> 0) * 2 ** 32;
+        const mask = size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff;
+        const r = bus.find(addr);
+        if (r) {
+          bus.counters.writes++;
+          r.device.write(addr - r.base, size, (ctl[o + 2] & mask) >>> 0);
+          head++;
+          continue;
+        }
+      }
+      const bytes = new Uint8Array(8);
+      const dv = new DataView(bytes.buffer);
+      let exit: VmExit;
+      if (kind === RING_KIND.PIO_WRITE) {
+        dv.setUint32(0, ctl[o + 2] >>> 0, true);
+        const value = dv.getUint32(0, true) & (size === 4 ? 0xffffffff : size === 2 ? 0xffff : 0xff);
+        exit = { kind: 'inout', vcpu: s.index, port: ctl[o + 1] & 0xffff, bytes: size as 1 | 2 | 4, in: false, count: 1, value: value >>> 0, data: bytes.subarray(0, size) };
+      } else {
+        dv.setUint32(0, ctl[o + 2] >>> 0, true);
+        const gpa = (ctl[o + 1] >>> 0) + (ctl[o + 3] >>> 0) * 2 ** 32;
+        exit = { kind: 'mmio', vcpu: s.index, gpa, bytes: size, write: true, value: BigInt(dv.getUint32(0, true)), data: bytes.subarray(0, size) };
+      }
+      head++;
+      await this.#dispatch(exit);
+    }
+    Atomics.store(ctl, CB.RING_HEAD, head);
+    Atomics.notify(ctl, CB.RING_HEAD);
+  }
+
+  async #callListeners(event: keyof RunnerEvents, exit: VmExit): Promise<boolean> {
+    const ls = this.listeners(event) as ((e: VmExit) => HandlerResult)[];
+    if (ls.length === 0) return false;
+    const pending: Promise<void>[] = [];
+    for (const l of ls) {
+      const r = l.call(this, exit);
+      if (r && typeof (r as Promise<void>).then === 'function') pending.push(r as Promise<void>);
+    }
+    if (pending.length) await Promise.all(pending);
+    return true;
+  }
+
+  /** Bus dispatch for I/O exits; listeners for the rest. Returns true to stop this vCPU. */
+  async #dispatch(exit: VmExit): Promise<boolean> {
+    await this.#callListeners('exit', exit);
+    switch (exit.kind) {
+      case 'inout':
+        await this.#io(exit, this.pio.bus, exit.port);
+        return false;
+      case 'mmio':
+        await this.#io(exit, this.mmio.bus, exit.gpa);
+        return false;
+      case 'debug':
+        await this.#callListeners('debug', exit);
+        return false;
+      case 'interrupted':
+        return false;
+      case 'hlt':
+        await this.#callListeners('hlt', exit);
+        return true;
+      case 'shutdown':
+      case 'system-event': {
+        await this.#callListeners(exit.kind, exit);
+        this.#endReason ??= exit.kind;
+        this.#slots[exit.vcpu].finished = exit.kind;
+        this.stop();
+        this.#endReason = exit.kind;
+        return true;
+      }
+      case 'internal-error':
+        await this.#callListeners('internal-error', exit);
+        this.#fail(new GuestError(exit));
+        return true;
+      default:
+        this.#fail(new GuestError(exit));
+        return true;
+    }
+  }
+
+  async #io(exit: InoutExit | MmioExit, bus: PioBus | MmioBus, addr: number): Promise<void> {
+    const width = exit.bytes as AccessSize;
+    const isRead = exit.kind === 'inout' ? exit.in : !exit.write;
+    const r = bus.find(addr);
+    if (r) {
+      if (isRead) {
+        bus.counters.reads++;
+        setExitValue(exit, r.device.read(addr - r.base, width));
+      } else {
+        bus.counters.writes++;
+        const d = exit.data;
+        for (let i = 0; i < d.length; i += width) {
+          let v = 0n;
+          for (let k = width - 1; k >= 0; k--) v = (v << 8n) | BigInt(d[i + k]);
+          r.device.write(addr - r.base, width, width === 8 ? v : Number(v));
+        }
+      }
+      return;
+    }
+    if (isRead) {
+      exit.data.fill(0xff);
+      bus.counters.unhandledReads++;
+    } else {
+      bus.counters.unhandledWrites++;
+    }
+    const answered = await this.#callListeners(exit.kind, exit);
+    if (!answered) {
+      this.counters.unhandled++;
+      this.emit('unhandled', exit);
+    }
+  }
+
+  /** Service the posted mailbox entry of `s`; true to stop the vCPU. */
+  async #service(s: VcpuSlot): Promise<boolean> {
+    const kind = Atomics.load(s.ctl, CB.POSTED_KIND);
+    if (kind === POSTED.HALTED) {
+      const stop = await this.#dispatch({ kind: 'hlt', vcpu: s.index });
+      s.finished = 'halted';
+      return stop;
+    }
+    const exit = decodeExit(s.index, s.run, s.view);
+    const stop = await this.#dispatch(exit);
+    if (stop && exit.kind === 'hlt') s.finished = 'halted';
+    return stop;
+  }
+
+  /** Ask workers whose vCPU is blocked in the kernel whether it halted for good. */
+  #pollHalts(): void {
+    const n = native();
+    for (const s of this.#slots) {
+      if (s.status !== 'running' || Atomics.load(s.ctl, CB.STATE) !== MAILBOX.IDLE) continue;
+      if (!s.stats || s.blockingIndex < 0) continue;
+      try {
+        if (s.stats.read()[s.blockingIndex] === 1n && Atomics.load(s.ctl, CB.CHECK_HALT) === 0) {
+          Atomics.store(s.ctl, CB.CHECK_HALT, 1);
+          n.kick(this.vm.vcpuFdNumber(s.index));
+        }
+      } catch {
+        /* stats unavailable: halts are then only seen as HLT exits */
+      }
+    }
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The vCPU worker: runs one vCPU's blocking KVM_RUN loop in a piscina worker thread.
+ *
+ * Exits that need the main thread go through the mailbox in the control block
+ * (src/runner/protocol.ts); posted writes go to the ring without waiting; exits claimed by a
+ * worker-side device are answered here. Nothing else lives in this file.
+ */
+import { pathToFileURL } from 'node:url';
+import { native } from '../src/kvm/native.js';
+import { KVM_EXIT, KVM_MP_STATE } from '../src/kvm/constants.js';
+import { RUN } from '../src/exits.js';
+import type { AccessSize, Device } from '../src/bus/device.js';
+import {
+  CB, CONTROL, MAILBOX, POSTED, REPLY, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, STATUS,
+  type VcpuTask, type VcpuTaskResult,
+} from '../src/runner/protocol.js';
+
+interface LocalDevice {
+  base: number;
+  length: number;
+  device: Device;
+}
+
+async function loadDevices(task: VcpuTask, space: 'pio' | 'mmio'): Promise<LocalDevice[]> {
+  const out: LocalDevice[] = [];
+  for (const d of task.workerDevices.filter((x) => x.space === space)) {
+    const url = d.module.startsWith('file:') ? d.module : pathToFileURL(d.module).href;
+    const mod = (await import(url)) as Record<string, new (o: unknown) => Device>;
+    const Cls = mod[d.export];
+    if (typeof Cls !== 'function') throw new TypeError(`worker device: ${d.module} has no export '${d.export}'`);
+    out.push({ base: d.base, length: d.length, device: new Cls(d.options) });
+  }
+  return out;
+}
+
+function find(devs: LocalDevice[], addr: number): LocalDevice | undefined {
+  for (const d of devs) if (addr >= d.base && addr < d.base + d.length) return d;
+  return undefined;
+}
+
+function readLE(b: Uint8Array, off: number, n: number): bigint {
+  let v = 0n;
+  for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[off + i]);
+  return v;
+}
+
+function writeLE(b: Uint8Array, off: number, n: number, value: number | bigint): void {
+  let v = BigInt.asUintN(64, BigInt(value));
+  for (let i = 0; i < n; i++) {
+    b[off + i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+}
+
+/** The piscina task: run vCPU `task.vcpu` until told to stop. */
+export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
+  const n = native();
+  const vcpu = new n.VcpuFd(task.fd);
+  try {
+    if (task.pin >= 0) n.setThreadAffinity(task.pin);
+    const pioDevs = await loadDevices(task, 'pio');
+    const mmioDevs = await loadDevices(task, 'mmio');
+    const ctl = new Int32Array(task.control);
+    const posted = new Uint8Array(task.postedPorts);
+    const run = new Uint8Array(vcpu.runBuffer());
+    const view = new DataView(run.buffer);
+    const signal = () => {
+      Atomics.add(ctl, CB.SEQ, 1);
+      Atomics.notify(ctl, CB.SEQ);
+    };
+    const setStatus = (s: number) => {
+      Atomics.store(ctl, CB.STATUS, s);
+      signal();
+    };
+    const stopRequested = () => Atomics.load(ctl, CB.CONTROL) === CONTROL.STOP;
+
+    /** Hand an exit to the main thread and wait for its reply; true if told to stop. */
+    const post = (kind: number): boolean => {
+      Atomics.add(ctl, CB.HOPS, 1);
+      Atomics.store(ctl, CB.POSTED_KIND, kind);
+      Atomics.store(ctl, CB.STATE, MAILBOX.POSTED);
+      signal();
+      while (Atomics.load(ctl, CB.STATE) === MAILBOX.POSTED) {
+        if (stopRequested()) return true;
+        Atomics.wait(ctl, CB.STATE, MAILBOX.POSTED);
+      }
+      Atomics.store(ctl, CB.STATE, MAILBOX.IDLE);
+      return Atomics.load(ctl, CB.REPLY) === REPLY.STOP;
+    };
+
+    /** Append a posted write to the ring; waits while the ring is full. */
+    const push = (kind: number, size: number, addr: number, value: bigint): void => {
+      const tail = Atomics.load(ctl, CB.RING_TAIL);
+      let head = Atomics.load(ctl, CB.RING_HEAD);
+      while (tail - head >= RING_CAPACITY) {
+        if (stopRequested()) return;
+        Atomics.wait(ctl, CB.RING_HEAD, head, 100);
+        head = Atomics.load(ctl, CB.RING_HEAD);
+      }
+      const o = CB.RING + (tail % RING_CAPACITY) * RING_ENTRY_INTS;
+      ctl[o] = kind | (size << 8);
+      ctl[o + 1] = addr | 0;
+      ctl[o + 2] = Number(value & 0xffffffffn) | 0;
+      ctl[o + 3] = kind === RING_KIND.MMIO_WRITE ? Math.floor(addr / 2 ** 32) | 0 : Number((value >> 32n) & 0xffffffffn) | 0;
+      Atomics.store(ctl, CB.RING_TAIL, tail + 1);
+      Atomics.add(ctl, CB.POSTED_WRITES, 1);
+      Atomics.add(ctl, CB.SEQ, 1);
+      if (head === tail) Atomics.notify(ctl, CB.SEQ);
+    };
+
+    const haltedForever = (): boolean => {
+      const mp = new DataView(vcpu.getMpState()).getUint32(0, true);
+      if (mp !== KVM_MP_STATE.HALTED) return false;
+      const rflags = new DataView(vcpu.getRegs()).getBigUint64(17 * 8, true);
+      return (rflags & 0x200n) === 0n;
+    };
+
+    const postedMmio = task.postedMmio;
+    setStatus(STATUS.RUNNING);
+    for (;;) {
+      const c = Atomics.load(ctl, CB.CONTROL);
+      if (c === CONTROL.STOP) break;
+      if (c === CONTROL.PAUSE) {
+        setStatus(STATUS.PAUSED);
+        while (Atomics.load(ctl, CB.CONTROL) === CONTROL.PAUSE) Atomics.wait(ctl, CB.CONTROL, CONTROL.PAUSE);
+        setStatus(STATUS.RUNNING);
+        continue;
+      }
+      if (Atomics.load(ctl, CB.CHECK_HALT) === 1) {
+        Atomics.store(ctl, CB.CHECK_HALT, 0);
+        if (haltedForever() && post(POSTED.HALTED)) break;
+      }
+      const reason = vcpu.run();
+      Atomics.add(ctl, CB.EXITS, 1);
+      if (reason === KVM_EXIT.INTR) continue;
+      if (reason === KVM_EXIT.IO) {
+        const count = view.getUint32(RUN.ioCount, true);
+        if (count === 1) {
+          const port = view.getUint16(RUN.ioPort, true);
+          const size = view.getUint8(RUN.ioSize) as AccessSize;
+          const isOut = view.getUint8(RUN.ioDirection) === 1;
+          const off = Number(view.getBigUint64(RUN.ioDataOffset, true));
+          if (off + size <= run.length) {
+            const d = pioDevs.length ? find(pioDevs, port) : undefined;
+            if (d) {
+              if (isOut) d.device.write(port - d.base, size, readLE(run, off, size));
+              else writeLE(run, off, size, d.device.read(port - d.base, size));
+              Atomics.add(ctl, CB.WORKER_HANDLED, 1);
+              continue;
+            }
+            if (isOut && posted[port] !== 0) {
+              push(RING_KIND.PIO_WRITE, size, port, readLE(run, off, size));
+              continue;
+            }
+          }
+        }
+      } else if (reason === KVM_EXIT.MMIO) {
+        const gpa = Number(view.getBigUint64(RUN.mmioPhysAddr, true));
+        const len = view.getUint32(RUN.mmioLen, true);
+        const write = view.getUint8(RUN.mmioIsWrite) !== 0;
+        if (len === 1 || len === 2 || len === 4 || len === 8) {
+          const d = mmioDevs.length ? find(mmioDevs, gpa) : undefined;
+          if (d) {
+            if (write) d.device.write(gpa - d.base, len, readLE(run, RUN.mmioData, len));
+            else writeLE(run, RUN.mmioData, len, d.device.read(gpa - d.base, len));
+            Atomics.add(ctl, CB.WORKER_HANDLED, 1);
+            continue;
+          }
+          if (write && len <= 4 && postedMmio.length && postedMmio.some((r) => gpa >= r.base && gpa < r.base + r.length)) {
+            push(RING_KIND.MMIO_WRITE, len, gpa, readLE(run, RUN.mmioData, len));
+            continue;
+          }
+        }
+      }
+      if (post(POSTED.EXIT)) break;
+    }
+    setStatus(STATUS.FINISHED);
+    return { vcpu: task.vcpu, reason: stopRequested() ? 'stopped' : 'replied-stop' };
+  } finally {
+    vcpu.close();
+  }
+}
