@@ -160,6 +160,7 @@ export class Vm {
   #supportedCpuid: CpuidEntry[] | undefined;
   #owner: string | undefined;
   #guard: ((vcpu: number, syscall: string) => void) | undefined;
+  #onDestroy: (() => void) | undefined;
   #userStats = new Map<string, bigint[]>();
   /** PCI passthrough state (VFIO). */
   readonly #ppt: PassthroughDevices;
@@ -237,6 +238,8 @@ export class Vm {
    */
   destroy(): void {
     if (!this.#fd) return;
+    // a runner still driving the vCPUs is stopped first (its workers keep their own fds)
+    this.#onDestroy?.();
     this.#ppt.closeAll();
     for (const v of this.#vcpus) {
       v?.stats?.close();
@@ -309,10 +312,11 @@ export class Vm {
    * every vCPU ioctl from this thread and throws if that vCPU is inside KVM_RUN (the ioctl
    * would block until it leaves). @internal
    */
-  claim(owner: string | undefined, guard?: (vcpu: number, syscall: string) => void): void {
+  claim(owner: string | undefined, guard?: (vcpu: number, syscall: string) => void, onDestroy?: () => void): void {
     if (owner !== undefined && this.#owner !== undefined) throw errnoError('EBUSY', 'claim', `VM '${this.name}' is already run by ${this.#owner}`);
     this.#owner = owner;
     this.#guard = owner === undefined ? undefined : guard;
+    this.#onDestroy = owner === undefined ? undefined : onDestroy;
   }
 
   // ---------------------------------------------------------------- memory

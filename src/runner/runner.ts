@@ -101,6 +101,8 @@ export interface RunnerCounters {
 
 interface VcpuSlot {
   index: number;
+  /** The vCPU fd number (for kicks). */
+  fd: number;
   ctl: Int32Array;
   run: Uint8Array;
   view: DataView;
@@ -241,13 +243,13 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       } catch {
         stats = undefined; // no binary stats: halts are then only seen as HLT exits
       }
-      this.#slots.push({ index: v, ctl: new Int32Array(control), run, view: new DataView(run.buffer), status: 'starting', stats, blockingIndex: stats ? stats.descriptors.findIndex((d) => d.name === 'blocking') : -1, taskDone: false });
+      this.#slots.push({ index: v, fd, ctl: new Int32Array(control), run, view: new DataView(run.buffer), status: 'starting', stats, blockingIndex: stats ? stats.descriptors.findIndex((d) => d.name === 'blocking') : -1, taskDone: false });
       tasks.push({
         vcpu: v, fd, pin: vm.getPinning(v), control, postedPorts, postedMmio: this.mmio.posted,
         workerDevices: [...this.pio.workerDevices, ...this.mmio.workerDevices],
       });
     }
-    vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall));
+    vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall), () => this.stop());
     this.#pool = new Piscina<VcpuTask, VcpuTaskResult>({
       filename: workerPath,
       minThreads: vm.vcpuCount,
@@ -318,7 +320,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         (s) =>
           new Promise<void>((resolve) => {
             const check = () => {
-              if (s.status === 'paused' || s.status === 'finished') {
+              const st = Atomics.load(s.ctl, CB.STATUS);
+              if (st === STATUS.PAUSED || st === STATUS.FINISHED || s.taskDone) {
                 this.off('vcpu-state', onState);
                 resolve();
                 return true;
@@ -353,11 +356,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       Atomics.notify(s.ctl, CB.CONTROL);
       Atomics.notify(s.ctl, CB.STATE);
       Atomics.notify(s.ctl, CB.RING_HEAD);
-      try {
-        n.kick(this.vm.destroyed ? -1 : this.vm.vcpuFdNumber(s.index));
-      } catch {
-        /* the VM is gone: nothing runs */
-      }
+      n.kick(s.fd); // false if the vCPU is gone: then nothing runs
     }
   }
 
@@ -394,6 +393,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       this.#setStatus(s, Atomics.load(ctl, CB.STATUS));
       await this.#drain(s);
       if (Atomics.load(ctl, CB.STATE) === MAILBOX.POSTED) {
+        // the worker pushes before it posts: drain again so every earlier write lands first
+        await this.#drain(s);
         let stop = false;
         try {
           stop = await this.#service(s);
@@ -563,7 +564,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       try {
         if (s.stats.read()[s.blockingIndex] === 1n && Atomics.load(s.ctl, CB.CHECK_HALT) === 0) {
           Atomics.store(s.ctl, CB.CHECK_HALT, 1);
-          n.kick(this.vm.vcpuFdNumber(s.index));
+          n.kick(s.fd);
         }
       } catch {
         /* stats unavailable: halts are then only seen as HLT exits */

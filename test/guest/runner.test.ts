@@ -1,0 +1,216 @@
+/**
+ * The worker-thread runner against real KVM guests.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { GuestError, KvmError, Reg, VcpuRunner, Vm, type Device } from '../../src/index.js';
+import { flat32, smpVm } from './guests.js';
+import { uniqueName } from '../helpers.js';
+
+const vms: Vm[] = [];
+afterEach(() => {
+  for (const vm of vms.splice(0)) vm.destroy();
+});
+function track<T extends Vm>(vm: T): T {
+  vms.push(vm);
+  return vm;
+}
+
+/** A device that records every write and answers reads with `value`. */
+function sink(value = 0): Device & { writes: number[] } {
+  const writes: number[] = [];
+  return { writes, read: () => value, write: (_o, _s, v) => void writes.push(Number(v)) };
+}
+
+/** A real-mode VM with `code` at 0x1000 (and more vCPUs made runnable at `apStarts`). */
+function codeVm(code: number[], opts: { vcpus?: number; apCode?: number[][] } = {}): Vm {
+  const vm = track(Vm.create(uniqueName('run'), { vcpus: opts.vcpus ?? 1 }));
+  vm.setupMemory(0, 0x100000);
+  vm.memory.writeBytes(0x1000, Uint8Array.from(code));
+  const starts = [0x1000];
+  (opts.apCode ?? []).forEach((c, i) => {
+    const at = 0x2000 + i * 0x100;
+    vm.memory.writeBytes(at, Uint8Array.from(c));
+    starts.push(at);
+  });
+  starts.forEach((at, v) => {
+    vm.setDesc(v, Reg.CS, { base: 0n, limit: 0xffff, access: 0x9b });
+    vm.setRegisters(v, [[Reg.CS, 0], [Reg.RIP, at], [Reg.RFLAGS, 2]]);
+    if (v > 0) vm.vcpuFd(v).setMpState(new Uint8Array(4)); // RUNNABLE without INIT/SIPI
+  });
+  return vm;
+}
+
+const CLI_HLT = [0xfa, 0xf4];
+
+describe('VcpuRunner', () => {
+  it('2 vCPUs: the BSP starts the AP with INIT-SIPI-SIPI; each prints its APIC id; both halt', async () => {
+    const vm = track(smpVm());
+    const runner = new VcpuRunner(vm);
+    const out = sink();
+    runner.pio.register(0x500, 4, out, { name: 'apic-id printer' });
+    const states: string[] = [];
+    runner.on('vcpu-state', (v, s) => states.push(`${v}:${s}`));
+    const result = await runner.start();
+    expect(result).toEqual({ reason: 'halted', vcpus: ['halted', 'halted'] });
+    expect(out.writes.sort()).toEqual([0, 1]);
+    expect(states).toContain('0:finished');
+    expect(states).toContain('1:finished');
+  });
+
+  it('unclaimed reads get all-ones; unclaimed accesses emit unhandled and are counted', async () => {
+    // in $0x99,%al ; out %al,$0x98 ; out %al,$0x97 ; cli ; hlt
+    const vm = codeVm([0xe4, 0x99, 0xe6, 0x98, 0xe6, 0x97, ...CLI_HLT]);
+    const runner = new VcpuRunner(vm);
+    const out = sink();
+    runner.pio.register(0x98, 1, out);
+    const unhandled: string[] = [];
+    runner.on('unhandled', (e) => unhandled.push(`${e.kind === 'inout' && e.in ? 'in' : 'out'} 0x${(e as { port: number }).port.toString(16)}`));
+    await runner.start();
+    expect(out.writes).toEqual([0xff]);
+    expect(unhandled).toEqual(['in 0x99', 'out 0x97']);
+    expect(runner.counters.unhandled).toBe(2);
+  });
+
+  it('a listener can answer an unclaimed IN by filling exit.data', async () => {
+    const vm = codeVm([0xe4, 0x99, 0xe6, 0x98, ...CLI_HLT]);
+    const runner = new VcpuRunner(vm);
+    const out = sink();
+    runner.pio.register(0x98, 1, out);
+    runner.on('inout', (e) => {
+      if (e.in && e.port === 0x99) e.data[0] = 0x5a;
+    });
+    await runner.start();
+    expect(out.writes).toEqual([0x5a]);
+    expect(runner.counters.unhandled).toBe(0);
+  });
+
+  it('an async handler parks only its vCPU while the others run on', async () => {
+    // vCPU 0: mov $0x600,%dx ; out %al,%dx ; cli ; hlt
+    // vCPU 1: mov $0x601,%dx ; 1: out %al,%dx ; jmp 1b
+    const vm = codeVm([0xba, 0x00, 0x06, 0xee, ...CLI_HLT], { vcpus: 2, apCode: [[0xba, 0x01, 0x06, 0xee, 0xeb, 0xfd]] });
+    const runner = new VcpuRunner(vm);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let parkedAt = -1;
+    let ap = 0;
+    runner.pio.register(0x601, 1, { read: () => 0, write: () => void ap++ });
+    runner.on('inout', (e) => {
+      if (e.port !== 0x600) return;
+      parkedAt = ap;
+      return gate;
+    });
+    runner.on('hlt', () => runner.stop());
+    const done = runner.start();
+    while (parkedAt < 0) await new Promise((r) => setTimeout(r, 5));
+    const before = ap;
+    // the other vCPU keeps running while vCPU 0 is parked
+    while (ap < before + 200) await new Promise((r) => setTimeout(r, 5));
+    expect(runner.states[0]).toBe('running'); // parked in its handler, not finished
+    release();
+    const result = await done;
+    expect(result.vcpus[0]).toBe('halted');
+    expect(ap).toBeGreaterThan(parkedAt + 200);
+  });
+
+  it('pause → getRegister/setRegister → resume; register access while running is EBUSY', async () => {
+    const vm = codeVm([0x66, 0x40, 0xeb, 0xfc]); // 1: inc %eax ; jmp 1b
+    const runner = new VcpuRunner(vm);
+    const done = runner.start();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(() => vm.getRegister(0, Reg.RAX)).toThrow(KvmError);
+    await runner.pause();
+    expect(runner.states).toEqual(['paused']);
+    const a = vm.getRegister(0, Reg.RAX);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(vm.getRegister(0, Reg.RAX)).toBe(a); // really paused
+    vm.setRegister(0, Reg.RAX, 0x40000000);
+    runner.resume();
+    await new Promise((r) => setTimeout(r, 50));
+    await runner.pause();
+    expect(vm.getRegister(0, Reg.RAX)).toBeGreaterThan(0x40000000n);
+    runner.resume();
+    runner.stop();
+    expect(await done).toMatchObject({ reason: 'stopped' });
+  });
+
+  it('stop() while a vCPU spins in jmp $', async () => {
+    const vm = codeVm([0xeb, 0xfe]);
+    const runner = new VcpuRunner(vm);
+    const done = runner.start();
+    await new Promise((r) => setTimeout(r, 100));
+    runner.stop();
+    expect(await done).toEqual({ reason: 'stopped', vcpus: ['stopped'] });
+    expect(vm.getRegister(0, Reg.RIP)).toBe(0x1000n); // accessible again after the run
+  });
+
+  it('a throwing handler emits error and stops every vCPU cleanly', async () => {
+    const vm = codeVm([0xe6, 0x70, 0xeb, 0xfe], { vcpus: 2, apCode: [[0xeb, 0xfe]] });
+    const runner = new VcpuRunner(vm);
+    runner.pio.register(0x70, 1, {
+      read: () => 0,
+      write: () => {
+        throw new Error('device on fire');
+      },
+    });
+    const errors: string[] = [];
+    runner.on('error', (e) => errors.push(e.message));
+    await expect(runner.start()).rejects.toThrow('device on fire');
+    expect(errors).toEqual(['device on fire']);
+    expect(runner.states).toEqual(['finished', 'finished']);
+  });
+
+  it('a triple fault is a shutdown exit that ends the run', async () => {
+    // ud2 in protected mode with an empty IDT: #UD → #GP → #DF → triple fault
+    const vm = codeVm([0x0f, 0x0b]);
+    flat32(vm, 0, 0x1000);
+    vm.setDesc(0, Reg.IDTR, { base: 0n, limit: 0, access: 0 });
+    const runner = new VcpuRunner(vm);
+    const kinds: string[] = [];
+    runner.on('shutdown', (e) => void kinds.push(e.kind));
+    expect(await runner.start()).toMatchObject({ reason: 'shutdown' });
+    expect(kinds).toEqual(['shutdown']);
+  });
+
+  it('posted writes arrive in order, before a later read of the same vCPU is answered', async () => {
+    // out 1..3 to 0x80 (posted), in 0x81 (main thread), out to 0x82, cli, hlt
+    const vm = codeVm([0xb0, 1, 0xe6, 0x80, 0xb0, 2, 0xe6, 0x80, 0xb0, 3, 0xe6, 0x80, 0xe4, 0x81, 0xe6, 0x82, ...CLI_HLT]);
+    const runner = new VcpuRunner(vm);
+    const log: string[] = [];
+    runner.pio.register(0x80, 1, { read: () => 0, write: (_o, _s, v) => void log.push(`w${v}`) }, { posted: true });
+    runner.pio.register(0x81, 1, { read: () => (log.push('r'), 7), write: () => {} });
+    runner.pio.register(0x82, 1, { read: () => 0, write: (_o, _s, v) => void log.push(`out${v}`) });
+    await runner.start();
+    expect(log).toEqual(['w1', 'w2', 'w3', 'r', 'out7']);
+    expect(runner.counters.postedWrites[0]).toBe(3);
+  });
+
+  it('worker devices answer in the vCPU thread without a hop', async () => {
+    // in $0x90,%al ; out %al,$0x91 ; cli ; hlt
+    const vm = codeVm([0xe4, 0x90, 0xe6, 0x91, ...CLI_HLT]);
+    const runner = new VcpuRunner(vm);
+    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'ConstantDevice', options: { value: 0x33 } } });
+    const out = sink();
+    runner.pio.register(0x91, 1, out);
+    await runner.start();
+    expect(out.writes).toEqual([0x33]);
+    expect(runner.counters.workerHandled[0]).toBe(1);
+  });
+
+  it('rejects misuse with typed errors', async () => {
+    const vm = codeVm([...CLI_HLT]);
+    expect(() => new VcpuRunner({} as Vm)).toThrow(TypeError);
+    expect(() => new VcpuRunner(vm, { haltPollMs: -1 })).toThrow(RangeError);
+    const runner = new VcpuRunner(vm);
+    await expect(runner.pause()).rejects.toThrow(/before start/);
+    await runner.start();
+    await expect(runner.start()).rejects.toThrow(/already/);
+    expect(vm.getRegister(0, Reg.RIP)).toBe(0x1002n); // the vCPU is released after the run
+  });
+});
+
+describe('GuestError', () => {
+  it('carries the exit', () => {
+    const e = new GuestError({ kind: 'shutdown', vcpu: 0 });
+    expect(e.message).toMatch(/vcpu0 shutdown/);
+  });
+});
