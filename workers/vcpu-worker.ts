@@ -105,7 +105,10 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       Atomics.store(ctl, CB.RING_TAIL, tail + 1);
       Atomics.add(ctl, CB.POSTED_WRITES, 1);
       Atomics.add(ctl, CB.SEQ, 1);
-      if (head === tail) Atomics.notify(ctl, CB.SEQ);
+      // Notify only if the main thread may be asleep: it has consumed everything before this
+      // entry. The head is re-read after the SEQ bump: if the main thread stores its head
+      // later, its wait starts later too and sees the new SEQ.
+      if (Atomics.load(ctl, CB.RING_HEAD) === tail) Atomics.notify(ctl, CB.SEQ);
     };
 
     const haltedForever = (): boolean => {

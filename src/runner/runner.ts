@@ -177,8 +177,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   readonly pio: RunnerBus;
   /** The MMIO bus. */
   readonly mmio: RunnerBus;
-  /** Counters (updated while running). */
-  readonly counters: RunnerCounters;
+  readonly #counters: RunnerCounters;
 
   #opts: Required<VcpuRunnerOptions>;
   #slots: VcpuSlot[] = [];
@@ -200,8 +199,24 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     this.pio = new RunnerBus(this, 'pio');
     this.mmio = new RunnerBus(this, 'mmio');
     const z = () => new Array(vm.vcpuCount).fill(0);
-    this.counters = { exits: z(), workerHandled: z(), postedWrites: z(), hops: z(), unhandled: 0 };
+    this.#counters = { exits: z(), workerHandled: z(), postedWrites: z(), hops: z(), unhandled: 0 };
     this.#kickable = { kickAll: () => this.#requestAll(CONTROL.STOP) };
+  }
+
+  /** Counters: exits, worker-handled exits, posted writes and hops per vCPU; unhandled accesses. */
+  get counters(): RunnerCounters {
+    this.#syncCounters();
+    return this.#counters;
+  }
+
+  /** The raw control-block words of each vCPU, for diagnosing a stuck run. */
+  debugState(): Record<string, number>[] {
+    return this.#slots.map((s) => {
+      const o: Record<string, number> = {};
+      for (const [k, i] of Object.entries(CB)) if (k !== 'RING') o[k] = Atomics.load(s.ctl, i);
+
+      return o;
+    });
   }
 
   /** True once start() was called. */
@@ -271,7 +286,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
             Atomics.add(s.ctl, CB.SEQ, 1);
             Atomics.notify(s.ctl, CB.SEQ);
           }),
-        this.#serve(s),
+        this.#serve(s).catch((e: unknown) => this.#fail(e instanceof Error ? e : new Error(String(e)))),
       ]),
     );
     try {
@@ -370,10 +385,10 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
 
   #syncCounters(): void {
     for (const s of this.#slots) {
-      this.counters.exits[s.index] = Atomics.load(s.ctl, CB.EXITS);
-      this.counters.workerHandled[s.index] = Atomics.load(s.ctl, CB.WORKER_HANDLED);
-      this.counters.postedWrites[s.index] = Atomics.load(s.ctl, CB.POSTED_WRITES);
-      this.counters.hops[s.index] = Atomics.load(s.ctl, CB.HOPS);
+      this.#counters.exits[s.index] = Atomics.load(s.ctl, CB.EXITS);
+      this.#counters.workerHandled[s.index] = Atomics.load(s.ctl, CB.WORKER_HANDLED);
+      this.#counters.postedWrites[s.index] = Atomics.load(s.ctl, CB.POSTED_WRITES);
+      this.#counters.hops[s.index] = Atomics.load(s.ctl, CB.HOPS);
     }
   }
 
@@ -536,7 +551,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     }
     const answered = await this.#callListeners(exit.kind, exit);
     if (!answered) {
-      this.counters.unhandled++;
+      this.#counters.unhandled++;
       this.emit('unhandled', exit);
     }
   }

@@ -1,0 +1,156 @@
+/** The `vmmapi run` command line, parsed and checked (node:util parseArgs). */
+import { parseArgs } from 'node:util';
+import { CPUID_BITS } from '../cpuid.js';
+import { UsageError } from './errors.js';
+import { parseAddress, parseCount, parseSeconds, parseSize } from './units.js';
+
+/** What to boot. */
+export type BootSpec =
+  | { kind: 'bios'; file: string }
+  | { kind: 'kernel'; file: string; initrd?: string; append?: string }
+  | { kind: 'multiboot'; file: string; append?: string; modules: { file: string; cmdline: string }[] }
+  | { kind: 'flat'; file: string; at: number; mode: 'real' | 'protected' | 'long' };
+
+/** A checked `vmmapi run` invocation. */
+export interface RunConfig {
+  /** What to boot. */
+  boot: BootSpec;
+  /** vCPUs. */
+  cpus: number;
+  /** RAM in bytes. */
+  memory: number;
+  /** CPUID feature bits hidden from the guest (names of CPUID_BITS). */
+  clearCpuid: string[];
+  /** Debug console destination: a file name, or '-' for stdout. */
+  debugcon?: string;
+  /** Seconds before giving up. */
+  timeout?: number;
+  /** One line per exit on stderr. */
+  traceExits: boolean;
+}
+
+/** The parsed command: run something, or print help. */
+export type Command = { kind: 'help' } | { kind: 'run'; config: RunConfig };
+
+/** `vmmapi --help`. */
+export const USAGE = `Usage: vmmapi run [options] (--bios FILE | --kernel FILE | --multiboot FILE | --flat FILE@ADDR)
+
+Run a PC guest on KVM. COM1 is connected to stdin/stdout (raw mode on a terminal;
+type Ctrl-A x to quit, Ctrl-A Ctrl-A to send Ctrl-A).
+
+Boot (exactly one):
+  --bios FILE          BIOS ROM (e.g. /usr/share/seabios/bios.bin), started from reset
+  --kernel FILE        Linux bzImage, entered in 64-bit mode with ACPI tables for SMP
+    --initrd FILE      initial ramdisk
+    --append STR       kernel command line (default "console=ttyS0")
+  --multiboot FILE     Multiboot (v1) kernel
+    --append STR       kernel command line
+    --module "FILE [ARGS]"  boot module (repeatable); the whole string is its command line
+  --flat FILE@ADDR     flat binary copied to ADDR and entered there
+    --mode MODE        real (default below 1 MiB), protected (default above) or long
+
+Machine:
+  --cpus N             vCPUs, 1-254 (default 1)
+  --memory SIZE        RAM, e.g. 256M, 1G; a bare number is MiB (default 128M)
+  --clear-cpuid LIST   hide CPUID features from the guest, comma-separated
+                       (${Object.keys(CPUID_BITS).join(', ')})
+  --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
+  --timeout SECONDS    stop the guest after SECONDS and exit with status 124
+  --trace-exits        print one line per VM exit on stderr
+  -h, --help           show this help
+
+Exit status: the guest's isa-debug-exit status (port 0x501: (value << 1) | 1, low 8 bits);
+0 when the guest powers off or every vCPU halts; 1 when the guest fails (KVM internal
+error, triple fault); 2 on usage errors and unusable images; 124 on timeout.
+`;
+
+const OPTIONS = {
+  bios: { type: 'string' },
+  kernel: { type: 'string' },
+  initrd: { type: 'string' },
+  append: { type: 'string' },
+  multiboot: { type: 'string' },
+  module: { type: 'string', multiple: true },
+  flat: { type: 'string' },
+  mode: { type: 'string' },
+  cpus: { type: 'string' },
+  memory: { type: 'string' },
+  debugcon: { type: 'string' },
+  'clear-cpuid': { type: 'string' },
+  timeout: { type: 'string' },
+  'trace-exits': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** Parse `argv` (without the node and script paths). Throws UsageError on any problem. */
+export function parseCommand(argv: readonly string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]} (see vmmapi --help)`);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help || positionals[0] === 'help') return { kind: 'help' };
+  if (positionals.length === 0) throw new UsageError('missing command: vmmapi run [options] (see vmmapi --help)');
+  if (positionals[0] !== 'run') throw new UsageError(`unknown command '${positionals[0]}' (the only command is run)`);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+
+  const chosen = (['bios', 'kernel', 'multiboot', 'flat'] as const).filter((k) => v[k] !== undefined);
+  if (chosen.length === 0) throw new UsageError('nothing to boot: give --bios, --kernel, --multiboot or --flat');
+  if (chosen.length > 1) throw new UsageError(`--${chosen[0]} and --${chosen[1]} cannot be combined`);
+  const kind = chosen[0];
+  const only = (opt: 'initrd' | 'append' | 'module' | 'mode', allowed: readonly string[]): void => {
+    if (v[opt] !== undefined && !allowed.includes(kind)) throw new UsageError(`--${opt} needs ${allowed.map((a) => `--${a}`).join(' or ')}`);
+  };
+  only('initrd', ['kernel']);
+  only('append', ['kernel', 'multiboot']);
+  only('module', ['multiboot']);
+  only('mode', ['flat']);
+  const nonEmpty = (s: string, opt: string): string => {
+    if (s.trim() === '') throw new UsageError(`--${opt} needs a file name`);
+    return s;
+  };
+
+  let boot: BootSpec;
+  if (kind === 'bios') boot = { kind, file: nonEmpty(v.bios!, 'bios') };
+  else if (kind === 'kernel') boot = { kind, file: nonEmpty(v.kernel!, 'kernel'), initrd: v.initrd === undefined ? undefined : nonEmpty(v.initrd, 'initrd'), append: v.append };
+  else if (kind === 'multiboot') {
+    const modules = (v.module ?? []).map((m) => {
+      const file = m.trim().split(/\s+/)[0];
+      return { file: nonEmpty(file ?? '', 'module'), cmdline: m.trim() };
+    });
+    boot = { kind, file: nonEmpty(v.multiboot!, 'multiboot'), append: v.append, modules };
+  } else {
+    const spec = v.flat!;
+    const at = spec.lastIndexOf('@');
+    if (at <= 0 || at === spec.length - 1) throw new UsageError(`--flat: '${spec}' is not FILE@ADDR (e.g. guest.bin@0x1000)`);
+    const addr = parseAddress(spec.slice(at + 1), '--flat address');
+    const mode = v.mode ?? (addr < 0x100000 ? 'real' : 'protected');
+    if (mode !== 'real' && mode !== 'protected' && mode !== 'long') throw new UsageError(`--mode: '${mode}' is not real, protected or long`);
+    boot = { kind, file: spec.slice(0, at), at: addr, mode };
+  }
+
+  return {
+    kind: 'run',
+    config: {
+      boot,
+      cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, 254),
+      memory: v.memory === undefined ? 128 * 2 ** 20 : parseSize(v.memory, '--memory'),
+      clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
+      debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
+      timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
+      traceExits: v['trace-exits'] ?? false,
+    },
+  };
+}
+
+/** `cx16,xsave` → names, each checked against CPUID_BITS. */
+function parseCpuidList(text: string): string[] {
+  const names = text.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  if (names.length === 0) throw new UsageError('--clear-cpuid needs feature names (e.g. cx16,xsave)');
+  for (const n of names) {
+    if (!Object.hasOwn(CPUID_BITS, n)) throw new UsageError(`--clear-cpuid: unknown feature '${n}' (known: ${Object.keys(CPUID_BITS).join(', ')})`);
+  }
+  return names;
+}

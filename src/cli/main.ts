@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+/**
+ * The `vmmapi` command (package.json `bin`): `vmmapi run [options]`, see {@link USAGE}.
+ * Every failure is one line on stderr prefixed with `vmmapi:`; never a stack trace.
+ */
+import { BootImageError } from '../boot/errors.js';
+import { parseCommand, USAGE } from './args.js';
+import { ExitCode, UsageError } from './errors.js';
+import { runGuest } from './run.js';
+
+/** Write one `vmmapi: ...` line to stderr. */
+function log(line: string): void {
+  process.stderr.write(`vmmapi: ${line.split('\n')[0]}\n`);
+}
+
+/** Exit code for an error that escaped: usage problems 2, everything else 1. */
+function codeFor(e: unknown): number {
+  return e instanceof UsageError || e instanceof BootImageError ? ExitCode.USAGE : ExitCode.GUEST_FAILURE;
+}
+
+/** Run the command line `argv`; resolves to the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    const cmd = parseCommand(argv);
+    if (cmd.kind === 'help') {
+      process.stdout.write(USAGE);
+      return ExitCode.OK;
+    }
+    return await runGuest(cmd.config, log);
+  } catch (e) {
+    log(e instanceof Error ? e.message : String(e));
+    return codeFor(e);
+  }
+}
+
+process.on('uncaughtException', (e) => {
+  log(`internal error: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(ExitCode.GUEST_FAILURE);
+});
+process.on('unhandledRejection', (e) => {
+  log(`internal error: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(ExitCode.GUEST_FAILURE);
+});
+
+const code = await main(process.argv.slice(2));
+process.exit(code);

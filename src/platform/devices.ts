@@ -1,0 +1,85 @@
+/** The PC's legacy devices, created and registered on a runner's port bus. */
+import { AcpiPm } from './acpi-pm.js';
+import { KvmIrqLine } from './irq.js';
+import { registerStringPorts } from './string-io.js';
+import { IRQS, LOW_RAM_LIMIT, PORTS, ramRanges } from './layout.js';
+import { Cmos } from '../devices/cmos.js';
+import { DebugExit } from '../devices/debug-exit.js';
+import { Debugcon } from '../devices/debugcon.js';
+import { FwCfg, E820Type } from '../devices/fw-cfg.js';
+import { I8042 } from '../devices/i8042.js';
+import { PostPort } from '../devices/post-port.js';
+import { ResetPort, type ResetKind } from '../devices/reset-port.js';
+import { Uart16550 } from '../devices/uart16550.js';
+import type { VcpuRunner } from '../runner/runner.js';
+
+/** The devices of a {@link Pc}. */
+export interface PcDevices {
+  /** COM1. */
+  uart: Uart16550;
+  /** Keyboard controller (its pulse-reset command resets the machine). */
+  i8042: I8042;
+  /** CMOS RAM + RTC, with the memory sizes and CPU count filled in. */
+  cmos: Cmos;
+  /** POST code port. */
+  post: PostPort;
+  /** 0xcf9 reset control. */
+  reset: ResetPort;
+  /** isa-debug-exit. */
+  debugExit: DebugExit;
+  /** Debug console, when a sink was given. */
+  debugcon?: Debugcon;
+  /** fw_cfg with RAM size, CPU count and `etc/e820`. */
+  fwCfg: FwCfg;
+  /** ACPI PM1a registers. */
+  acpiPm: AcpiPm;
+}
+
+/** What the devices report back to the machine. */
+export interface DeviceHooks {
+  /** Bytes COM1 transmits. */
+  serialOut: (byte: number) => void;
+  /** Bytes written to the debug console; no debugcon port when undefined. */
+  debugcon?: (byte: number) => void;
+  /** A debug-exit write, with QEMU's status `(value << 1) | 1`. */
+  debugExit: (status: number) => void;
+  /** A reset request (0xcf9 or the i8042 pulse). */
+  reset: (kind: ResetKind | 'keyboard') => void;
+  /** An ACPI sleep request (SLP_EN) with its SLP_TYP. */
+  sleep: (slpTyp: number) => void;
+}
+
+/** Create the devices for `memoryBytes` of RAM and `cpus` vCPUs and register them on `runner`. */
+export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: number, hooks: DeviceHooks): PcDevices {
+  const vm = runner.vm;
+  const e820 = ramRanges(memoryBytes).map((r) => ({ addr: r.gpa, size: r.length, type: E820Type.RAM }));
+  const d: PcDevices = {
+    uart: new Uart16550({ irq: new KvmIrqLine(vm, IRQS.com1), onTransmit: hooks.serialOut }),
+    i8042: new I8042({ onReset: () => hooks.reset('keyboard'), irq: new KvmIrqLine(vm, IRQS.keyboard), auxIrq: new KvmIrqLine(vm, IRQS.mouse) }),
+    cmos: new Cmos({ memoryBytes, lowMemoryEnd: LOW_RAM_LIMIT, cpus }),
+    post: new PostPort(),
+    reset: new ResetPort({ onReset: (kind) => hooks.reset(kind) }),
+    debugExit: new DebugExit({ onExit: (status) => hooks.debugExit(status) }),
+    debugcon: hooks.debugcon ? new Debugcon({ onOutput: hooks.debugcon }) : undefined,
+    fwCfg: new FwCfg({ ramBytes: memoryBytes, cpus, e820 }),
+    acpiPm: new AcpiPm({ onSleep: hooks.sleep }),
+  };
+  const pio = runner.pio;
+  const reg = (p: { base: number; length: number }, dev: Parameters<typeof pio.register>[2], name: string, posted = false): void =>
+    void pio.register(p.base, p.length, dev, { name, posted });
+  // Pure output sinks are posted: the vCPU does not wait for the main thread.
+  reg(PORTS.com1, d.uart, 'COM1', true);
+  reg(PORTS.i8042, d.i8042, 'i8042');
+  reg(PORTS.cmos, d.cmos, 'CMOS');
+  reg(PORTS.post, d.post, 'POST', true);
+  reg(PORTS.reset, d.reset, 'reset control');
+  reg(PORTS.debugExit, d.debugExit, 'debug-exit');
+  if (d.debugcon) reg(PORTS.debugcon, d.debugcon, 'debugcon', true);
+  // fw_cfg: the selector on the bus; the data port through registerStringPorts, because
+  // firmware reads it with `rep insb`.
+  const fw = d.fwCfg;
+  reg({ base: PORTS.fwCfg.base, length: 1 }, fw, 'fw_cfg selector');
+  registerStringPorts(runner, PORTS.fwCfg.base + 1, 1, { read: (_o, size) => fw.read(1, size), write: (_o, size, v) => fw.write(1, size, v) });
+  reg(PORTS.acpiPm, d.acpiPm, 'ACPI PM1a');
+  return d;
+}

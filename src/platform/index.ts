@@ -1,0 +1,15 @@
+/**
+ * The PC platform: a ready-made machine (RAM, irqchip, legacy devices, runner) and loaders
+ * for firmware, Multiboot, Linux and flat images.
+ * @packageDocumentation
+ */
+export { createPc, Pc } from './pc.js';
+export type { PcOptions, PcSerialOptions, PcRunOptions, PcRunResult } from './pc.js';
+export type { PcDevices } from './devices.js';
+export type { PcLinuxOptions, PcMultibootOptions } from './loaders.js';
+export { DEFAULT_LINUX_CMDLINE } from './loaders.js';
+export { applyBootState } from './boot-state.js';
+export { AcpiPm, Pm1Cnt } from './acpi-pm.js';
+export type { AcpiPmOptions } from './acpi-pm.js';
+export { KvmIrqLine } from './irq.js';
+export * from './layout.js';

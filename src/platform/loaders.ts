@@ -1,0 +1,105 @@
+/**
+ * Putting guest images into a PC: firmware ROM, Multiboot kernel, Linux bzImage, flat
+ * binary. Each returns the loader's result after writing memory and vCPU 0's state.
+ */
+import { buildAcpiTables } from '../boot/acpi.js';
+import { BootImageError } from '../boot/errors.js';
+import { buildE820, E820Type } from '../boot/e820.js';
+import { planFirmware, type FirmwarePlan } from '../boot/firmware.js';
+import { loadFlat, type FlatOptions } from '../boot/flat.js';
+import { loadBzImage, type LinuxBootState } from '../boot/linux.js';
+import { loadMultiboot, type MultibootBootState, type MultibootModule } from '../boot/multiboot.js';
+import type { BootState } from '../boot/boot-state.js';
+import type { Vm } from '../vm.js';
+import { applyBootState } from './boot-state.js';
+import { ACPI_TABLES_AT, IOAPIC, IRQS, MIN_MEMORY, PORTS } from './layout.js';
+
+/** Options for {@link Pc.loadMultiboot}. */
+export interface PcMultibootOptions {
+  /** Kernel command line (default empty). */
+  cmdline?: string;
+  /** Boot modules, in order. */
+  modules?: MultibootModule[];
+}
+
+/** Options for {@link Pc.loadLinux}. */
+export interface PcLinuxOptions {
+  /** Kernel command line (default `console=ttyS0`). */
+  cmdline?: string;
+  /** Initial ramdisk. */
+  initrd?: Uint8Array;
+}
+
+/** The default Linux command line. */
+export const DEFAULT_LINUX_CMDLINE = 'console=ttyS0';
+
+/** Put every vCPU in its power-on state (APs wait for INIT/SIPI). */
+export function resetAll(vm: Vm): void {
+  for (let v = 0; v < vm.vcpuCount; v++) vm.vcpuReset(v);
+}
+
+/**
+ * Map a BIOS ROM read-only so that it ends at 4 GiB, copy its last 128 KiB into RAM at
+ * 0xE0000 and leave every vCPU in the reset state (vCPU 0 fetches from 0xFFFFFFF0).
+ */
+export function bootFirmware(vm: Vm, memoryBytes: number, rom: Uint8Array): FirmwarePlan {
+  const plan = planFirmware(rom);
+  if (memoryBytes < MIN_MEMORY) throw new BootImageError('firmware', 'needs at least 1 MiB of RAM for its copy at 0xE0000');
+  const sab = vm.setupMemory(plan.romGpa, plan.romSize, { readonly: true });
+  new Uint8Array(sab).set(rom);
+  vm.memory.writeBytes(plan.lowCopyGpa, plan.lowCopy);
+  resetAll(vm);
+  return plan;
+}
+
+/** Load a Multiboot kernel; vCPU 0 enters it in 32-bit protected mode. */
+export function bootMultiboot(vm: Vm, memoryBytes: number, image: Uint8Array, opts: PcMultibootOptions): MultibootBootState {
+  const state = loadMultiboot(vm.memory, image, {
+    cmdline: opts.cmdline ?? '',
+    modules: opts.modules,
+    ramBytes: memoryBytes,
+    e820: buildE820(memoryBytes),
+  });
+  start(vm, state);
+  return state;
+}
+
+/**
+ * Load a bzImage for 64-bit entry, with ACPI tables (one Local APIC per vCPU, the in-kernel
+ * IOAPIC, a FADT pointing at the platform's PM1a and reset ports) whose RSDP sits at 0xE0000
+ * and is also passed in the zero page; the tables are E820 type 3 (ACPI).
+ */
+export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts: PcLinuxOptions): LinuxBootState {
+  const acpi = buildAcpiTables(vm.memory, {
+    at: ACPI_TABLES_AT,
+    cpus: vm.vcpuCount,
+    ioapic: { ...IOAPIC },
+    sciIrq: IRQS.sci,
+    pm1aEventPort: PORTS.acpiPm.base,
+    pm1aControlPort: PORTS.acpiPm.base + 4,
+    resetPort: PORTS.reset.base,
+  });
+  const acpiEnd = Math.ceil(acpi.end / 0x1000) * 0x1000;
+  const e820 = buildE820(memoryBytes, { reserved: [{ addr: ACPI_TABLES_AT, size: acpiEnd - ACPI_TABLES_AT, type: E820Type.ACPI }] });
+  const state = loadBzImage(vm.memory, kernel, {
+    cmdline: opts.cmdline ?? DEFAULT_LINUX_CMDLINE,
+    initrd: opts.initrd,
+    ramBytes: memoryBytes,
+    e820,
+    acpiRsdp: acpi.rsdp,
+  });
+  start(vm, state);
+  return state;
+}
+
+/** Copy a flat binary to `at`; vCPU 0 enters it in the mode `opts.mode` asks for (default real). */
+export function bootFlat(vm: Vm, image: Uint8Array, at: number, opts: FlatOptions): BootState {
+  const state = loadFlat(vm.memory, image, at, opts);
+  start(vm, state);
+  return state;
+}
+
+function start(vm: Vm, state: BootState): void {
+  resetAll(vm);
+  applyBootState(vm, 0, state);
+}

@@ -1,0 +1,254 @@
+/**
+ * `createPc`: a PC-compatible machine on KVM — RAM, an in-kernel irqchip and PIT, the
+ * legacy devices (COM1, i8042, CMOS, POST, 0xcf9 reset, debug-exit, debugcon, fw_cfg, ACPI
+ * PM1a), a worker-thread vCPU runner, and loaders for a BIOS ROM, a Multiboot kernel, a
+ * Linux bzImage or a flat binary. See src/platform/layout.ts for the port map.
+ *
+ * ```ts
+ * const pc = createPc({ memory: 64 << 20, cpus: 2, serial: { onOutput: (b) => out.push(b) } });
+ * try {
+ *   pc.loadMultiboot(readFileSync('kernel.elf'));
+ *   const result = await pc.run({ timeoutMs: 10_000 });
+ * } finally {
+ *   pc.destroy();
+ * }
+ * ```
+ */
+import { randomBytes } from 'node:crypto';
+import type { BootState } from '../boot/boot-state.js';
+import type { CpuidOptions } from '../cpuid.js';
+import type { FirmwarePlan } from '../boot/firmware.js';
+import type { FlatOptions } from '../boot/flat.js';
+import type { LinuxBootState } from '../boot/linux.js';
+import type { MultibootBootState } from '../boot/multiboot.js';
+import { describeExit } from '../exits.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { VcpuRunner, type RunResult } from '../runner/runner.js';
+import { Vm } from '../vm.js';
+import type { ResetKind } from '../devices/reset-port.js';
+import { attachDevices, type PcDevices } from './devices.js';
+import { formatBytes, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY, ramRanges } from './layout.js';
+import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
+
+/** Where COM1's bytes go and come from. */
+export interface PcSerialOptions {
+  /** Called with every byte the guest transmits on COM1. */
+  onOutput?: (byte: number) => void;
+  /** A stream whose data is fed to COM1's receiver while the machine runs. */
+  input?: NodeJS.ReadableStream;
+}
+
+/** Options for {@link createPc}. */
+export interface PcOptions {
+  /** Guest RAM in bytes: a multiple of 4 KiB, at least 1 MiB (below 3 GiB at 0, the rest at 4 GiB). */
+  memory: number;
+  /** Number of vCPUs, 1-254 (default 1). */
+  cpus?: number;
+  /** COM1 (port 0x3f8, IRQ 4). */
+  serial?: PcSerialOptions;
+  /** Sink of the debug console (port 0x402; SeaBIOS logs there). Without it the port is absent. */
+  debugcon?: (byte: number) => void;
+  /** Called when the guest writes the debug-exit port, with status `(value << 1) | 1`. */
+  onExit?: (status: number) => void;
+  /** Called with one line (describeExit) per exit the main thread sees. */
+  traceExits?: (line: string) => void;
+  /** CPUID adjustments for every vCPU, e.g. `{ clear: ['cx16'] }` (see CPUID_BITS). */
+  cpuid?: CpuidOptions;
+  /** VM name (default: a unique one). */
+  name?: string;
+}
+
+/** Why {@link Pc.run} ended. */
+export type PcRunResult =
+  | { reason: 'debug-exit'; status: number }
+  | { reason: 'poweroff' }
+  | { reason: 'reset'; kind: ResetKind | 'keyboard' }
+  | { reason: 'halted' }
+  | { reason: 'triple-fault' }
+  | { reason: 'stopped' }
+  | { reason: 'timeout' };
+
+/** Options for {@link Pc.run}. */
+export interface PcRunOptions {
+  /** Stop with `{ reason: 'timeout' }` after this many milliseconds. */
+  timeoutMs?: number;
+}
+
+/** Validate the options; RangeError/TypeError with a one-line message. */
+function checkOptions(opts: PcOptions): { memory: number; cpus: number } {
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
+  const { memory, cpus = 1 } = opts;
+  if (typeof memory !== 'number' || !Number.isSafeInteger(memory)) throw new TypeError('memory must be a byte count (an integer)');
+  if (memory < MIN_MEMORY) throw new RangeError(`memory: ${formatBytes(memory)} is too little; the PC needs at least 1 MiB`);
+  if (memory > MAX_MEMORY) throw new RangeError(`memory: ${formatBytes(memory)} is more than the supported 1 TiB`);
+  if (memory % MEMORY_ALIGN !== 0) throw new RangeError(`memory: ${memory} bytes is not a multiple of 4 KiB`);
+  if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
+    throw new RangeError(`cpus must be an integer 1-${MAX_CPUS}, got ${String(cpus)}`);
+  }
+  for (const k of ['debugcon', 'onExit', 'traceExits'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'function') throw new TypeError(`${k} must be a function`);
+  }
+  return { memory, cpus };
+}
+
+/** A PC-compatible machine. Create it with {@link createPc}; {@link destroy} it when done. */
+export class Pc {
+  /** The VM. */
+  readonly vm: Vm;
+  /** The vCPU runner (register more devices on `runner.pio` / `runner.mmio` before {@link run}). */
+  readonly runner: VcpuRunner;
+  /** Guest RAM in bytes. */
+  readonly memoryBytes: number;
+  /** Number of vCPUs. */
+  readonly cpus: number;
+  /** The platform devices. */
+  readonly devices: PcDevices;
+
+  readonly #opts: PcOptions;
+  #result: PcRunResult | undefined;
+  #loaded: string | undefined;
+  #ran = false;
+
+  /** @internal Use {@link createPc}. */
+  constructor(opts: PcOptions) {
+    const { memory, cpus } = checkOptions(opts);
+    this.#opts = opts;
+    this.memoryBytes = memory;
+    this.cpus = cpus;
+    this.vm = Vm.create(opts.name ?? `pc-${process.pid}-${randomBytes(4).toString('hex')}`, { vcpus: cpus, irqchip: true, cpuid: opts.cpuid });
+    try {
+      for (const r of ramRanges(memory)) this.vm.setupMemory(r.gpa, r.length);
+      this.runner = new VcpuRunner(this.vm);
+      this.devices = attachDevices(this.runner, memory, cpus, {
+        serialOut: (b) => opts.serial?.onOutput?.(b),
+        debugcon: opts.debugcon,
+        debugExit: (status) => {
+          opts.onExit?.(status);
+          this.#finish({ reason: 'debug-exit', status });
+        },
+        reset: (kind) => this.#finish({ reason: 'reset', kind }),
+        sleep: (typ) => {
+          if (typ === 5) this.#finish({ reason: 'poweroff' });
+        },
+      });
+      if (opts.traceExits) {
+        const trace = opts.traceExits;
+        this.runner.on('exit', (e) => void trace(describeExit(e)));
+      }
+    } catch (e) {
+      this.vm.destroy();
+      throw e;
+    }
+  }
+
+  /** Guest-physical memory (RAM and ROM). */
+  get memory(): GuestMemory {
+    return this.vm.memory;
+  }
+
+  /** The result {@link run} resolved to, once it has. */
+  get result(): PcRunResult | undefined {
+    return this.#result;
+  }
+
+  #load(what: string): void {
+    if (this.#loaded) throw new Error(`a ${this.#loaded} is already loaded; create a new machine`);
+    if (this.#ran) throw new Error('the machine has already run');
+    this.#loaded = what;
+  }
+
+  /** Load a BIOS ROM (e.g. SeaBIOS's bios.bin) and start every vCPU from reset. */
+  loadFirmware(rom: Uint8Array): FirmwarePlan {
+    this.#load('firmware');
+    return bootFirmware(this.vm, this.memoryBytes, rom);
+  }
+
+  /** Load a Multiboot kernel; vCPU 0 enters it, the other vCPUs wait for INIT/SIPI. */
+  loadMultiboot(image: Uint8Array, opts: PcMultibootOptions = {}): MultibootBootState {
+    this.#load('Multiboot kernel');
+    return bootMultiboot(this.vm, this.memoryBytes, image, opts);
+  }
+
+  /** Load a Linux bzImage (64-bit entry, ACPI tables for SMP); the other vCPUs wait for INIT/SIPI. */
+  loadLinux(kernel: Uint8Array, opts: PcLinuxOptions = {}): LinuxBootState {
+    this.#load('Linux kernel');
+    return bootLinux(this.vm, this.memoryBytes, kernel, opts);
+  }
+
+  /** Copy a flat binary to `at` and enter it on vCPU 0 (real mode unless `opts.mode` says otherwise). */
+  loadFlat(image: Uint8Array, at: number, opts: FlatOptions = {}): BootState {
+    this.#load('flat binary');
+    return bootFlat(this.vm, image, at, opts);
+  }
+
+  /** Feed bytes to COM1's receiver (as if typed on the serial line); returns how many were accepted. */
+  sendSerial(bytes: Uint8Array | readonly number[]): number {
+    return this.devices.uart.receive(bytes);
+  }
+
+  /**
+   * Run every vCPU until the guest exits (debug-exit, ACPI power-off, reset, triple fault),
+   * every vCPU halts with interrupts off, {@link stop} is called or the timeout expires.
+   * Rejects with a GuestError when KVM cannot continue the guest (e.g. an emulation failure).
+   * A machine runs once.
+   */
+  async run(opts: PcRunOptions = {}): Promise<PcRunResult> {
+    if (this.#ran) throw new Error('the machine has already run');
+    const timeoutMs = opts.timeoutMs;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || timeoutMs > 2 ** 31 - 1)) {
+      throw new RangeError('timeoutMs must be a positive number of milliseconds');
+    }
+    this.#ran = true;
+    const input = this.#opts.serial?.input;
+    const onData = (chunk: Buffer | string): void => void this.sendSerial(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    input?.on('data', onData);
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.#finish({ reason: 'timeout' }), timeoutMs);
+    let end: RunResult;
+    try {
+      end = await this.runner.start();
+    } finally {
+      clearTimeout(timer);
+      input?.removeListener('data', onData);
+    }
+    this.#result ??= fromRunner(end);
+    return this.#result;
+  }
+
+  /** Stop the machine; {@link run} resolves with `{ reason: 'stopped' }` (unless it already ended). */
+  stop(): void {
+    this.#finish({ reason: 'stopped' });
+  }
+
+  #finish(result: PcRunResult): void {
+    this.#result ??= result;
+    if (this.runner.started) this.runner.stop();
+  }
+
+  /** Stop the vCPUs (if running) and release the VM. */
+  destroy(): void {
+    this.vm.destroy();
+  }
+}
+
+function fromRunner(r: RunResult): PcRunResult {
+  switch (r.reason) {
+    case 'halted':
+      return { reason: 'halted' };
+    case 'shutdown':
+      return { reason: 'triple-fault' };
+    case 'system-event':
+      return { reason: 'poweroff' };
+    default:
+      return { reason: 'stopped' };
+  }
+}
+
+/**
+ * Create a PC: the VM (with in-kernel LAPICs, IOAPIC, PIC and PIT), its RAM, the platform
+ * devices and a runner. Then load something into it and {@link Pc.run} it.
+ *
+ * @throws RangeError/TypeError for bad options (one-line messages); KvmError if KVM refuses.
+ */
+export function createPc(opts: PcOptions): Pc {
+  return new Pc(opts);
+}

@@ -1,0 +1,80 @@
+/** `vmmapi run` argument parsing (no KVM needed). */
+import { describe, expect, it } from 'vitest';
+import { parseCommand } from '../../src/cli/args.js';
+import { UsageError } from '../../src/cli/errors.js';
+import { parseAddress, parseSize } from '../../src/cli/units.js';
+
+const run = (...argv: string[]) => {
+  const c = parseCommand(['run', ...argv]);
+  if (c.kind !== 'run') throw new Error('expected run');
+  return c.config;
+};
+
+describe('parseCommand', () => {
+  it('defaults: 1 vCPU, 128 MiB, no timeout', () => {
+    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false });
+  });
+
+  it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace', () => {
+    const c = run('--kernel', 'vmlinuz', '--initrd', 'i.gz', '--append', 'console=ttyS0 quiet', '--cpus', '2', '--memory', '1G', '--timeout', '2.5', '--debugcon', '-', '--trace-exits', '--clear-cpuid', 'cx16,xsave');
+    expect(c).toEqual({
+      boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet' },
+      cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'],
+    });
+  });
+
+  it('multiboot modules keep their whole string as the command line', () => {
+    expect(run('--multiboot', 'k.elf', '--module', 'a.bin arg=1', '--module', 'b.bin').boot).toEqual({
+      kind: 'multiboot', file: 'k.elf', append: undefined,
+      modules: [{ file: 'a.bin', cmdline: 'a.bin arg=1' }, { file: 'b.bin', cmdline: 'b.bin' }],
+    });
+  });
+
+  it('flat: FILE@ADDR, the mode defaults by address', () => {
+    expect(run('--flat', 'g.bin@0x1000').boot).toEqual({ kind: 'flat', file: 'g.bin', at: 0x1000, mode: 'real' });
+    expect(run('--flat', 'a@b.bin@0x200000').boot).toEqual({ kind: 'flat', file: 'a@b.bin', at: 0x200000, mode: 'protected' });
+    expect(run('--flat', 'g.bin@4096', '--mode', 'long').boot).toMatchObject({ at: 4096, mode: 'long' });
+  });
+
+  it('help', () => {
+    expect(parseCommand(['--help'])).toEqual({ kind: 'help' });
+    expect(parseCommand(['run', '-h'])).toEqual({ kind: 'help' });
+  });
+
+  it.each([
+    [[], /missing command/],
+    [['start'], /unknown command 'start'/],
+    [['run'], /nothing to boot/],
+    [['run', '--bios', 'a', '--kernel', 'b'], /cannot be combined/],
+    [['run', '--bios', 'a', '--initrd', 'i'], /--initrd needs --kernel/],
+    [['run', '--flat', 'a@0', '--append', 'x'], /--append needs --kernel or --multiboot/],
+    [['run', '--flat', 'a'], /not FILE@ADDR/],
+    [['run', '--flat', 'a@0', '--mode', 'virtual'], /--mode/],
+    [['run', '--bios', 'a', '--cpus', '255'], /--cpus: '255' is not a whole number in 1-254/],
+    [['run', '--bios', 'a', '--memory', '12Q'], /--memory/],
+    [['run', '--bios', 'a', '--timeout', '0'], /--timeout/],
+    [['run', '--bios', 'a', 'extra'], /unexpected argument/],
+    [['run', '--nope'], /Unknown option/],
+    [['run', '--bios', 'a', '--clear-cpuid', 'cx16,sse9'], /unknown feature 'sse9'/],
+  ])('%j is a usage error', (argv, re) => {
+    expect(() => parseCommand(argv as string[])).toThrow(UsageError);
+    expect(() => parseCommand(argv as string[])).toThrow(re as RegExp);
+  });
+});
+
+describe('units', () => {
+  it('sizes: binary suffixes, bare numbers are MiB', () => {
+    expect(parseSize('64', 'm')).toBe(64 * 2 ** 20);
+    expect(parseSize('512K', 'm')).toBe(512 * 1024);
+    expect(parseSize('1.5G', 'm')).toBe(1.5 * 2 ** 30);
+    expect(parseSize('2MiB', 'm')).toBe(2 * 2 ** 20);
+    expect(parseSize('4096b', 'm')).toBe(4096);
+    expect(() => parseSize('0.1b', 'm')).toThrow(/whole number/);
+  });
+
+  it('addresses: hex or decimal', () => {
+    expect(parseAddress('0x1000', 'a')).toBe(0x1000);
+    expect(parseAddress('4096', 'a')).toBe(4096);
+    expect(() => parseAddress('-1', 'a')).toThrow(UsageError);
+  });
+});

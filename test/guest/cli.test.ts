@@ -1,0 +1,142 @@
+/**
+ * `vmmapi run` as a process: SeaBIOS to "No bootable device", the Multiboot fw_cfg guest's
+ * exit status, one-line errors with exit code 2, the timeout (124) and a guest failure (1).
+ * Needs the build (dist/) and the guest fixtures.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { fixturePath } from '../../src/fixtures.js';
+import { packageRoot } from '../../src/kvm/native.js';
+
+const CLI = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+const SEABIOS = '/usr/share/seabios/bios.bin';
+const tmp = mkdtempSync(join(tmpdir(), 'vmmapi-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Outcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** `until` appeared on stdout (the child was then stopped). */
+  matched: boolean;
+}
+
+/** Run the CLI; kill it once `until` appears on stdout, or after `limitMs`. */
+function vmmapi(args: string[], opts: { until?: string; limitMs?: number } = {}): Promise<Outcome> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let matched = false;
+  const killer = setTimeout(() => child.kill('SIGKILL'), opts.limitMs ?? 30_000);
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString('latin1');
+    if (opts.until && !matched && stdout.includes(opts.until)) {
+      matched = true;
+      child.kill('SIGKILL');
+    }
+  });
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(killer);
+      resolve({ code, signal, stdout, stderr, matched });
+    });
+  });
+}
+
+/** One `vmmapi: ...` line and no stack trace. */
+function expectOneLineError(o: Outcome, re: RegExp): void {
+  expect(o.code).toBe(2);
+  const lines = o.stderr.trimEnd().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^vmmapi: /);
+  expect(lines[0]).toMatch(re);
+  expect(o.stderr).not.toMatch(/^\s+at /m);
+}
+
+describe('vmmapi run', () => {
+  it.skipIf(!existsSync(SEABIOS))('--bios SeaBIOS --debugcon -: banner, then "No bootable device"', async () => {
+    const o = await vmmapi(['run', '--bios', SEABIOS, '--debugcon', '-'], { until: 'No bootable device', limitMs: 60_000 });
+    expect(o.stdout).toContain('SeaBIOS (version');
+    expect(o.stdout).toContain('Found QEMU fw_cfg');
+    expect(o.matched).toBe(true);
+  }, 70_000);
+
+  it('--multiboot mb-fwcfg --cpus 2: the guest\'s debug-exit status is the exit code', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('mb-fwcfg.elf'), '--cpus', '2', '--memory', '4M']);
+    // value = 2 | (4 << 4) = 0x42; status = (0x42 << 1) | 1 = 0x85
+    expect(o.code).toBe(0x85);
+    expect(o.stdout).toBe('mb-fwcfg cpus=0x00000002 ram=0x00000004 MiB\n');
+    expect(o.stderr).toBe('');
+  });
+
+  it('--multiboot on 1 vCPU with the default 128M', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('mb-fwcfg.elf')]);
+    expect(o.code).toBe(((1 | (128 << 4)) * 2 + 1) & 0xff);
+    expect(o.stdout).toContain('cpus=0x00000001 ram=0x00000080');
+  });
+
+  it('--timeout 1 on a spinning guest: exit 124 and a one-line note', async () => {
+    const o = await vmmapi(['run', '--flat', `${fixturePath('spin.bin')}@0x1000`, '--timeout', '1']);
+    expect(o.code).toBe(124);
+    expect(o.stderr).toBe('vmmapi: timed out after 1 s; guest stopped\n');
+  });
+
+  it('a guest that KVM cannot emulate: exit 1 with the instruction bytes', async () => {
+    const img = join(tmp, 'int3.bin');
+    writeFileSync(img, Uint8Array.from([0xcc, 0xf4]));
+    const o = await vmmapi(['run', '--flat', `${img}@0x200000`, '--mode', 'long']);
+    expect(o.code).toBe(1);
+    expect(o.stderr).toMatch(/^vmmapi: guest failed: KVM emulation failure on vCPU 0: instruction bytes cc f4/);
+    expect(o.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
+  it('a halting guest exits 0; --trace-exits prints its exits', async () => {
+    const o = await vmmapi(['run', '--flat', `${fixturePath('long-sum.bin')}@0x2000`, '--mode', 'long', '--memory', '2M', '--trace-exits']);
+    expect(o.code).toBe(0);
+    expect(o.stderr).toContain('vmmapi: exit: vcpu0 outl port 0x10 value 0x13ba\n');
+  });
+
+  describe('errors: exit 2, one line, no stack trace', () => {
+    it('an image that is not Multiboot', async () => {
+      expectOneLineError(await vmmapi(['run', '--multiboot', fixturePath('spin.bin')]), /no Multiboot header/);
+    });
+    it('a truncated Multiboot image', async () => {
+      const img = join(tmp, 'truncated.elf');
+      writeFileSync(img, (await import('node:fs')).readFileSync(fixturePath('mb-fwcfg.elf')).subarray(0, 0x1010));
+      expectOneLineError(await vmmapi(['run', '--multiboot', img]), /truncated|beyond the end/);
+    });
+    it('a missing file', async () => {
+      expectOneLineError(await vmmapi(['run', '--kernel', join(tmp, 'nope')]), /cannot read kernel .*no such file/);
+    });
+    it('a Multiboot ELF given as a bzImage', async () => {
+      expectOneLineError(await vmmapi(['run', '--kernel', fixturePath('mb-fwcfg.elf')]), /not a bzImage/);
+    });
+    it('a ROM of the wrong size', async () => {
+      expectOneLineError(await vmmapi(['run', '--bios', fixturePath('spin.bin')]), /not a multiple of 4 KiB/);
+    });
+    it('too little memory', async () => {
+      expectOneLineError(await vmmapi(['run', '--multiboot', fixturePath('mb-fwcfg.elf'), '--memory', '512K']), /at least 1 MiB/);
+      expectOneLineError(await vmmapi(['run', '--multiboot', fixturePath('mb-fwcfg.elf'), '--memory', '1M']), /does not fit/);
+    });
+    it('bad numbers and options', async () => {
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--cpus', 'two']), /--cpus/);
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--memory', 'lots']), /--memory/);
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@zz']), /--flat address/);
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--timeout', '-1']), /timeout|Option/);
+      expectOneLineError(await vmmapi(['run', '--bogus']), /Unknown option '--bogus'/);
+      expectOneLineError(await vmmapi(['run']), /nothing to boot/);
+      expectOneLineError(await vmmapi([]), /missing command/);
+    });
+  });
+
+  it('--help prints the usage and exits 0', async () => {
+    const o = await vmmapi(['--help']);
+    expect(o.code).toBe(0);
+    expect(o.stdout).toMatch(/^Usage: vmmapi run/);
+  });
+});
