@@ -28,7 +28,7 @@ export type { WorkerDeviceSpec } from './runner/protocol.js';
 export { Bus, PioBus, MmioBus } from './bus/bus.js';
 export type { BusRange, BusCounters } from './bus/bus.js';
 export { RecordingIrqLine } from './bus/device.js';
-export { Uart16550, I8042, ResetPort, PostPort, Cmos, DebugExit, Debugcon, FwCfg, buildE820Bytes, FwCfgItem } from './devices/index.js';
+export { Uart16550, I8042, ResetPort, PostPort, Cmos, DebugExit as IsaDebugExit, Debugcon, FwCfg, buildE820Bytes, FwCfgItem } from './devices/index.js';
 export * as devices from './devices/index.js';
 export * as boot from './boot/index.js';
 export { fixturePath } from './fixtures.js';
