@@ -10,8 +10,12 @@ import { native } from '../src/kvm/native.js';
 import { KVM_EXIT, KVM_MP_STATE } from '../src/kvm/constants.js';
 import { RUN } from '../src/exits.js';
 import type { AccessSize, Device } from '../src/bus/device.js';
+import { spinWhileEqual } from '../src/runner/spin.js';
+
+/** How long (ms) the worker spins for the main thread's answer before sleeping. */
+const SPIN_MS = 0.1;
 import {
-  CB, CONTROL, MAILBOX, POSTED, REPLY, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, STATUS,
+  CB, CONTROL, MAILBOX, POSTED, REPLY, RING_BATCH, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, RING_LATENCY_MS, STATUS,
   type VcpuTask, type VcpuTaskResult,
 } from '../src/runner/protocol.js';
 
@@ -80,6 +84,8 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       Atomics.store(ctl, CB.POSTED_KIND, kind);
       Atomics.store(ctl, CB.STATE, MAILBOX.POSTED);
       signal();
+      // spin briefly: a main-thread device usually answers within microseconds
+      spinWhileEqual(ctl, CB.STATE, MAILBOX.POSTED, SPIN_MS);
       while (Atomics.load(ctl, CB.STATE) === MAILBOX.POSTED) {
         if (stopRequested()) return true;
         Atomics.wait(ctl, CB.STATE, MAILBOX.POSTED);
@@ -88,6 +94,7 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       return Atomics.load(ctl, CB.REPLY) === REPLY.STOP;
     };
 
+    let batchStart = 0;
     /** Append a posted write to the ring; waits while the ring is full. */
     const push = (kind: number, size: number, addr: number, value: bigint): void => {
       const tail = Atomics.load(ctl, CB.RING_TAIL);
@@ -105,10 +112,14 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       Atomics.store(ctl, CB.RING_TAIL, tail + 1);
       Atomics.add(ctl, CB.POSTED_WRITES, 1);
       Atomics.add(ctl, CB.SEQ, 1);
-      // Notify only if the main thread may be asleep: it has consumed everything before this
-      // entry. The head is re-read after the SEQ bump: if the main thread stores its head
-      // later, its wait starts later too and sees the new SEQ.
-      if (Atomics.load(ctl, CB.RING_HEAD) === tail) Atomics.notify(ctl, CB.SEQ);
+      // Wake the main thread in batches: once RING_BATCH writes are pending, or when the
+      // oldest pending write is RING_LATENCY_MS old. The main thread also drains on its poll
+      // timer, and before it services this vCPU's next exit. (The head is re-read after the
+      // SEQ bump: a main thread that stores its head later also starts its wait later and
+      // sees the new SEQ.)
+      const pending = tail + 1 - Atomics.load(ctl, CB.RING_HEAD);
+      if (pending === 1) batchStart = performance.now();
+      if (pending >= RING_BATCH || performance.now() - batchStart >= RING_LATENCY_MS) Atomics.notify(ctl, CB.SEQ);
     };
 
     const haltedForever = (): boolean => {

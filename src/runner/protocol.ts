@@ -53,6 +53,10 @@ export const REPLY = { CONTINUE: 0, STOP: 1 } as const;
 export const RING_ENTRY_INTS = 4;
 /** Ring entries per vCPU. */
 export const RING_CAPACITY = 1024;
+/** The worker wakes the main thread once this many posted writes are pending … */
+export const RING_BATCH = 64;
+/** … or once the oldest pending write is this old (ms). */
+export const RING_LATENCY_MS = 1;
 /** Ring entry kinds. */
 export const RING_KIND = { PIO_WRITE: 1, MMIO_WRITE: 2 } as const;
 
