@@ -171,6 +171,10 @@ export class RunnerBus {
 
 const runnerPool = new Set<Kickable>();
 
+function statusName(st: number): VcpuState {
+  return st === STATUS.RUNNING ? 'running' : st === STATUS.PAUSED ? 'paused' : st === STATUS.FINISHED ? 'finished' : 'starting';
+}
+
 /** How long (ms) a serve loop spins for its vCPU's next event before sleeping. */
 const SPIN_MS = 0.05;
 
@@ -231,7 +235,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
 
   /** Each vCPU's state. */
   get states(): VcpuState[] {
-    return this.#slots.map((s) => s.status);
+    return this.#slots.map((s) => (s.taskDone ? 'finished' : statusName(Atomics.load(s.ctl, CB.STATUS))));
   }
 
   /**
@@ -398,7 +402,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   }
 
   #setStatus(s: VcpuSlot, st: number): void {
-    const name: VcpuState = st === STATUS.RUNNING ? 'running' : st === STATUS.PAUSED ? 'paused' : st === STATUS.FINISHED ? 'finished' : 'starting';
+    const name = statusName(st);
     if (name !== s.status) {
       s.status = name;
       this.emit('vcpu-state', s.index, name);
