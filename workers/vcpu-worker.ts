@@ -42,17 +42,19 @@ function find(devs: LocalDevice[], addr: number): LocalDevice | undefined {
   return undefined;
 }
 
-function readLE(b: Uint8Array, off: number, n: number): bigint {
-  let v = 0n;
-  for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[off + i]);
-  return v;
+/** Read an n-byte little-endian value (a number up to 4 bytes, a bigint for 8). */
+function readLE(v: DataView, off: number, n: number): number | bigint {
+  return n === 1 ? v.getUint8(off) : n === 2 ? v.getUint16(off, true) : n === 4 ? v.getUint32(off, true) : v.getBigUint64(off, true);
 }
 
-function writeLE(b: Uint8Array, off: number, n: number, value: number | bigint): void {
-  let v = BigInt.asUintN(64, BigInt(value));
-  for (let i = 0; i < n; i++) {
-    b[off + i] = Number(v & 0xffn);
-    v >>= 8n;
+/** Write an n-byte little-endian value. */
+function writeLE(v: DataView, off: number, n: number, value: number | bigint): void {
+  if (n === 8) v.setBigUint64(off, BigInt.asUintN(64, BigInt(value)), true);
+  else {
+    const x = typeof value === 'bigint' ? Number(BigInt.asUintN(32, value)) : value;
+    if (n === 1) v.setUint8(off, x & 0xff);
+    else if (n === 2) v.setUint16(off, x & 0xffff, true);
+    else v.setUint32(off, x >>> 0, true);
   }
 }
 
@@ -96,7 +98,7 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
 
     let batchStart = 0;
     /** Append a posted write to the ring; waits while the ring is full. */
-    const push = (kind: number, size: number, addr: number, value: bigint): void => {
+    const push = (kind: number, size: number, addr: number, value: number): void => {
       const tail = Atomics.load(ctl, CB.RING_TAIL);
       let head = Atomics.load(ctl, CB.RING_HEAD);
       while (tail - head >= RING_CAPACITY) {
@@ -107,8 +109,8 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       const o = CB.RING + (tail % RING_CAPACITY) * RING_ENTRY_INTS;
       ctl[o] = kind | (size << 8);
       ctl[o + 1] = addr | 0;
-      ctl[o + 2] = Number(value & 0xffffffffn) | 0;
-      ctl[o + 3] = kind === RING_KIND.MMIO_WRITE ? Math.floor(addr / 2 ** 32) | 0 : Number((value >> 32n) & 0xffffffffn) | 0;
+      ctl[o + 2] = value | 0;
+      ctl[o + 3] = kind === RING_KIND.MMIO_WRITE ? Math.floor(addr / 2 ** 32) | 0 : 0;
       Atomics.store(ctl, CB.RING_TAIL, tail + 1);
       Atomics.add(ctl, CB.POSTED_WRITES, 1);
       Atomics.add(ctl, CB.SEQ, 1);
@@ -157,13 +159,13 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
           if (off + size <= run.length) {
             const d = pioDevs.length ? find(pioDevs, port) : undefined;
             if (d) {
-              if (isOut) d.device.write(port - d.base, size, readLE(run, off, size));
-              else writeLE(run, off, size, d.device.read(port - d.base, size));
+              if (isOut) d.device.write(port - d.base, size, readLE(view, off, size));
+              else writeLE(view, off, size, d.device.read(port - d.base, size));
               Atomics.add(ctl, CB.WORKER_HANDLED, 1);
               continue;
             }
             if (isOut && posted[port] !== 0) {
-              push(RING_KIND.PIO_WRITE, size, port, readLE(run, off, size));
+              push(RING_KIND.PIO_WRITE, size, port, readLE(view, off, size) as number);
               continue;
             }
           }
@@ -175,13 +177,13 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
         if (len === 1 || len === 2 || len === 4 || len === 8) {
           const d = mmioDevs.length ? find(mmioDevs, gpa) : undefined;
           if (d) {
-            if (write) d.device.write(gpa - d.base, len, readLE(run, RUN.mmioData, len));
-            else writeLE(run, RUN.mmioData, len, d.device.read(gpa - d.base, len));
+            if (write) d.device.write(gpa - d.base, len, readLE(view, RUN.mmioData, len));
+            else writeLE(view, RUN.mmioData, len, d.device.read(gpa - d.base, len));
             Atomics.add(ctl, CB.WORKER_HANDLED, 1);
             continue;
           }
           if (write && len <= 4 && postedMmio.length && postedMmio.some((r) => gpa >= r.base && gpa < r.base + r.length)) {
-            push(RING_KIND.MMIO_WRITE, len, gpa, readLE(run, RUN.mmioData, len));
+            push(RING_KIND.MMIO_WRITE, len, gpa, readLE(view, RUN.mmioData, len) as number);
             continue;
           }
         }
