@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <v8.h>
 
 #include "classes.h"
 
@@ -96,6 +97,37 @@ static Napi::Value Layout(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// cmpxchg16b(sab, byteOffset, expectedLo, expectedHi, newLo, newHi): a locked 16-byte
+// compare-exchange on guest memory (for the instruction fallback's `lock cmpxchg16b`).
+// Returns [ok, oldLo, oldHi]. byteOffset must be 16-byte aligned and in bounds.
+static Napi::Value Cmpxchg16b(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6) return ThrowType(env, "cmpxchg16b(sab, byteOffset, expLo, expHi, newLo, newHi)");
+  v8::Local<v8::Value> v = v8::Local<v8::Value>::Cast(*reinterpret_cast<v8::Local<v8::Value>*>(&const_cast<napi_value&>(static_cast<const napi_value&>(info[0]))));
+  if (!v->IsSharedArrayBuffer()) return ThrowType(env, "sab must be a SharedArrayBuffer");
+  std::shared_ptr<v8::BackingStore> bs = v.As<v8::SharedArrayBuffer>()->GetBackingStore();
+  uint64_t off, el, eh, nl, nh;
+  if (!ArgU64(info, 1, "byteOffset", &off) || !ArgU64(info, 2, "expectedLo", &el) || !ArgU64(info, 3, "expectedHi", &eh) ||
+      !ArgU64(info, 4, "newLo", &nl) || !ArgU64(info, 5, "newHi", &nh))
+    return env.Undefined();
+  if (off % 16 != 0 || off > bs->ByteLength() || bs->ByteLength() - off < 16)
+    return ThrowRange(env, "byteOffset must be 16-byte aligned and within the buffer");
+  auto* p = reinterpret_cast<unsigned __int128*>(static_cast<uint8_t*>(bs->Data()) + off);
+  unsigned __int128 expected = (static_cast<unsigned __int128>(eh) << 64) | el;
+  unsigned __int128 desired = (static_cast<unsigned __int128>(nh) << 64) | nl;
+  uint64_t lo = static_cast<uint64_t>(expected), hi = static_cast<uint64_t>(expected >> 64);
+  bool ok;
+  __asm__ __volatile__("lock cmpxchg16b %1"
+                       : "=@ccz"(ok), "+m"(*p), "+a"(lo), "+d"(hi)
+                       : "b"(static_cast<uint64_t>(desired)), "c"(static_cast<uint64_t>(desired >> 64))
+                       : "memory");
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, Napi::Boolean::New(env, ok));
+  out.Set(1u, Napi::BigInt::New(env, lo));
+  out.Set(2u, Napi::BigInt::New(env, hi));
+  return out;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
@@ -118,6 +150,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getThreadAffinity", Napi::Function::New(env, GetThreadAffinity));
   exports.Set("threadId", Napi::Function::New(env, ThreadId));
   exports.Set("layout", Napi::Function::New(env, Layout));
+  exports.Set("cmpxchg16b", Napi::Function::New(env, Cmpxchg16b));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   InitVfio(env, exports);
   return exports;

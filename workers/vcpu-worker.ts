@@ -11,6 +11,9 @@ import { KVM_EXIT, KVM_MP_STATE } from '../src/kvm/constants.js';
 import { RUN } from '../src/exits.js';
 import type { AccessSize, Device } from '../src/bus/device.js';
 import { spinWhileEqual } from '../src/runner/spin.js';
+import { InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
+import { SUPPORTED_MNEMONICS } from '../src/emulate/emulator.js';
+import { KVM_INTERNAL_ERROR } from '../src/kvm/constants.js';
 
 /** How long (ms) the worker spins for the main thread's answer before sleeping. */
 const SPIN_MS = 0.1;
@@ -132,6 +135,22 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
     };
 
     const postedMmio = task.postedMmio;
+    const fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory)) : undefined;
+    const emuCounts = new Int32Array(task.emulationCounts);
+    const mnemonicIndex = new Map(SUPPORTED_MNEMONICS.map((m, i) => [m, i]));
+    /** Try the instruction fallback on an emulation failure; true if the vCPU can resume. */
+    const tryFallback = (): boolean => {
+      if (!fallback || view.getUint32(RUN.internalSuberror, true) !== KVM_INTERNAL_ERROR.EMULATION) return false;
+      if (view.getUint32(RUN.internalNdata, true) < 3 || (view.getBigUint64(RUN.emuFlags, true) & 1n) === 0n) return false;
+      const n = Math.min(view.getUint8(RUN.emuInsnSize), 15);
+      const r = fallback.handle(run.slice(RUN.emuInsnBytes, RUN.emuInsnBytes + n));
+      if (r.kind === 'unsupported') return false;
+      const i = mnemonicIndex.get(r.mnemonic);
+      if (i !== undefined) Atomics.add(emuCounts, i, 1);
+      if (r.kind === 'exception') Atomics.add(emuCounts, SUPPORTED_MNEMONICS.length, 1);
+      Atomics.add(ctl, CB.EMULATED, 1);
+      return true;
+    };
     setStatus(STATUS.RUNNING);
     for (;;) {
       const c = Atomics.load(ctl, CB.CONTROL);
@@ -187,6 +206,8 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
             continue;
           }
         }
+      } else if (reason === KVM_EXIT.INTERNAL_ERROR && tryFallback()) {
+        continue;
       }
       if (post(POSTED.EXIT)) break;
     }

@@ -95,6 +95,12 @@ export interface VcpuTask {
   postedMmio: { base: number; length: number }[];
   /** Devices that run in the worker. */
   workerDevices: WorkerDeviceRange[];
+  /** Finish instructions KVM's emulator gives up on (src/emulate/fallback.ts). */
+  emulate: boolean;
+  /** Guest memory, for the instruction fallback. */
+  memory: { gpa: number; buffer: SharedArrayBuffer }[];
+  /** Int32 counters: instructions finished per mnemonic (SUPPORTED_MNEMONICS order), then exceptions injected. */
+  emulationCounts: SharedArrayBuffer;
 }
 
 /** What a vCPU worker's task resolves to. */

@@ -23,6 +23,7 @@ import {
   type VcpuTask, type VcpuTaskResult, type WorkerDeviceRange, type WorkerDeviceSpec,
 } from './protocol.js';
 import { spinWhileEqual } from './spin.js';
+import { SUPPORTED_MNEMONICS } from '../emulate/emulator.js';
 import { GuestError, RunnerError } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
@@ -53,6 +54,8 @@ export interface RunnerEvents {
   'system-event': (exit: Extract<VmExit, { kind: 'system-event' }>) => HandlerResult;
   /** An access nobody claimed (no device, no listener): reads got all-ones. */
   unhandled: (exit: InoutExit | MmioExit) => void;
+  /** The instruction fallback finished instructions for `vcpu` (counts since the last event). */
+  emulated: (vcpu: number, counts: Record<string, number>) => void;
   /** A vCPU changed state. */
   'vcpu-state': (vcpu: number, state: VcpuState) => void;
   /** The runner failed (a handler threw, a worker died, the guest failed); it stops. */
@@ -66,6 +69,12 @@ export interface VcpuRunnerOptions {
    * APIC keeps HLT in the kernel, so this is how the runner notices). 0 disables. Default 50.
    */
   haltPollMs?: number;
+  /**
+   * Finish, in the vCPU's thread, instructions KVM's emulator gives up on (PVM hosts), and
+   * count them in the VM's stats as `emulated_<mnemonic>` (default true). When off, such an
+   * exit ends the run with a GuestError naming the instruction bytes.
+   */
+  emulate?: boolean;
 }
 
 /** Options for registering a device. */
@@ -197,6 +206,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   #haltTimer: NodeJS.Timeout | undefined;
   #kickable: Kickable;
   #endReason: RunResult['reason'] | undefined;
+  #emuCounts: Int32Array[] = [];
+  #emuSeen: number[][] = [];
 
   constructor(vm: Vm, opts: VcpuRunnerOptions = {}) {
     super();
@@ -204,7 +215,9 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     const haltPollMs = opts.haltPollMs ?? 50;
     if (typeof haltPollMs !== 'number' || !(haltPollMs >= 0)) throw new RangeError('opts.haltPollMs must be a non-negative number');
     this.vm = vm;
-    this.#opts = { haltPollMs };
+    const emulate = opts.emulate ?? true;
+    if (typeof emulate !== 'boolean') throw new TypeError('opts.emulate must be a boolean');
+    this.#opts = { haltPollMs, emulate };
     this.pio = new RunnerBus(this, 'pio');
     this.mmio = new RunnerBus(this, 'mmio');
     const z = () => new Array(vm.vcpuCount).fill(0);
@@ -268,9 +281,12 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         stats = undefined; // no binary stats: halts are then only seen as HLT exits
       }
       this.#slots.push({ index: v, fd, ctl: new Int32Array(control), run, view: new DataView(run.buffer), status: 'starting', stats, blockingIndex: stats ? stats.descriptors.findIndex((d) => d.name === 'blocking') : -1, taskDone: false });
+      const emulationCounts = new SharedArrayBuffer((SUPPORTED_MNEMONICS.length + 1) * 4);
+      this.#emuCounts.push(new Int32Array(emulationCounts));
       tasks.push({
         vcpu: v, fd, pin: vm.getPinning(v), control, postedPorts, postedMmio: this.mmio.posted,
         workerDevices: [...this.pio.workerDevices, ...this.mmio.workerDevices],
+        emulate: this.#opts.emulate, memory: vm.memorySegments().map(({ gpa, buffer }) => ({ gpa, buffer })), emulationCounts,
       });
     }
     vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall), () => this.stop());
@@ -392,7 +408,27 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     this.stop();
   }
 
+  /** Copy the workers' emulation counters into the VM's stats; emit 'emulated' for changes. */
+  #syncEmulation(): void {
+    this.#emuCounts.forEach((c, v) => {
+      const seen = (this.#emuSeen[v] ??= new Array(c.length).fill(0));
+      const delta: Record<string, number> = {};
+      let changed = false;
+      for (let i = 0; i < c.length; i++) {
+        const now = Atomics.load(c, i);
+        if (now === seen[i]) continue;
+        const name = i < SUPPORTED_MNEMONICS.length ? SUPPORTED_MNEMONICS[i] : 'exceptions';
+        if (!this.vm.destroyed) this.vm.addStat(v, `emulated_${name}`, BigInt(now - seen[i]));
+        delta[name] = now - seen[i];
+        seen[i] = now;
+        changed = true;
+      }
+      if (changed) this.emit('emulated', v, delta);
+    });
+  }
+
   #syncCounters(): void {
+    this.#syncEmulation();
     for (const s of this.#slots) {
       this.#counters.exits[s.index] = Atomics.load(s.ctl, CB.EXITS);
       this.#counters.workerHandled[s.index] = Atomics.load(s.ctl, CB.WORKER_HANDLED);
@@ -648,6 +684,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
    */
   #poll(): void {
     const n = native();
+    this.#syncEmulation();
     for (const s of this.#slots) {
       if (Atomics.load(s.ctl, CB.RING_HEAD) !== Atomics.load(s.ctl, CB.RING_TAIL)) Atomics.notify(s.ctl, CB.SEQ);
       if (!this.vm.irqchip) continue;

@@ -28,3 +28,18 @@ export function realVm(name: string, opts: { irqchip?: boolean } = {}): Vm {
   vm.setRegisters(0, [[Reg.CS, 0], [Reg.RIP, 0x1000], [Reg.RFLAGS, 2]]);
   return vm;
 }
+
+/** A 1-vCPU VM in 64-bit long mode (identity-mapped first 2 MiB) running `code` at 0x2000. */
+export function longModeVm(code: number[] | Uint8Array, opts: { irqchip?: boolean } = {}): Vm {
+  const vm = Vm.create(uniqueName('long'), opts);
+  vm.setupMemory(0, 0x200000);
+  vm.memory.writeU64(0x10000, 0x11003n);
+  vm.memory.writeU64(0x11000, 0x12003n);
+  vm.memory.writeU64(0x12000, 0x83n);
+  vm.memory.writeBytes(0x2000, Uint8Array.from(code));
+  vm.setRegisters(0, [[Reg.CR3, 0x10000], [Reg.CR4, 0x20], [Reg.EFER, 0x500], [Reg.CR0, 0x80000011]]);
+  vm.setDesc(0, Reg.CS, { base: 0n, limit: 0xffffffff, access: 0xa09b });
+  for (const r of [Reg.DS, Reg.ES, Reg.SS]) vm.setDesc(0, r, { base: 0n, limit: 0xffffffff, access: 0xc093 });
+  vm.setRegisters(0, [[Reg.CS, 0x08], [Reg.DS, 0x10], [Reg.ES, 0x10], [Reg.SS, 0x10], [Reg.RIP, 0x2000], [Reg.RSP, 0x8000], [Reg.RFLAGS, 2]]);
+  return vm;
+}

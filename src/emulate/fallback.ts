@@ -1,0 +1,104 @@
+/**
+ * The instruction fallback for PVM-style hosts: when KVM's emulator gives up on an
+ * instruction (KVM_EXIT_INTERNAL_ERROR, suberror 1, with the instruction bytes), finish it
+ * in userspace — registers through the vCPU's ioctls, memory through the guest page tables
+ * onto the VM's shared guest memory, atomic forms with host atomics — or inject the
+ * exception the SDM prescribes. Runs in the vCPU's own thread.
+ */
+import type { NativeVcpuFd } from '../kvm/native.js';
+import { native } from '../kvm/native.js';
+import { EVENTS, SIZEOF, decodeRegs, decodeSregs, encodeRegs, encodeSregs } from '../kvm/structs.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { emulate } from './emulator.js';
+import type { CmpxchgResult, EmulatorHost } from './host.js';
+import { memoryCmpxchg } from './host.js';
+
+/** What the fallback did with one failed instruction. */
+export type FallbackResult =
+  | { kind: 'emulated'; mnemonic: string }
+  | { kind: 'exception'; mnemonic: string; vector: number }
+  | { kind: 'unsupported'; mnemonic?: string; reason: string };
+
+/** Guest memory segments as the worker receives them. */
+export interface SharedSegment {
+  gpa: number;
+  buffer: SharedArrayBuffer;
+}
+
+/** Build a GuestMemory over shared segments (in any thread). */
+export function sharedMemory(segments: readonly SharedSegment[]): GuestMemory {
+  const m = new GuestMemory();
+  for (const s of segments) m.addSegment(s.gpa, new Uint8Array(s.buffer));
+  return m;
+}
+
+/** Compare-exchange with host atomics on the shared guest memory. */
+function atomicCmpxchg(mem: GuestMemory): (gpa: number, size: 8 | 16, expected: bigint, replacement: bigint) => CmpxchgResult {
+  const fallback = memoryCmpxchg(mem);
+  return (gpa, size, expected, replacement) => {
+    const seg = mem.segmentAt(gpa);
+    const bytes = seg?.bytes;
+    if (!seg || !bytes || gpa + size > seg.gpa + seg.length || !(bytes.buffer instanceof SharedArrayBuffer)) {
+      return fallback(gpa, size, expected, replacement);
+    }
+    const off = bytes.byteOffset + (gpa - seg.gpa);
+    if (size === 8 && off % 8 === 0) {
+      const cells = new BigUint64Array(bytes.buffer, off, 1);
+      const old = Atomics.compareExchange(cells, 0, BigInt.asUintN(64, expected), BigInt.asUintN(64, replacement));
+      return { ok: old === BigInt.asUintN(64, expected), old };
+    }
+    if (size === 16 && off % 16 === 0) {
+      const m64 = (1n << 64n) - 1n;
+      const [ok, lo, hi] = native().cmpxchg16b(bytes.buffer, off, expected & m64, (expected >> 64n) & m64, replacement & m64, (replacement >> 64n) & m64);
+      return { ok, old: (hi << 64n) | lo };
+    }
+    return fallback(gpa, size, expected, replacement); // unaligned: split-locked on hardware, rare
+  };
+}
+
+/** A fallback bound to one vCPU and the VM's memory. */
+export class InstructionFallback {
+  readonly #vcpu: NativeVcpuFd;
+  readonly #host: EmulatorHost;
+
+  constructor(vcpu: NativeVcpuFd, memory: GuestMemory) {
+    this.#vcpu = vcpu;
+    this.#host = {
+      memory,
+      getFpu: () => new DataView(vcpu.getFpu()),
+      setFpu: (fpu) => vcpu.setFpu(new Uint8Array(fpu.buffer, fpu.byteOffset, fpu.byteLength)),
+      atomicCmpxchg: atomicCmpxchg(memory),
+    };
+  }
+
+  /** Finish (or fault) the instruction whose bytes KVM reported; the vCPU can then resume. */
+  handle(insn: Uint8Array): FallbackResult {
+    const v = this.#vcpu;
+    const cpu = { regs: decodeRegs(v.getRegs()), sregs: decodeSregs(v.getSregs()) };
+    const r = emulate(insn, cpu, this.#host);
+    if (r.kind === 'unsupported') return { kind: 'unsupported', mnemonic: r.mnemonic, reason: r.reason };
+    if (r.kind === 'emulated') {
+      if (r.sregsChanged) v.setSregs(encodeSregs(cpu.sregs));
+      if (r.regsChanged) v.setRegs(encodeRegs(cpu.regs));
+      return { kind: 'emulated', mnemonic: r.mnemonic };
+    }
+    // an exception: a trap has completed the instruction (write back), a fault has not
+    if (r.trap) {
+      v.setSregs(encodeSregs(cpu.sregs));
+      v.setRegs(encodeRegs(cpu.regs));
+    }
+    if (r.vector === 14 && r.cr2 !== undefined) {
+      const sr = decodeSregs(v.getSregs());
+      sr.cr2 = r.cr2;
+      v.setSregs(encodeSregs(sr));
+    }
+    const ev = new DataView(v.getVcpuEvents());
+    ev.setUint8(EVENTS.exceptionInjected, 1);
+    ev.setUint8(EVENTS.exceptionNr, r.vector);
+    ev.setUint8(EVENTS.exceptionHasErrorCode, r.errorCode !== undefined ? 1 : 0);
+    ev.setUint32(EVENTS.exceptionErrorCode, r.errorCode ?? 0, true);
+    ev.setUint32(EVENTS.flags, 0, true);
+    v.setVcpuEvents(new Uint8Array(ev.buffer, 0, SIZEOF.kvm_vcpu_events));
+    return { kind: 'exception', mnemonic: r.mnemonic ?? `#${r.vector}`, vector: r.vector };
+  }
+}
