@@ -7,6 +7,7 @@ import {
   capabilityTypeToName, vmmGetMemFree, vmmGetMemTotal,
 } from '../../src/index.js';
 import { fixture, realModeVm, uniqueName } from '../helpers.js';
+import { native } from '../../src/kvm/native.js';
 
 const vms: Vm[] = [];
 function track(vm: Vm): Vm {
@@ -196,6 +197,16 @@ describe('vm_get_pinning / vm_set_pinning', () => {
     expect(vm.getPinning(1)).toBe(-1);
     expect(() => vm.setPinning(0, 100000)).toThrow(/hostCpu/);
     expect(() => vm.setPinning(5, 0)).toThrow(/vcpu/);
+  });
+  it('applies to the thread that runs the vCPU', () => {
+    const vm = track(realModeVm([0xf4], { irqchip: false }));
+    const all = native().getThreadAffinity();
+    vm.setPinning(0, 0);
+    expect(vm.run(0).kind).toBe('hlt');
+    expect(native().getThreadAffinity()).toEqual([0]);
+    vm.setPinning(0, -1);
+    vm.run(0, 0x1000);
+    expect(native().getThreadAffinity()).toEqual(all);
   });
 });
 
