@@ -12,7 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { Reg, VcpuRunner, Vm, type Device } from '../src/index.js';
 import { packageRoot } from '../src/kvm/native.js';
 
-const N = Number(process.env.BENCH_EXITS ?? 100_000);
+const N = Number(process.env.BENCH_EXITS ?? 50_000);
 
 /** mov $n,%ecx ; 1: in $0x90,%al | out %al,$0x91 ; dec %ecx ; jnz 1b ; cli ; hlt */
 function loop(kind: 'in' | 'out', n: number): Uint8Array {
@@ -35,8 +35,6 @@ function guest(kind: 'in' | 'out', vcpus: number, irqchip: boolean, n: number): 
   }
   return vm;
 }
-
-interface Row { name: string; exits: number; seconds: number; peer: string; peerRate: number; target?: number }
 
 function cBaseline(kind: 'in' | 'out'): number {
   const bin = join(packageRoot(), 'build', 'vmmapi_bench_baseline');
@@ -89,32 +87,47 @@ async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' 
   return { exits: N * vcpus, seconds };
 }
 
-async function main(): Promise<void> {
-  console.log(`vmmapi bench: ${N} port-I/O exits per vCPU per scenario (real-mode guest loop)\n`);
-  const cIn = cBaseline('in');
-  const cOut = cBaseline('out');
-  const rows: Row[] = [];
-  const add = (name: string, r: { exits: number; seconds: number }, peer: string, peerRate: number, target?: number) =>
-    rows.push({ name, ...r, peer, peerRate, target });
-  rows.push({ name: 'C KVM_RUN loop, IN (baseline)', exits: N, seconds: N / cIn, peer: 'itself', peerRate: cIn });
-  rows.push({ name: 'C KVM_RUN loop, OUT (baseline)', exits: N, seconds: N / cOut, peer: 'itself', peerRate: cOut });
-  add('vm.run on the main thread, IN', mainThreadRun('in'), 'C IN', cIn);
-  add('runner: main-thread device answers IN', await runner('in', 1, 'main'), 'C IN', cIn, 0.6);
-  add('runner: posted OUT (ordered ring)', await runner('out', 1, 'posted'), 'C OUT', cOut, 0.9);
-  add('runner: worker-side device answers IN', await runner('in', 1, 'worker'), 'C IN', cIn, 0.95);
-  add('runner: 2 vCPUs, worker-side IN (total)', await runner('in', 2, 'worker'), 'C IN', cIn);
-  add('runner: 2 vCPUs, main-thread IN (total)', await runner('in', 2, 'main'), 'C IN', cIn);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
-  const w = Math.max(...rows.map((r) => r.name.length));
-  console.log(`${'scenario'.padEnd(w)}  ${'exits/s'.padStart(9)}  ${'vs'.padEnd(6)}  ${'ratio'.padStart(6)}  target`);
-  for (const r of rows) {
-    const rate = r.exits / r.seconds;
-    const ratio = rate / r.peerRate;
-    console.log(
-      `${r.name.padEnd(w)}  ${Math.round(rate).toString().padStart(9)}  ${r.peer.padEnd(6)}  ${ratio.toFixed(2).padStart(6)}  ${r.target ? `≥ ${r.target}` : ''}`,
-    );
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function main(): Promise<void> {
+  console.log(`vmmapi bench: ${N} port-I/O exits per vCPU per run, ${ROUNDS} interleaved rounds, medians (real-mode guest loop)\n`);
+  interface Scenario { name: string; peer: 'C IN' | 'C OUT' | 'itself'; target?: number; run: () => Promise<{ exits: number; seconds: number }> | { exits: number; seconds: number } }
+  const c = (kind: 'in' | 'out') => () => ({ exits: N, seconds: N / cBaseline(kind) });
+  const scenarios: Scenario[] = [
+    { name: 'C KVM_RUN loop, IN (baseline)', peer: 'itself', run: c('in') },
+    { name: 'C KVM_RUN loop, OUT (baseline)', peer: 'itself', run: c('out') },
+    { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
+    { name: 'runner: main-thread device answers IN', peer: 'C IN', target: 0.6, run: () => runner('in', 1, 'main') },
+    { name: 'runner: posted OUT (ordered ring)', peer: 'C OUT', target: 0.9, run: () => runner('out', 1, 'posted') },
+    { name: 'runner: worker-side device answers IN', peer: 'C IN', target: 0.95, run: () => runner('in', 1, 'worker') },
+    { name: 'runner: 2 vCPUs, worker-side IN (total)', peer: 'C IN', run: () => runner('in', 2, 'worker') },
+    { name: 'runner: 2 vCPUs, main-thread IN (total)', peer: 'C IN', run: () => runner('in', 2, 'main') },
+  ];
+  const rates = scenarios.map(() => [] as number[]);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < scenarios.length; i++) {
+      const r = await scenarios[i].run();
+      rates[i].push(r.exits / r.seconds);
+    }
   }
-  console.log('\nRatios compare runs made seconds apart on a shared machine: expect ±20% noise.');
+  const med = rates.map(median);
+  const peerRate = (p: Scenario['peer'], i: number) => (p === 'C IN' ? med[0] : p === 'C OUT' ? med[1] : med[i]);
+  const w = Math.max(...scenarios.map((r) => r.name.length));
+  console.log(`${'scenario'.padEnd(w)}  ${'exits/s'.padStart(9)}  ${'vs'.padEnd(6)}  ${'ratio'.padStart(6)}  ${'spread'.padStart(11)}  target`);
+  scenarios.forEach((sc, i) => {
+    const ratio = med[i] / peerRate(sc.peer, i);
+    const lo = Math.min(...rates[i]) / peerRate(sc.peer, i);
+    const hi = Math.max(...rates[i]) / peerRate(sc.peer, i);
+    console.log(
+      `${sc.name.padEnd(w)}  ${Math.round(med[i]).toString().padStart(9)}  ${sc.peer.padEnd(6)}  ${ratio.toFixed(2).padStart(6)}  ${`${lo.toFixed(2)}–${hi.toFixed(2)}`.padStart(11)}  ${sc.target ? `≥ ${sc.target}` : ''}`,
+    );
+  });
+  console.log('\nMedians of interleaved runs on a shared machine; the spread column shows min–max ratios.');
 }
 
 main().catch((e) => {

@@ -1,28 +1,22 @@
 /**
- * smp: two vCPUs on the PC platform. The bundled guest's boot processor (32-bit protected
- * mode at 0x1000) prints its APIC id to port 0x500 and wakes the second vCPU with
- * INIT-SIPI-SIPI (its start-up code is at 0x8000); that one prints its APIC id too; both
- * then halt with interrupts off, which ends the run.
+ * smp: a multi-processor guest on the PC platform. The bundled Multiboot kernel
+ * (guests/src/mb-smp.S) reads the CPU count from fw_cfg, wakes every other vCPU with
+ * INIT-SIPI-SIPI through its local APIC, waits for them to check in, prints one line per
+ * CPU on COM1 and exits through the debug-exit port with the number of CPUs it saw.
  *
- * Run it with `node dist/examples/smp.js`.
+ * Run it with `node dist/examples/smp.js [cpus]` (default 2).
  */
 import { readFileSync } from 'node:fs';
 import { createPc } from '../src/platform/index.js';
 import { fixturePath } from '../src/fixtures.js';
 
-const pc = createPc({ memory: 1 << 20, cpus: 2 });
+const cpus = Number(process.argv[2] ?? 2);
+const pc = createPc({ memory: 16 << 20, cpus, serial: { onOutput: (byte) => process.stdout.write(String.fromCharCode(byte)) } });
 try {
-  // Port 0x500 is not part of the PC: add a device that prints what is written there.
-  pc.runner.pio.register(0x500, 1, {
-    read: () => 0,
-    write: (_offset, _size, value) => console.log(`a vCPU says: my APIC id is ${value}`),
-  }, { name: 'APIC id printer' });
-
-  pc.loadFlat(readFileSync(fixturePath('smp-bsp.bin')), 0x1000, { mode: 'protected', stack: 0x7000 });
-  pc.memory.writeBytes(0x8000, readFileSync(fixturePath('smp-ap.bin')));
-
+  pc.loadMultiboot(readFileSync(fixturePath('mb-smp.elf')));
   const result = await pc.run({ timeoutMs: 30_000 });
-  console.log(`run ended: ${result.reason}`);
+  if (result.reason === 'debug-exit') console.log(`the guest counted ${(result.status - 1) / 2} of ${cpus} CPUs`);
+  else console.log(`run ended: ${result.reason}`);
 } finally {
   pc.destroy();
 }

@@ -26,7 +26,7 @@ for (const f of readdirSync(src).filter((x) => x.endsWith('.S')).sort()) {
   const ldArgs = arch === '64' ? ['-m', 'elf_x86_64'] : ['-m', 'elf_i386'];
   execFileSync('as', [...asArgs, '-o', obj, join(src, f)], { stdio: 'inherit' });
   if (format === 'elf32') {
-    execFileSync('ld', [...ldArgs, '-nostdlib', '-Ttext', link, '-e', '_start', '-o', elf, obj], { stdio: 'inherit' });
+    execFileSync('ld', [...ldArgs, '-nostdlib', '-z', 'noseparate-code', '-Ttext', link, '-e', '_start', '-o', elf, obj], { stdio: 'inherit' });
   } else {
     execFileSync('ld', [...ldArgs, '-nostdlib', '-Ttext', link, '-e', '_start', '--oformat', 'binary', '-o', join(out, `${name}.bin`), obj], { stdio: 'inherit' });
   }

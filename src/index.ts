@@ -32,3 +32,4 @@ export { Uart16550, I8042, ResetPort, PostPort, Cmos, DebugExit as IsaDebugExit,
 export * as devices from './devices/index.js';
 export * as boot from './boot/index.js';
 export { fixturePath } from './fixtures.js';
+export * from './platform/index.js';

@@ -14,4 +14,5 @@ _start:
         out     %eax, %dx                   # print our APIC id
         movl    $1, 0x600                   # tell the BSP we are up
         cli
-        hlt
+1:      hlt                                 # a late SIPI can wake a halted AP: stay here
+        jmp     1b

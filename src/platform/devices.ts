@@ -1,7 +1,6 @@
 /** The PC's legacy devices, created and registered on a runner's port bus. */
 import { AcpiPm } from './acpi-pm.js';
 import { KvmIrqLine } from './irq.js';
-import { registerStringPorts } from './string-io.js';
 import { IRQS, LOW_RAM_LIMIT, PORTS, ramRanges } from './layout.js';
 import { Cmos } from '../devices/cmos.js';
 import { DebugExit } from '../devices/debug-exit.js';
@@ -75,11 +74,9 @@ export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: num
   reg(PORTS.reset, d.reset, 'reset control');
   reg(PORTS.debugExit, d.debugExit, 'debug-exit');
   if (d.debugcon) reg(PORTS.debugcon, d.debugcon, 'debugcon', true);
-  // fw_cfg: the selector on the bus; the data port through registerStringPorts, because
-  // firmware reads it with `rep insb`.
-  const fw = d.fwCfg;
-  reg({ base: PORTS.fwCfg.base, length: 1 }, fw, 'fw_cfg selector');
-  registerStringPorts(runner, PORTS.fwCfg.base + 1, 1, { read: (_o, size) => fw.read(1, size), write: (_o, size, v) => fw.write(1, size, v) });
+  // fw_cfg: selector and data (firmware reads the data port with `rep insb`: the runner
+  // reads the device once per element)
+  reg(PORTS.fwCfg, d.fwCfg, 'fw_cfg');
   reg(PORTS.acpiPm, d.acpiPm, 'ACPI PM1a');
   return d;
 }

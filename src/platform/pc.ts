@@ -27,6 +27,7 @@ import { VcpuRunner, type RunResult } from '../runner/runner.js';
 import { Vm } from '../vm.js';
 import type { ResetKind } from '../devices/reset-port.js';
 import { attachDevices, type PcDevices } from './devices.js';
+import { allParked } from './parked.js';
 import { formatBytes, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY, ramRanges } from './layout.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
 
@@ -54,9 +55,17 @@ export interface PcOptions {
   traceExits?: (line: string) => void;
   /** CPUID adjustments for every vCPU, e.g. `{ clear: ['cx16'] }` (see CPUID_BITS). */
   cpuid?: CpuidOptions;
+  /**
+   * Let the runner finish, in userspace, instructions KVM's emulator gives up on (see
+   * VcpuRunnerOptions.emulate; default: the runner's default).
+   */
+  emulate?: boolean;
   /** VM name (default: a unique one). */
   name?: string;
 }
+
+/** SLP_TYP of `\_S5` (soft-off) in the DSDT that src/boot/acpi.ts writes by default. */
+const S5_SLEEP_TYPE = 5;
 
 /** Why {@link Pc.run} ended. */
 export type PcRunResult =
@@ -108,6 +117,7 @@ export class Pc {
   #result: PcRunResult | undefined;
   #loaded: string | undefined;
   #ran = false;
+  #checking = false;
 
   /** @internal Use {@link createPc}. */
   constructor(opts: PcOptions) {
@@ -118,7 +128,7 @@ export class Pc {
     this.vm = Vm.create(opts.name ?? `pc-${process.pid}-${randomBytes(4).toString('hex')}`, { vcpus: cpus, irqchip: true, cpuid: opts.cpuid });
     try {
       for (const r of ramRanges(memory)) this.vm.setupMemory(r.gpa, r.length);
-      this.runner = new VcpuRunner(this.vm);
+      this.runner = new VcpuRunner(this.vm, opts.emulate === undefined ? {} : { emulate: opts.emulate });
       this.devices = attachDevices(this.runner, memory, cpus, {
         serialOut: (b) => opts.serial?.onOutput?.(b),
         debugcon: opts.debugcon,
@@ -128,9 +138,14 @@ export class Pc {
         },
         reset: (kind) => this.#finish({ reason: 'reset', kind }),
         sleep: (typ) => {
-          if (typ === 5) this.#finish({ reason: 'poweroff' });
+          if (typ === S5_SLEEP_TYPE) this.#finish({ reason: 'poweroff' });
         },
       });
+      if (cpus > 1) {
+        this.runner.on('vcpu-state', (_v, state) => {
+          if (state === 'finished') void this.#checkParked();
+        });
+      }
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));
@@ -151,34 +166,33 @@ export class Pc {
     return this.#result;
   }
 
-  #load(what: string): void {
+  /** Run loader `fn` once per machine; a loader that throws leaves the machine unloaded. */
+  #load<T>(what: string, fn: () => T): T {
     if (this.#loaded) throw new Error(`a ${this.#loaded} is already loaded; create a new machine`);
     if (this.#ran) throw new Error('the machine has already run');
+    const r = fn();
     this.#loaded = what;
+    return r;
   }
 
   /** Load a BIOS ROM (e.g. SeaBIOS's bios.bin) and start every vCPU from reset. */
   loadFirmware(rom: Uint8Array): FirmwarePlan {
-    this.#load('firmware');
-    return bootFirmware(this.vm, this.memoryBytes, rom);
+    return this.#load('firmware', () => bootFirmware(this.vm, this.memoryBytes, rom));
   }
 
   /** Load a Multiboot kernel; vCPU 0 enters it, the other vCPUs wait for INIT/SIPI. */
   loadMultiboot(image: Uint8Array, opts: PcMultibootOptions = {}): MultibootBootState {
-    this.#load('Multiboot kernel');
-    return bootMultiboot(this.vm, this.memoryBytes, image, opts);
+    return this.#load('Multiboot kernel', () => bootMultiboot(this.vm, this.memoryBytes, image, opts));
   }
 
   /** Load a Linux bzImage (64-bit entry, ACPI tables for SMP); the other vCPUs wait for INIT/SIPI. */
   loadLinux(kernel: Uint8Array, opts: PcLinuxOptions = {}): LinuxBootState {
-    this.#load('Linux kernel');
-    return bootLinux(this.vm, this.memoryBytes, kernel, opts);
+    return this.#load('Linux kernel', () => bootLinux(this.vm, this.memoryBytes, kernel, opts));
   }
 
   /** Copy a flat binary to `at` and enter it on vCPU 0 (real mode unless `opts.mode` says otherwise). */
   loadFlat(image: Uint8Array, at: number, opts: FlatOptions = {}): BootState {
-    this.#load('flat binary');
-    return bootFlat(this.vm, image, at, opts);
+    return this.#load('flat binary', () => bootFlat(this.vm, image, at, opts));
   }
 
   /** Feed bytes to COM1's receiver (as if typed on the serial line); returns how many were accepted. */
@@ -217,6 +231,19 @@ export class Pc {
   /** Stop the machine; {@link run} resolves with `{ reason: 'stopped' }` (unless it already ended). */
   stop(): void {
     this.#finish({ reason: 'stopped' });
+  }
+
+  /** When a vCPU finished: end the run if no other vCPU can still run (APs never started). */
+  async #checkParked(): Promise<void> {
+    if (this.#result || this.#checking || !this.runner.states.some((s) => s !== 'finished')) return;
+    this.#checking = true;
+    try {
+      if (await allParked(this.runner)) this.#finish({ reason: 'halted' });
+    } catch {
+      /* the run is ending (vCPU fds going away): nothing to decide */
+    } finally {
+      this.#checking = false;
+    }
   }
 
   #finish(result: PcRunResult): void {

@@ -13,7 +13,7 @@ import { EventEmitter } from 'eventemitter3';
 import { Piscina } from 'piscina';
 import type { Vm } from '../vm.js';
 import { native, packageRoot } from '../kvm/native.js';
-import { RUN, decodeExit, setExitValue, type InoutExit, type MmioExit, type VmExit } from '../exits.js';
+import { RUN, decodeExit, type InoutExit, type MmioExit, type VmExit } from '../exits.js';
 import { KVM_EXIT } from '../kvm/constants.js';
 import { MmioBus, PioBus, type BusRange } from '../bus/bus.js';
 import type { AccessSize, Device } from '../bus/device.js';
@@ -637,8 +637,14 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     const r = bus.find(addr);
     if (r) {
       if (isRead) {
+        // one device read per element: `rep ins` from a FIFO (fw_cfg data, a UART) must see
+        // successive values
         bus.counters.reads++;
-        setExitValue(exit, r.device.read(addr - r.base, width));
+        const d = exit.data;
+        for (let i = 0; i + width <= d.length; i += width) {
+          let v = BigInt.asUintN(64, BigInt(r.device.read(addr - r.base, width)));
+          for (let k = 0; k < width; k++, v >>= 8n) d[i + k] = Number(v & 0xffn);
+        }
       } else {
         bus.counters.writes++;
         const d = exit.data;

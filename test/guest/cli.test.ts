@@ -87,12 +87,26 @@ describe('vmmapi run', () => {
   });
 
   it('a guest that KVM cannot emulate: exit 1 with the instruction bytes', async () => {
-    const img = join(tmp, 'int3.bin');
-    writeFileSync(img, Uint8Array.from([0xcc, 0xf4]));
-    const o = await vmmapi(['run', '--flat', `${img}@0x200000`, '--mode', 'long']);
+    const img = join(tmp, 'aaa.bin');
+    writeFileSync(img, Uint8Array.from([0x37, 0xf4])); // aaa in real mode
+    const o = await vmmapi(['run', '--flat', `${img}@0x1000`]);
     expect(o.code).toBe(1);
-    expect(o.stderr).toMatch(/^vmmapi: guest failed: KVM emulation failure on vCPU 0: instruction bytes cc f4/);
+    expect(o.stderr).toMatch(/^vmmapi: guest failed: KVM emulation failure on vCPU 0: instruction bytes 37 f4/);
     expect(o.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
+  it('a triple fault: exit 1 with a one-line note', async () => {
+    const img = join(tmp, 'ud2.bin');
+    writeFileSync(img, Uint8Array.from([0x0f, 0x0b])); // ud2 in protected mode without an IDT
+    const o = await vmmapi(['run', '--flat', `${img}@0x100000`]);
+    expect(o.code).toBe(1);
+    expect(o.stderr).toBe('vmmapi: guest failed: triple fault (shutdown)\n');
+  });
+
+  it('--multiboot mb-smp --cpus 2: both CPUs check in', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('mb-smp.elf'), '--cpus', '2', '--memory', '8M']);
+    expect(o.code).toBe(5);
+    expect(o.stdout).toBe('mb-smp: CPU with APIC id 0 is up\nmb-smp: CPU with APIC id 1 is up\n');
   });
 
   it('a halting guest exits 0; --trace-exits prints its exits', async () => {

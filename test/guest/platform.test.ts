@@ -49,6 +49,18 @@ describe('createPc: Multiboot', () => {
   });
 });
 
+describe('createPc: SMP', () => {
+  for (const cpus of [2, 3]) {
+    it(`mb-smp wakes the other ${cpus - 1} vCPU(s) with INIT-SIPI-SIPI and counts ${cpus}`, async () => {
+      const m = pc({ cpus });
+      m.loadMultiboot(fixture('mb-smp.elf'));
+      expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'debug-exit', status: cpus * 2 + 1 });
+      const lines = Array.from({ length: cpus }, (_, i) => `mb-smp: CPU with APIC id ${i} is up\n`);
+      expect(m.out.text).toBe(lines.join(''));
+    });
+  }
+});
+
 describe('createPc: flat binaries', () => {
   it('real mode: exits through the debug-exit port (0x501)', async () => {
     const m = pc();
@@ -65,14 +77,19 @@ describe('createPc: flat binaries', () => {
     expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'debug-exit', status: 0x83 });
   });
 
-  it('protected mode, 2 vCPUs: the BSP starts the AP with INIT-SIPI-SIPI, both halt', async () => {
-    const m = pc({ memory: MiB, cpus: 2 });
-    const ids: number[] = [];
-    m.runner.pio.register(0x500, 1, { read: () => 0, write: (_o, _s, v) => void ids.push(Number(v)) }, { name: 'apic-id printer' });
-    m.loadFlat(fixture('smp-bsp.bin'), 0x1000, { mode: 'protected', stack: 0x7000 });
-    m.memory.writeBytes(0x8000, fixture('smp-ap.bin'));
+  it('protected mode: 32-bit code exits with a 32-bit OUT', async () => {
+    const m = pc();
+    // mov eax, 0x12345678; mov dx, 0x501; out dx, eax; hlt
+    m.loadFlat(code(0xb8, 0x78, 0x56, 0x34, 0x12, 0x66, 0xba, 0x01, 0x05, 0xef, 0xf4), 0x100000, { mode: 'protected' });
+    expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'debug-exit', status: 0x12345678 * 2 + 1 });
+  });
+
+  it('2 vCPUs, a guest that never starts the AP: the run ends when the BSP halts', async () => {
+    const m = pc({ cpus: 2 });
+    // mov al, 'A'; mov dx, 0x3f8; out dx, al; cli; hlt
+    m.loadFlat(code(0xb0, 0x41, 0xba, 0xf8, 0x03, 0xee, 0xfa, 0xf4), 0x1000);
     expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'halted' });
-    expect(ids.sort()).toEqual([0, 1]);
+    expect(m.out.text).toBe('A');
   });
 
   it('long mode: 64-bit code runs and halts; traceExits sees its exits', async () => {
@@ -114,10 +131,22 @@ describe('createPc: flat binaries', () => {
     expect(await m.run({ timeoutMs: 300 })).toEqual({ reason: 'timeout' });
   });
 
-  it('a KVM emulation failure rejects with a GuestError carrying the instruction bytes', async () => {
+  it('an instruction nobody can emulate rejects with a GuestError carrying its bytes', async () => {
     const m = pc();
-    m.loadFlat(code(0xcc, 0xf4), 0x200000, { mode: 'long' }); // int3 at CPL0 in long mode
-    await expect(m.run({ timeoutMs: 30_000 })).rejects.toThrow(/guest failed: .*instruction bytes cc f4/);
+    m.loadFlat(code(0x37, 0xf4), 0x1000); // aaa: KVM's emulator and the runner's fallback both give up
+    await expect(m.run({ timeoutMs: 30_000 })).rejects.toThrow(/guest failed: .*instruction bytes 37 f4/);
+  });
+
+  it('emulate: false leaves instructions KVM gives up on (int3 at CPL0) unfinished', async () => {
+    const m = pc({ emulate: false });
+    m.loadFlat(code(0xcc, 0xf4), 0x200000, { mode: 'long' });
+    await expect(m.run({ timeoutMs: 30_000 })).rejects.toThrow(/instruction bytes cc f4/);
+  });
+
+  it('a triple fault ends the run with reason triple-fault', async () => {
+    const m = pc();
+    m.loadFlat(code(0x0f, 0x0b), 0x100000, { mode: 'protected' }); // ud2 without an IDT
+    expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'triple-fault' });
   });
 });
 
