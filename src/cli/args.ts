@@ -27,6 +27,8 @@ export interface RunConfig {
   timeout?: number;
   /** One line per exit on stderr. */
   traceExits: boolean;
+  /** Finish instructions KVM's emulator cannot (default true; --no-emulate turns it off). */
+  emulate: boolean;
 }
 
 /** The parsed command: run something, or print help. */
@@ -56,7 +58,10 @@ Machine:
                        (${Object.keys(CPUID_BITS).join(', ')})
   --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
   --timeout SECONDS    stop the guest after SECONDS and exit with status 124
-  --trace-exits        print one line per VM exit on stderr
+  --trace-exits        print one line per VM exit on stderr (and the instructions the
+                       userspace fallback finished, per mnemonic)
+  --no-emulate         do not finish instructions KVM's emulator gives up on (PVM hosts):
+                       such an instruction then ends the run with its bytes
   -h, --help           show this help
 
 Exit status: the guest's isa-debug-exit status (port 0x501: (value << 1) | 1, low 8 bits);
@@ -79,6 +84,7 @@ const OPTIONS = {
   'clear-cpuid': { type: 'string' },
   timeout: { type: 'string' },
   'trace-exits': { type: 'boolean' },
+  'no-emulate': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -141,6 +147,7 @@ export function parseCommand(argv: readonly string[]): Command {
       debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
       timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
       traceExits: v['trace-exits'] ?? false,
+      emulate: !(v['no-emulate'] ?? false),
     },
   };
 }

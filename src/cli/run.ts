@@ -90,6 +90,7 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
       memory: cfg.memory,
       cpus: cfg.cpus,
       cpuid: { clear: cfg.clearCpuid },
+      emulate: cfg.emulate,
       serial: { onOutput: (b) => stdout.push(b) },
       debugcon: debugcon ? (b) => debugcon.push(b) : undefined,
       traceExits: cfg.traceExits ? (line) => log(`exit: ${line}`) : undefined,

@@ -149,6 +149,9 @@ export class Pc {
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));
+        this.runner.on('emulated', (v, counts) =>
+          trace(`vcpu${v} emulated in userspace: ${Object.entries(counts).map(([m, n]) => `${m} ×${n}`).join(', ')}`),
+        );
       }
     } catch (e) {
       this.vm.destroy();

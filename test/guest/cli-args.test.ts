@@ -12,14 +12,14 @@ const run = (...argv: string[]) => {
 
 describe('parseCommand', () => {
   it('defaults: 1 vCPU, 128 MiB, no timeout', () => {
-    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false });
+    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true });
   });
 
   it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace', () => {
-    const c = run('--kernel', 'vmlinuz', '--initrd', 'i.gz', '--append', 'console=ttyS0 quiet', '--cpus', '2', '--memory', '1G', '--timeout', '2.5', '--debugcon', '-', '--trace-exits', '--clear-cpuid', 'cx16,xsave');
+    const c = run('--kernel', 'vmlinuz', '--initrd', 'i.gz', '--append', 'console=ttyS0 quiet', '--cpus', '2', '--memory', '1G', '--timeout', '2.5', '--debugcon', '-', '--trace-exits', '--clear-cpuid', 'cx16,xsave', '--no-emulate');
     expect(c).toEqual({
       boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet' },
-      cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'],
+      cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'], emulate: false,
     });
   });
 
