@@ -101,19 +101,8 @@ export const FW_CFG_DIR_ENTRY_SIZE = 64;
 /** Largest selector a named file can get (the item index is 14 bits). */
 const FILE_LAST = 0x3fff;
 
-/** E820 memory types. */
-export const E820Type = {
-  /** Usable RAM. */
-  RAM: 1,
-  /** Reserved. */
-  RESERVED: 2,
-  /** ACPI reclaimable. */
-  ACPI: 3,
-  /** ACPI NVS. */
-  NVS: 4,
-  /** Unusable. */
-  UNUSABLE: 5,
-} as const;
+/** E820 memory types (the boot loaders' definition). */
+export { E820Type } from '../boot/e820.js';
 
 /** One E820 memory map entry. */
 export interface E820Entry {
