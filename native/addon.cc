@@ -128,6 +128,8 @@ static Napi::Value Cmpxchg16b(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value ExecSse(const Napi::CallbackInfo& info);
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
@@ -151,6 +153,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("threadId", Napi::Function::New(env, ThreadId));
   exports.Set("layout", Napi::Function::New(env, Layout));
   exports.Set("cmpxchg16b", Napi::Function::New(env, Cmpxchg16b));
+  exports.Set("execSse", Napi::Function::New(env, ExecSse));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   InitVfio(env, exports);
   return exports;

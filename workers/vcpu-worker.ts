@@ -12,7 +12,7 @@ import { RUN } from '../src/exits.js';
 import type { AccessSize, Device } from '../src/bus/device.js';
 import { spinWhileEqual } from '../src/runner/spin.js';
 import { InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
-import { SUPPORTED_MNEMONICS } from '../src/emulate/emulator.js';
+import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../src/emulate/fallback.js';
 import { KVM_INTERNAL_ERROR } from '../src/kvm/constants.js';
 
 /** How long (ms) the worker spins for the main thread's answer before sleeping. */

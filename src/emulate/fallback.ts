@@ -9,9 +9,13 @@ import type { NativeVcpuFd } from '../kvm/native.js';
 import { native } from '../kvm/native.js';
 import { EVENTS, SIZEOF, decodeRegs, decodeSregs, encodeRegs, encodeSregs } from '../kvm/structs.js';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { emulate } from './emulator.js';
+import { SUPPORTED_MNEMONICS, emulate } from './emulator.js';
+import { NATIVE_SSE_MNEMONIC, executeSseNatively } from './native-sse.js';
 import type { CmpxchgResult, EmulatorHost } from './host.js';
 import { memoryCmpxchg } from './host.js';
+
+/** Every mnemonic the fallback counts (the emulator's, then native SSE execution). */
+export const COUNTED_MNEMONICS: readonly string[] = [...SUPPORTED_MNEMONICS, NATIVE_SSE_MNEMONIC];
 
 /** What the fallback did with one failed instruction. */
 export type FallbackResult =
@@ -75,13 +79,19 @@ export class InstructionFallback {
   handle(insn: Uint8Array): FallbackResult {
     const v = this.#vcpu;
     const cpu = { regs: decodeRegs(v.getRegs()), sregs: decodeSregs(v.getSregs()) };
-    const r = emulate(insn, cpu, this.#host);
-    if (r.kind === 'unsupported') return { kind: 'unsupported', mnemonic: r.mnemonic, reason: r.reason };
+    let r = emulate(insn, cpu, this.#host);
+    if (r.kind === 'unsupported') {
+      // SIMD the emulator does not model: run it on the host CPU if it is a vetted encoding
+      const n = executeSseNatively(insn, cpu, this.#host);
+      if (!n) return { kind: 'unsupported', mnemonic: r.mnemonic, reason: r.reason };
+      r = n;
+    }
     if (r.kind === 'emulated') {
       if (r.sregsChanged) v.setSregs(encodeSregs(cpu.sregs));
       if (r.regsChanged) v.setRegs(encodeRegs(cpu.regs));
       return { kind: 'emulated', mnemonic: r.mnemonic };
     }
+    if (r.kind !== 'exception') return { kind: 'unsupported', mnemonic: r.mnemonic, reason: r.reason };
     // an exception: a trap has completed the instruction (write back), a fault has not
     if (r.trap) {
       v.setSregs(encodeSregs(cpu.sregs));

@@ -116,6 +116,7 @@ export interface NativeAddon {
   getThreadAffinity(): number[];
   threadId(): number;
   layout(): Record<string, number>;
+  execSse(code: Uint8Array, regs: Uint8Array, fx: Uint8Array, scratch: Uint8Array): number;
   cmpxchg16b(sab: ArrayBufferLike, byteOffset: number, expectedLo: bigint, expectedHi: bigint, newLo: bigint, newHi: bigint): [boolean, bigint, bigint];
   readonly pageSize: number;
 }

@@ -23,7 +23,7 @@ import {
   type VcpuTask, type VcpuTaskResult, type WorkerDeviceRange, type WorkerDeviceSpec,
 } from './protocol.js';
 import { spinWhileEqual } from './spin.js';
-import { SUPPORTED_MNEMONICS } from '../emulate/emulator.js';
+import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../emulate/fallback.js';
 import { GuestError, RunnerError } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
