@@ -110,7 +110,8 @@ static Napi::Value Cmpxchg16b(const Napi::CallbackInfo& info) {
   if (!ArgU64(info, 1, "byteOffset", &off) || !ArgU64(info, 2, "expectedLo", &el) || !ArgU64(info, 3, "expectedHi", &eh) ||
       !ArgU64(info, 4, "newLo", &nl) || !ArgU64(info, 5, "newHi", &nh))
     return env.Undefined();
-  if (off % 16 != 0 || off > bs->ByteLength() || bs->ByteLength() - off < 16)
+  if (off > bs->ByteLength() || bs->ByteLength() - off < 16 ||
+      (reinterpret_cast<uintptr_t>(bs->Data()) + off) % 16 != 0)
     return ThrowRange(env, "byteOffset must be 16-byte aligned and within the buffer");
   auto* p = reinterpret_cast<unsigned __int128*>(static_cast<uint8_t*>(bs->Data()) + off);
   unsigned __int128 expected = (static_cast<unsigned __int128>(eh) << 64) | el;

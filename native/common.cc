@@ -105,13 +105,30 @@ bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* name, size_t
     p = static_cast<uint8_t*>(ab.Data());
     n = ab.ByteLength();
   } else if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    p = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    n = ta.ByteLength();
+    // the data pointer straight from N-API: works for views over SharedArrayBuffers too
+    // (napi_get_arraybuffer_info refuses those)
+    napi_typedarray_type type;
+    size_t length;
+    void* data = nullptr;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &off) != napi_ok || data == nullptr) {
+      ThrowType(env, std::string(name) + " must be a typed array with a buffer");
+      return false;
+    }
+    p = static_cast<uint8_t*>(data);
+    n = v.As<Napi::TypedArray>().ByteLength();
   } else if (v.IsDataView()) {
-    Napi::DataView dv = v.As<Napi::DataView>();
-    p = static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset();
-    n = dv.ByteLength();
+    size_t length;
+    void* data = nullptr;
+    napi_value ab;
+    size_t off;
+    if (napi_get_dataview_info(env, v, &length, &data, &ab, &off) != napi_ok || data == nullptr) {
+      ThrowType(env, std::string(name) + " must be a DataView with a buffer");
+      return false;
+    }
+    p = static_cast<uint8_t*>(data);
+    n = length;
   } else {
     ThrowType(env, std::string(name) + " must be an ArrayBuffer or a typed array");
     return false;

@@ -268,10 +268,14 @@ export class Vm {
     return vcpu;
   }
 
-  #vcpu(vcpu: number, syscall: string): VcpuHandle {
+  /**
+   * The vCPU's handle, created on first use. `guarded` (default): the caller is about to issue
+   * a vCPU ioctl, which the owning runner refuses while that vCPU is inside KVM_RUN.
+   */
+  #vcpu(vcpu: number, syscall: string, guarded = true): VcpuHandle {
     this.#checkVcpu(vcpu);
     const fd = this.#live(syscall);
-    this.#guard?.(vcpu, syscall);
+    if (guarded) this.#guard?.(vcpu, syscall);
     let h = this.#vcpus[vcpu];
     if (!h) {
       const n = native();
@@ -634,14 +638,14 @@ export class Vm {
     this.#checkVcpu(vcpu);
     checkInt(vector, 'vector', 16, 255);
     const fd = this.#requireIrqchip('vm_lapic_irq');
-    this.#vcpu(vcpu, 'vm_lapic_irq');
+    this.#vcpu(vcpu, 'vm_lapic_irq', false); // a VM-fd MSI: fine while the vCPU runs
     fd.signalMsi((0xfee00000 | (vcpu << 12)) >>> 0, 0, vector);
   }
 
   /** Send an NMI to `vcpu` (bhyve's vm_inject_nmi). */
   injectNmi(vcpu: number): void {
     this.#checkVcpu(vcpu);
-    const v = this.#vcpu(vcpu, 'vm_inject_nmi');
+    const v = this.#vcpu(vcpu, 'vm_inject_nmi', !this.irqchip);
     if (this.irqchip) this.#fd!.signalMsi((0xfee00000 | (vcpu << 12)) >>> 0, 0, 4 << 8);
     else v.fd.nmi();
   }
@@ -714,6 +718,9 @@ export class Vm {
   // ---------------------------------------------------------------- stats
 
   #statsReader(vcpu: number): StatsReader {
+    // reading an open stats fd needs no vCPU ioctl: only opening it is guarded
+    const open = this.#vcpus[vcpu]?.stats;
+    if (open && this.#fd) return open;
     const v = this.#vcpu(vcpu, 'KVM_GET_STATS_FD');
     if (!v.stats) {
       const n = native();

@@ -18,7 +18,7 @@ import { KVM_INTERNAL_ERROR } from '../src/kvm/constants.js';
 /** How long (ms) the worker spins for the main thread's answer before sleeping. */
 const SPIN_MS = 0.1;
 import {
-  CB, CONTROL, MAILBOX, POSTED, REPLY, RING_BATCH, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, RING_LATENCY_MS, STATUS,
+  CB, CONTROL, MAILBOX, POSTED, REPLY, RING_BATCH, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, STATUS,
   type VcpuTask, type VcpuTaskResult,
 } from '../src/runner/protocol.js';
 
@@ -99,32 +99,29 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       return Atomics.load(ctl, CB.REPLY) === REPLY.STOP;
     };
 
-    let batchStart = 0;
     /** Append a posted write to the ring; waits while the ring is full. */
     const push = (kind: number, size: number, addr: number, value: number): void => {
+      // head/tail are free-running Int32 counters: all arithmetic wraps with `| 0`
       const tail = Atomics.load(ctl, CB.RING_TAIL);
       let head = Atomics.load(ctl, CB.RING_HEAD);
-      while (tail - head >= RING_CAPACITY) {
+      while (((tail - head) | 0) >= RING_CAPACITY) {
         if (stopRequested()) return;
         Atomics.wait(ctl, CB.RING_HEAD, head, 100);
         head = Atomics.load(ctl, CB.RING_HEAD);
       }
-      const o = CB.RING + (tail % RING_CAPACITY) * RING_ENTRY_INTS;
+      const o = CB.RING + (tail & (RING_CAPACITY - 1)) * RING_ENTRY_INTS;
       ctl[o] = kind | (size << 8);
       ctl[o + 1] = addr | 0;
       ctl[o + 2] = value | 0;
       ctl[o + 3] = kind === RING_KIND.MMIO_WRITE ? Math.floor(addr / 2 ** 32) | 0 : 0;
-      Atomics.store(ctl, CB.RING_TAIL, tail + 1);
+      Atomics.store(ctl, CB.RING_TAIL, (tail + 1) | 0);
       Atomics.add(ctl, CB.POSTED_WRITES, 1);
       Atomics.add(ctl, CB.SEQ, 1);
-      // Wake the main thread in batches: once RING_BATCH writes are pending, or when the
-      // oldest pending write is RING_LATENCY_MS old. The main thread also drains on its poll
-      // timer, and before it services this vCPU's next exit. (The head is re-read after the
-      // SEQ bump: a main thread that stores its head later also starts its wait later and
-      // sees the new SEQ.)
-      const pending = tail + 1 - Atomics.load(ctl, CB.RING_HEAD);
-      if (pending === 1) batchStart = performance.now();
-      if (pending >= RING_BATCH || performance.now() - batchStart >= RING_LATENCY_MS) Atomics.notify(ctl, CB.SEQ);
+      // Wake a sleeping main thread at once; an awake one (it spins after each drain) sees
+      // SEQ move, and is only notified when a batch has piled up. MAIN_SLEEPING is read after
+      // the SEQ bump: a main thread that goes to sleep later sees the new SEQ and does not.
+      const pending = (tail + 1 - Atomics.load(ctl, CB.RING_HEAD)) | 0;
+      if (pending >= RING_BATCH || Atomics.load(ctl, CB.MAIN_SLEEPING) === 1) Atomics.notify(ctl, CB.SEQ);
     };
 
     const haltedForever = (): boolean => {
@@ -170,19 +167,23 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       if (reason === KVM_EXIT.INTR) continue;
       if (reason === KVM_EXIT.IO) {
         const count = view.getUint32(RUN.ioCount, true);
-        if (count === 1) {
-          const port = view.getUint16(RUN.ioPort, true);
-          const size = view.getUint8(RUN.ioSize) as AccessSize;
-          const isOut = view.getUint8(RUN.ioDirection) === 1;
-          const off = Number(view.getBigUint64(RUN.ioDataOffset, true));
-          if (off + size <= run.length) {
-            const d = pioDevs.length ? find(pioDevs, port) : undefined;
-            if (d) {
-              if (isOut) d.device.write(port - d.base, size, readLE(view, off, size));
-              else writeLE(view, off, size, d.device.read(port - d.base, size));
-              Atomics.add(ctl, CB.WORKER_HANDLED, 1);
-              continue;
+        const port = view.getUint16(RUN.ioPort, true);
+        const size = view.getUint8(RUN.ioSize) as AccessSize;
+        const isOut = view.getUint8(RUN.ioDirection) === 1;
+        const off = Number(view.getBigUint64(RUN.ioDataOffset, true));
+        if (count >= 1 && (size === 1 || size === 2 || size === 4) && off + size * count <= run.length) {
+          const d = pioDevs.length ? find(pioDevs, port) : undefined;
+          if (d) {
+            // string I/O (rep ins/outs) element by element
+            for (let k = 0; k < count; k++) {
+              const at = off + k * size;
+              if (isOut) d.device.write(port - d.base, size, readLE(view, at, size));
+              else writeLE(view, at, size, d.device.read(port - d.base, size));
             }
+            Atomics.add(ctl, CB.WORKER_HANDLED, 1);
+            continue;
+          }
+          if (count === 1) {
             if (isOut && posted[port] !== 0) {
               push(RING_KIND.PIO_WRITE, size, port, readLE(view, off, size) as number);
               continue;

@@ -34,6 +34,8 @@ export const CB = {
   POSTED_WRITES: 11,
   HOPS: 12,
   EMULATED: 13,
+  /** 1 while the main thread sleeps on SEQ (the worker then wakes it for a single posted write). */
+  MAIN_SLEEPING: 14,
   /** First Int32 of the ring. */
   RING: 16,
 } as const;
@@ -51,12 +53,13 @@ export const REPLY = { CONTINUE: 0, STOP: 1 } as const;
 
 /** Ring entry: 4 × Int32 = [kind | size << 8 | ..., address lo, value lo, value hi / address hi]. */
 export const RING_ENTRY_INTS = 4;
-/** Ring entries per vCPU. */
+/** Ring entries per vCPU (a power of two: indices are counters masked, wrapping at 2^32). */
 export const RING_CAPACITY = 1024;
-/** The worker wakes the main thread once this many posted writes are pending … */
+/**
+ * The worker wakes a main thread that is awake (spinning or busy) only once this many posted
+ * writes are pending; a sleeping one it wakes at the first.
+ */
 export const RING_BATCH = 64;
-/** … or once the oldest pending write is this old (ms). */
-export const RING_LATENCY_MS = 1;
 /** Ring entry kinds. */
 export const RING_KIND = { PIO_WRITE: 1, MMIO_WRITE: 2 } as const;
 

@@ -264,10 +264,32 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     if (!existsSync(workerPath)) {
       throw new RunnerError(`the vCPU worker is not built (${workerPath}): run \`npm run build\``);
     }
+    // claim first: a VM already run by another runner is refused before anything is opened
+    vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall), () => this.stop());
+    try {
+      return await this.#run(workerPath);
+    } finally {
+      vm.claim(undefined);
+    }
+  }
+
+  async #run(workerPath: string): Promise<RunResult> {
+    const vm = this.vm;
     const postedPorts = new SharedArrayBuffer(0x10000);
     const pp = new Uint8Array(postedPorts);
     for (const r of this.pio.posted) pp.fill(1, r.base, r.base + r.length);
     const tasks: VcpuTask[] = [];
+    try {
+      this.#setupSlots(tasks, postedPorts);
+    } catch (e) {
+      for (const s of this.#slots) s.stats?.close();
+      throw e;
+    }
+    return this.#launch(tasks, workerPath);
+  }
+
+  #setupSlots(tasks: VcpuTask[], postedPorts: SharedArrayBuffer): void {
+    const vm = this.vm;
     for (let v = 0; v < vm.vcpuCount; v++) {
       const fd = vm.vcpuFdNumber(v);
       const control = new SharedArrayBuffer(CONTROL_BLOCK_BYTES);
@@ -289,7 +311,10 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         emulate: this.#opts.emulate, memory: vm.memorySegments().map(({ gpa, buffer }) => ({ gpa, buffer })), emulationCounts,
       });
     }
-    vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall), () => this.stop());
+  }
+
+  async #launch(tasks: VcpuTask[], workerPath: string): Promise<RunResult> {
+    const vm = this.vm;
     this.#pool = new Piscina<VcpuTask, VcpuTaskResult>({
       filename: workerPath,
       minThreads: vm.vcpuCount,
@@ -320,9 +345,11 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       clearInterval(this.#haltTimer);
       runnerPool.delete(this.#kickable);
       for (const s of this.#slots) s.stats?.close();
-      this.#syncCounters();
-      await this.#pool.destroy();
-      vm.claim(undefined);
+      try {
+        this.#syncCounters();
+      } finally {
+        await this.#pool.destroy();
+      }
     }
     if (this.#error) throw this.#error;
     const per = this.#slots.map((s) => s.finished ?? 'stopped');
@@ -335,7 +362,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     const s = this.#slots[v];
     if (!s) return;
     const st = Atomics.load(s.ctl, CB.STATUS);
-    if (st === STATUS.PAUSED || st === STATUS.FINISHED || s.taskDone) return;
+    if (st === STATUS.FINISHED || s.taskDone) return;
+    if (st === STATUS.PAUSED && Atomics.load(s.ctl, CB.CONTROL) === CONTROL.PAUSE) return;
     if (Atomics.load(s.ctl, CB.STATE) === MAILBOX.POSTED) return;
     throw errnoError('EBUSY', syscall, `vCPU ${v} is running in a VcpuRunner: pause() first, or access it from an exit handler`);
   }
@@ -380,7 +408,11 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   resume(): void {
     if (!this.#started) throw new RunnerError('resume() before start()');
     for (const s of this.#slots) {
-      if (Atomics.compareExchange(s.ctl, CB.CONTROL, CONTROL.PAUSE, CONTROL.RUN) === CONTROL.PAUSE) Atomics.notify(s.ctl, CB.CONTROL);
+      if (Atomics.compareExchange(s.ctl, CB.CONTROL, CONTROL.PAUSE, CONTROL.RUN) === CONTROL.PAUSE) {
+        // from now on the vCPU counts as running (the guard must refuse ioctls at once)
+        Atomics.compareExchange(s.ctl, CB.STATUS, STATUS.PAUSED, STATUS.RUNNING);
+        Atomics.notify(s.ctl, CB.CONTROL);
+      }
     }
   }
 
@@ -396,7 +428,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       Atomics.notify(s.ctl, CB.CONTROL);
       Atomics.notify(s.ctl, CB.STATE);
       Atomics.notify(s.ctl, CB.RING_HEAD);
-      n.kick(s.fd); // false if the vCPU is gone: then nothing runs
+      // a finished worker's vCPU is not in KVM_RUN; a kick would only leave immediate_exit set
+      if (!s.taskDone) n.kick(s.fd);
     }
   }
 
@@ -423,7 +456,13 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         seen[i] = now;
         changed = true;
       }
-      if (changed) this.emit('emulated', v, delta);
+      if (changed) {
+        try {
+          this.emit('emulated', v, delta);
+        } catch (e) {
+          this.#fail(e instanceof Error ? e : new Error(String(e)));
+        }
+      }
     });
   }
 
@@ -482,8 +521,10 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       // sleeping thread is woken (tens of µs on nested hosts): spin for a moment first
       // (blocking the event loop for at most SPIN_MS), then wait asynchronously.
       if (spinWhileEqual(ctl, CB.SEQ, seen, SPIN_MS)) continue;
+      Atomics.store(ctl, CB.MAIN_SLEEPING, 1);
       const w = Atomics.waitAsync(ctl, CB.SEQ, seen);
       if (w.async) await w.value;
+      Atomics.store(ctl, CB.MAIN_SLEEPING, 0);
     }
   }
 
@@ -547,7 +588,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     if (head === tail) return;
     const observed = this.listenerCount('exit') > 0;
     while (head !== tail) {
-      const o = CB.RING + (head % RING_CAPACITY) * RING_ENTRY_INTS;
+      const o = CB.RING + (head & (RING_CAPACITY - 1)) * RING_ENTRY_INTS;
       const kind = ctl[o] & 0xff;
       const size = ((ctl[o] >> 8) & 0xff) as AccessSize;
       if (!observed) {
@@ -559,7 +600,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         if (r) {
           bus.counters.writes++;
           r.device.write(addr - r.base, size, (ctl[o + 2] & mask) >>> 0);
-          head++;
+          head = (head + 1) | 0;
           continue;
         }
       }
@@ -575,7 +616,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         const gpa = (ctl[o + 1] >>> 0) + (ctl[o + 3] >>> 0) * 2 ** 32;
         exit = { kind: 'mmio', vcpu: s.index, gpa, bytes: size, write: true, value: BigInt(dv.getUint32(0, true)), data: bytes.subarray(0, size) };
       }
-      head++;
+      head = (head + 1) | 0;
       await this.#dispatch(exit);
     }
     Atomics.store(ctl, CB.RING_HEAD, head);

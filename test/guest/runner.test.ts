@@ -196,6 +196,30 @@ describe('VcpuRunner', () => {
     expect(runner.counters.workerHandled[0]).toBe(1);
   });
 
+  it('worker devices serve string I/O (rep insb) element by element', async () => {
+    // mov $3,%cx ; mov $0x90,%dx ; mov $0x3000,%di ; rep insb ; mov (0x3002),%al ; out %al,$0x91 ; cli ; hlt
+    const vm = codeVm([0xb9, 3, 0, 0xba, 0x90, 0, 0xbf, 0x00, 0x30, 0xf3, 0x6c, 0xa0, 0x02, 0x30, 0xe6, 0x91, ...CLI_HLT]);
+    const runner = new VcpuRunner(vm);
+    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'CountingDevice' } });
+    const out = sink();
+    runner.pio.register(0x91, 1, out);
+    await runner.start();
+    expect(Array.from(vm.memory.readBytes(0x3000, 3))).toEqual([1, 2, 3]);
+    expect(out.writes).toEqual([3]);
+  });
+
+  it('lapicIrq and getStats work while the target vCPU runs', async () => {
+    const vm = codeVm([0xeb, 0xfe]);
+    const runner = new VcpuRunner(vm);
+    vm.getStats(0); // opens the stats fd before the run
+    const done = runner.start();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(() => vm.lapicIrq(0, 0x40)).not.toThrow();
+    expect(vm.getStats(0).values.length).toBeGreaterThan(0);
+    runner.stop();
+    await done;
+  });
+
   it('rejects misuse with typed errors', async () => {
     const vm = codeVm([...CLI_HLT]);
     expect(() => new VcpuRunner({} as Vm)).toThrow(TypeError);

@@ -8,3 +8,14 @@ export class ConstantDevice {
   }
   write() {}
 }
+
+// Reads count up from 1: shows whether string I/O reads the device once per element.
+export class CountingDevice {
+  constructor() {
+    this.n = 0;
+  }
+  read() {
+    return ++this.n;
+  }
+  write() {}
+}

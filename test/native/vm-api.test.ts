@@ -187,6 +187,20 @@ describe('vm_set_register / vm_get_register / vm_set_desc / vm_get_desc', () => 
   });
 });
 
+describe('raw struct arguments', () => {
+  it('accept views over SharedArrayBuffers (guest memory) without crashing', () => {
+    const vm = track(Vm.create(uniqueName()));
+    const regs = new Uint8Array(vm.vcpuFd(0).getRegs());
+    const shared = new Uint8Array(new SharedArrayBuffer(144));
+    shared.set(regs);
+    new DataView(shared.buffer).setBigUint64(16 * 8, 0x4321n, true); // rip
+    vm.vcpuFd(0).setRegs(shared);
+    expect(vm.getRegister(0, Reg.RIP)).toBe(0x4321n);
+    vm.vcpuFd(0).setRegs(new DataView(shared.buffer));
+    expect(() => vm.vcpuFd(0).setRegs(new Uint8Array(new SharedArrayBuffer(10)))).toThrow(RangeError);
+  });
+});
+
 describe('vm_get_pinning / vm_set_pinning', () => {
   it('stores a host CPU per vCPU and checks it', () => {
     const vm = track(Vm.create(uniqueName(), { vcpus: 2 }));
