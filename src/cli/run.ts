@@ -126,6 +126,9 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     if (note) log(note);
     return code;
   } finally {
+    // what the instruction fallback did, per mnemonic (the VM's emulated_* stats)
+    const emulated = emulationSummary(pc);
+    if (emulated) log(`instructions finished in userspace: ${emulated}`);
     input?.close();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
@@ -133,4 +136,19 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     if (debugcon !== stdout) debugcon?.close();
     pc.destroy();
   }
+}
+
+/** "clac ×12, popcnt ×3" from the VM's emulated_* stats summed over vCPUs, or '' if none. */
+function emulationSummary(pc: Pc): string {
+  const totals = new Map<string, bigint>();
+  try {
+    for (let v = 0; v < pc.vm.vcpuCount; v++) {
+      for (const [k, n] of Object.entries(pc.vm.getStatsByName(v))) {
+        if (k.startsWith('emulated_') && n > 0n) totals.set(k.slice(9), (totals.get(k.slice(9)) ?? 0n) + n);
+      }
+    }
+  } catch {
+    return ''; // stats unavailable (e.g. the VM never ran)
+  }
+  return [...totals].map(([k, n]) => `${k} ×${n}`).join(', ');
 }
