@@ -184,6 +184,9 @@ function statusName(st: number): VcpuState {
   return st === STATUS.RUNNING ? 'running' : st === STATUS.PAUSED ? 'paused' : st === STATUS.FINISHED ? 'finished' : 'starting';
 }
 
+/** A sleeping serve loop re-checks its vCPU at least this often (ms). */
+const SAFETY_WAKE_MS = 250;
+
 /** How long (ms) a serve loop spins for its vCPU's next event before sleeping. */
 const SPIN_MS = 0.05;
 
@@ -522,7 +525,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       // (blocking the event loop for at most SPIN_MS), then wait asynchronously.
       if (spinWhileEqual(ctl, CB.SEQ, seen, SPIN_MS)) continue;
       Atomics.store(ctl, CB.MAIN_SLEEPING, 1);
-      const w = Atomics.waitAsync(ctl, CB.SEQ, seen);
+      // the timeout is a safety net: the loop re-reads everything after any wake-up anyway
+      const w = Atomics.waitAsync(ctl, CB.SEQ, seen, SAFETY_WAKE_MS);
       if (w.async) await w.value;
       Atomics.store(ctl, CB.MAIN_SLEEPING, 0);
     }
