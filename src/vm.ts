@@ -135,6 +135,8 @@ interface VcpuHandle {
   run: Uint8Array;
   view: DataView;
   stats?: StatsReader;
+  /** KVM_SET_CPUID2 done. */
+  cpuidSet: boolean;
 }
 
 /** A KVM virtual machine, with bhyve libvmmapi's functions as methods. */
@@ -280,16 +282,15 @@ export class Vm {
     if (!h) {
       const n = native();
       const v = new n.VcpuFd(fd.createVcpu(vcpu));
-      try {
-        this.#supportedCpuid ??= decodeCpuid2(kvm().supportedCpuid());
-        v.setCpuid2(encodeCpuid2(guestCpuid(this.#supportedCpuid, vcpu, this.vcpuCount, this.#cpuid)));
-      } catch (e) {
-        v.close();
-        throw e;
-      }
       const run = new Uint8Array(v.runBuffer());
-      h = { fd: v, run, view: new DataView(run.buffer) };
-      this.#vcpus[vcpu] = h;
+      h = { fd: v, run, view: new DataView(run.buffer), cpuidSet: false };
+      this.#vcpus[vcpu] = h; // the kernel vCPU exists now: keep it even if CPUID fails below
+    }
+    if (!h.cpuidSet) {
+      // guests need KVM_SET_CPUID2 (DESIGN.md §1); retried on the next use if it failed
+      this.#supportedCpuid ??= decodeCpuid2(kvm().supportedCpuid());
+      h.fd.setCpuid2(encodeCpuid2(guestCpuid(this.#supportedCpuid, vcpu, this.vcpuCount, this.#cpuid)));
+      h.cpuidSet = true;
     }
     return h;
   }

@@ -27,12 +27,14 @@ export type FallbackResult =
 export interface SharedSegment {
   gpa: number;
   buffer: SharedArrayBuffer;
+  /** A ROM: the guest's writes do not land (the fallback refuses them). */
+  readonly?: boolean;
 }
 
-/** Build a GuestMemory over shared segments (in any thread). */
+/** Build the guest's view of shared segments (in any thread): ROM writes are refused. */
 export function sharedMemory(segments: readonly SharedSegment[]): GuestMemory {
-  const m = new GuestMemory();
-  for (const s of segments) m.addSegment(s.gpa, new Uint8Array(s.buffer));
+  const m = new GuestMemory({ enforceReadonly: true });
+  for (const s of segments) m.addSegment(s.gpa, new Uint8Array(s.buffer), s.readonly ?? false);
   return m;
 }
 

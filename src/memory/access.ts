@@ -34,7 +34,9 @@ export class GuestMemoryError extends RangeError {
   readonly length: number;
   constructor(gpa: number, length: number, what = 'access') {
     super(
-      `guest memory ${what} at 0x${gpa.toString(16)} (${length} bytes) is outside every memory segment`,
+      what.includes('read-only')
+        ? `guest memory ${what} at 0x${gpa.toString(16)} (${length} bytes)`
+        : `guest memory ${what} at 0x${gpa.toString(16)} (${length} bytes) is outside every memory segment`,
     );
     this.name = 'GuestMemoryError';
     this.gpa = gpa;

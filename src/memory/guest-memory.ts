@@ -29,6 +29,15 @@ function checkRange(gpa: number, length: number): void {
 export class GuestMemory implements GuestMemoryAccess {
   #segments: MemorySegment[] = [];
   #views = new Map<MemorySegment, DataView>();
+  readonly #enforceReadonly: boolean;
+
+  /**
+   * `enforceReadonly`: writes to read-only segments (ROMs) throw, as a guest's own writes
+   * would not land there. The default (false) is the host's view: loaders may write ROMs.
+   */
+  constructor(opts: { enforceReadonly?: boolean } = {}) {
+    this.#enforceReadonly = opts.enforceReadonly ?? false;
+  }
 
   /** The segments, sorted by address. */
   get segments(): readonly MemorySegment[] {
@@ -130,8 +139,7 @@ export class GuestMemory implements GuestMemoryAccess {
     return new DataView(this.readBytes(gpa, 8).buffer).getBigUint64(0, true);
   }
   writeU8(gpa: number, value: number): void {
-    const { view, off } = this.#scalar(gpa, 1);
-    view.setUint8(off, value);
+    this.writeBytes(gpa, Uint8Array.of(value & 0xff));
   }
   writeU16(gpa: number, value: number): void {
     const b = new Uint8Array(2);
@@ -164,9 +172,19 @@ export class GuestMemory implements GuestMemoryAccess {
     return out;
   }
 
+  #checkWritable(gpa: number, length: number, what: string): void {
+    if (!this.isBacked(gpa, length)) throw new GuestMemoryError(gpa, length, what);
+    if (!this.#enforceReadonly) return;
+    for (let at = gpa; at < gpa + length; ) {
+      const s = this.segmentAt(at)!;
+      if (s.readonly) throw new GuestMemoryError(at, length, `${what} (read-only memory)`);
+      at = s.gpa + s.length;
+    }
+  }
+
   writeBytes(gpa: number, bytes: Uint8Array): void {
     checkRange(gpa, bytes.length);
-    if (!this.isBacked(gpa, bytes.length)) throw new GuestMemoryError(gpa, bytes.length, 'write');
+    this.#checkWritable(gpa, bytes.length, 'write');
     let done = 0;
     while (done < bytes.length) {
       const s = this.segmentAt(gpa + done)!;
@@ -179,7 +197,7 @@ export class GuestMemory implements GuestMemoryAccess {
 
   fill(gpa: number, length: number, value: number): void {
     checkRange(gpa, length);
-    if (!this.isBacked(gpa, length)) throw new GuestMemoryError(gpa, length, 'fill');
+    this.#checkWritable(gpa, length, 'fill');
     let done = 0;
     while (done < length) {
       const s = this.segmentAt(gpa + done)!;

@@ -101,7 +101,7 @@ export interface VcpuTask {
   /** Finish instructions KVM's emulator gives up on (src/emulate/fallback.ts). */
   emulate: boolean;
   /** Guest memory, for the instruction fallback. */
-  memory: { gpa: number; buffer: SharedArrayBuffer }[];
+  memory: { gpa: number; buffer: SharedArrayBuffer; readonly: boolean }[];
   /** Int32 counters: instructions finished per mnemonic (SUPPORTED_MNEMONICS order), then exceptions injected. */
   emulationCounts: SharedArrayBuffer;
 }

@@ -311,7 +311,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       tasks.push({
         vcpu: v, fd, pin: vm.getPinning(v), control, postedPorts, postedMmio: this.mmio.posted,
         workerDevices: [...this.pio.workerDevices, ...this.mmio.workerDevices],
-        emulate: this.#opts.emulate, memory: vm.memorySegments().map(({ gpa, buffer }) => ({ gpa, buffer })), emulationCounts,
+        emulate: this.#opts.emulate, memory: vm.memorySegments().map(({ gpa, buffer, readonly }) => ({ gpa, buffer, readonly })), emulationCounts,
       });
     }
   }
