@@ -124,11 +124,16 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       if (pending >= RING_BATCH || Atomics.load(ctl, CB.MAIN_SLEEPING) === 1) Atomics.notify(ctl, CB.SEQ);
     };
 
-    const haltedForever = (): boolean => {
+    /**
+     * Why the blocked vCPU cannot wake by itself: HALTED (HLT with interrupts disabled),
+     * PARKED (waiting for INIT/SIPI), or 0 (it will wake on an interrupt).
+     */
+    const stuckKind = (): number => {
       const mp = new DataView(vcpu.getMpState()).getUint32(0, true);
-      if (mp !== KVM_MP_STATE.HALTED) return false;
+      if (mp === KVM_MP_STATE.UNINITIALIZED || mp === KVM_MP_STATE.INIT_RECEIVED) return POSTED.PARKED;
+      if (mp !== KVM_MP_STATE.HALTED) return 0;
       const rflags = new DataView(vcpu.getRegs()).getBigUint64(17 * 8, true);
-      return (rflags & 0x200n) === 0n;
+      return (rflags & 0x200n) === 0n ? POSTED.HALTED : 0;
     };
 
     const postedMmio = task.postedMmio;
@@ -160,7 +165,8 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       }
       if (Atomics.load(ctl, CB.CHECK_HALT) === 1) {
         Atomics.store(ctl, CB.CHECK_HALT, 0);
-        if (haltedForever() && post(POSTED.HALTED)) break;
+        const stuck = stuckKind();
+        if (stuck !== 0 && post(stuck)) break;
       }
       const reason = vcpu.run();
       Atomics.add(ctl, CB.EXITS, 1);

@@ -47,7 +47,7 @@ export const CONTROL = { RUN: 0, PAUSE: 1, STOP: 2 } as const;
 /** Worker statuses. */
 export const STATUS = { STARTING: 0, RUNNING: 1, PAUSED: 2, FINISHED: 3 } as const;
 /** Kinds of mailbox entries. */
-export const POSTED = { EXIT: 0, HALTED: 1 } as const;
+export const POSTED = { EXIT: 0, HALTED: 1, PARKED: 2 } as const;
 /** Replies. */
 export const REPLY = { CONTINUE: 0, STOP: 1 } as const;
 

@@ -123,6 +123,8 @@ interface VcpuSlot {
   blockingIndex: number;
   /** The worker's task settled (returned or threw). */
   taskDone: boolean;
+  /** Reported halted with interrupts disabled, and no exit since. */
+  halted?: boolean;
 }
 
 /** A bus bound to the runner: `register(base, len, device | { worker })`. */
@@ -498,6 +500,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         // the worker pushes before it posts: drain again so every earlier write lands first
         if (Atomics.load(ctl, CB.RING_HEAD) !== Atomics.load(ctl, CB.RING_TAIL)) await this.#drain(s);
         if (this.#fastIo(s)) {
+          s.halted = false;
           Atomics.store(ctl, CB.REPLY, this.#stopping ? REPLY.STOP : REPLY.CONTINUE);
           Atomics.store(ctl, CB.STATE, MAILBOX.REPLIED);
           Atomics.notify(ctl, CB.STATE);
@@ -516,7 +519,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         continue;
       }
       if (s.status === 'finished' || s.taskDone) {
-        s.finished ??= 'stopped';
+        s.finished ??= s.halted ? 'halted' : 'stopped';
         if (s.status !== 'finished') this.#setStatus(s, STATUS.FINISHED);
         return;
       }
@@ -717,15 +720,47 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   /** Service the posted mailbox entry of `s`; true to stop the vCPU. */
   async #service(s: VcpuSlot): Promise<boolean> {
     const kind = Atomics.load(s.ctl, CB.POSTED_KIND);
-    if (kind === POSTED.HALTED) {
-      const stop = await this.#dispatch({ kind: 'hlt', vcpu: s.index });
-      s.finished = 'halted';
-      return stop;
-    }
+    if (kind === POSTED.HALTED || kind === POSTED.PARKED) return this.#halted(s, kind === POSTED.PARKED);
+    s.halted = false;
     const exit = decodeExit(s.index, s.run, s.view);
     const stop = await this.#dispatch(exit);
     if (stop && exit.kind === 'hlt') s.finished = 'halted';
     return stop;
+  }
+
+  /**
+   * A vCPU halted with interrupts disabled, or parked waiting for INIT/SIPI (an AP nobody
+   * started). Another vCPU can still wake it (an NMI or INIT IPI,
+   * KVM's paravirtual unhalt kick for spinlocks), so it only finishes once every vCPU is
+   * finished or halted like this; until then it stays halted inside KVM_RUN. 'hlt' is emitted
+   * when it halts.
+   */
+  async #halted(s: VcpuSlot, parked: boolean): Promise<boolean> {
+    if (!s.halted) {
+      s.halted = true;
+      if (!parked) await this.#callListeners('hlt', { kind: 'hlt', vcpu: s.index });
+    }
+    const others = this.#slots.filter((o) => o !== s && !o.taskDone && o.finished === undefined);
+    if (!others.every((o) => o.halted && this.#stillBlocked(o))) return false;
+    for (const o of others) {
+      o.finished = 'halted';
+      Atomics.store(o.ctl, CB.CONTROL, CONTROL.STOP);
+      Atomics.notify(o.ctl, CB.CONTROL);
+      Atomics.notify(o.ctl, CB.STATE);
+      native().kick(o.fd);
+    }
+    s.finished = 'halted';
+    return true;
+  }
+
+  /** True if KVM says the vCPU is blocked (halted) right now. */
+  #stillBlocked(s: VcpuSlot): boolean {
+    if (!s.stats || s.blockingIndex < 0) return true; // no stats: trust the worker's report
+    try {
+      return s.stats.read()[s.blockingIndex] === 1n;
+    } catch {
+      return true;
+    }
   }
 
   /**
