@@ -42,7 +42,10 @@ export interface RunnerEvents {
   inout: (exit: InoutExit) => HandlerResult;
   /** An MMIO exit that no device claimed: fill `exit.data` to answer a read. */
   mmio: (exit: MmioExit) => HandlerResult;
-  /** A vCPU halted with interrupts disabled (it can only be woken by NMI/INIT): it finishes. */
+  /**
+   * A vCPU halted with interrupts disabled. It stays halted (another vCPU may still wake it:
+   * NMI/INIT IPIs, KVM's paravirtual unhalt kick) and finishes once every vCPU is halted so.
+   */
   hlt: (exit: Extract<VmExit, { kind: 'hlt' }>) => HandlerResult;
   /** The guest triple-faulted: every vCPU stops. */
   shutdown: (exit: Extract<VmExit, { kind: 'shutdown' }>) => HandlerResult;
