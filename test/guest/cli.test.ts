@@ -59,7 +59,9 @@ function expectOneLineError(o: Outcome, re: RegExp): void {
 }
 
 describe('vmmapi run', () => {
-  it.skipIf(!existsSync(SEABIOS))('--bios SeaBIOS --debugcon -: banner, then "No bootable device"', async () => {
+  // Debian's seabios package provides the ROM; .ci/run installs it, so under CI it must exist
+  // (a missing ROM fails there). On a developer machine without it the test is skipped.
+  it.skipIf(!existsSync(SEABIOS) && !process.env.CI)('--bios SeaBIOS --debugcon -: banner, then "No bootable device"', async () => {
     const o = await vmmapi(['run', '--bios', SEABIOS, '--debugcon', '-'], { until: 'No bootable device', limitMs: 60_000 });
     expect(o.stdout).toContain('SeaBIOS (version');
     expect(o.stdout).toContain('Found QEMU fw_cfg');
