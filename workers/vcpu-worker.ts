@@ -11,6 +11,7 @@ import { KVM_EXIT, KVM_MP_STATE } from '../src/kvm/constants.js';
 import { RUN } from '../src/exits.js';
 import type { AccessSize, Device } from '../src/bus/device.js';
 import { spinWhileEqual } from '../src/runner/spin.js';
+import { readLE, writeLE } from '../src/runner/le.js';
 import { InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
 import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../src/emulate/fallback.js';
 import { KVM_INTERNAL_ERROR } from '../src/kvm/constants.js';
@@ -43,22 +44,6 @@ async function loadDevices(task: VcpuTask, space: 'pio' | 'mmio'): Promise<Local
 function find(devs: LocalDevice[], addr: number): LocalDevice | undefined {
   for (const d of devs) if (addr >= d.base && addr < d.base + d.length) return d;
   return undefined;
-}
-
-/** Read an n-byte little-endian value (a number up to 4 bytes, a bigint for 8). */
-function readLE(v: DataView, off: number, n: number): number | bigint {
-  return n === 1 ? v.getUint8(off) : n === 2 ? v.getUint16(off, true) : n === 4 ? v.getUint32(off, true) : v.getBigUint64(off, true);
-}
-
-/** Write an n-byte little-endian value. */
-function writeLE(v: DataView, off: number, n: number, value: number | bigint): void {
-  if (n === 8) v.setBigUint64(off, BigInt.asUintN(64, BigInt(value)), true);
-  else {
-    const x = typeof value === 'bigint' ? Number(BigInt.asUintN(32, value)) : value;
-    if (n === 1) v.setUint8(off, x & 0xff);
-    else if (n === 2) v.setUint16(off, x & 0xffff, true);
-    else v.setUint32(off, x >>> 0, true);
-  }
 }
 
 /** The piscina task: run vCPU `task.vcpu` until told to stop. */

@@ -23,6 +23,7 @@ import {
   type VcpuTask, type VcpuTaskResult, type WorkerDeviceRange, type WorkerDeviceSpec,
 } from './protocol.js';
 import { spinWhileEqual } from './spin.js';
+import { readLE, writeLE } from './le.js';
 import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../emulate/fallback.js';
 import { GuestError, RunnerError } from './errors.js';
 import { errnoError } from '../errors.js';
@@ -557,14 +558,10 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       if ((size !== 1 && size !== 2 && size !== 4) || off + size > s.run.length) return false;
       if (v.getUint8(RUN.ioDirection) === 0) {
         this.pio.bus.counters.reads++;
-        const value = Number(BigInt.asUintN(32, BigInt(r.device.read(port - r.base, size))));
-        if (size === 1) v.setUint8(off, value & 0xff);
-        else if (size === 2) v.setUint16(off, value & 0xffff, true);
-        else v.setUint32(off, value >>> 0, true);
+        writeLE(v, off, size, r.device.read(port - r.base, size));
       } else {
         this.pio.bus.counters.writes++;
-        const value = size === 1 ? v.getUint8(off) : size === 2 ? v.getUint16(off, true) : v.getUint32(off, true);
-        r.device.write(port - r.base, size, value);
+        r.device.write(port - r.base, size, readLE(v, off, size));
       }
       return true;
     }
@@ -575,15 +572,11 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       if (!r || (len !== 1 && len !== 2 && len !== 4)) return false;
       if (v.getUint8(RUN.mmioIsWrite) === 0) {
         this.mmio.bus.counters.reads++;
-        const value = Number(BigInt.asUintN(32, BigInt(r.device.read(gpa - r.base, len))));
         v.setUint32(RUN.mmioData, 0, true);
-        if (len === 1) v.setUint8(RUN.mmioData, value & 0xff);
-        else if (len === 2) v.setUint16(RUN.mmioData, value & 0xffff, true);
-        else v.setUint32(RUN.mmioData, value >>> 0, true);
+        writeLE(v, RUN.mmioData, len, r.device.read(gpa - r.base, len));
       } else {
         this.mmio.bus.counters.writes++;
-        const value = len === 1 ? v.getUint8(RUN.mmioData) : len === 2 ? v.getUint16(RUN.mmioData, true) : v.getUint32(RUN.mmioData, true);
-        r.device.write(gpa - r.base, len, value);
+        r.device.write(gpa - r.base, len, readLE(v, RUN.mmioData, len));
       }
       return true;
     }
