@@ -10,6 +10,8 @@ export * from './acpi.js';
 export * from './paging.js';
 export * from './elf.js';
 export * from './linux.js';
+export * from './vmlinux.js';
+export * from './lz4.js';
 export * from './multiboot.js';
 export * from './firmware.js';
 export * from './flat.js';

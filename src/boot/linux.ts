@@ -154,6 +154,10 @@ export interface BzImageHeader {
   headerEnd: number;
   /** Bytes of protected-mode kernel in the file (everything after the setup code). */
   kernelSize: number;
+  /** Offset of the compressed kernel inside the protected-mode code (`payload_offset`). */
+  payloadOffset: number;
+  /** Length of the compressed kernel (`payload_length`). */
+  payloadLength: number;
 }
 
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
@@ -228,6 +232,8 @@ export function parseBzImageHeader(kernel: Uint8Array): BzImageHeader {
     handoverOffset: r.u32(BootParams.HANDOVER_OFFSET),
     headerEnd,
     kernelSize,
+    payloadOffset: r.u32(BootParams.PAYLOAD_OFFSET),
+    payloadLength: r.u32(BootParams.PAYLOAD_LENGTH),
   };
 }
 
@@ -264,8 +270,13 @@ export interface LinuxLayout {
   header: BzImageHeader;
   /** Protected-mode kernel load address. */
   kernelAt: number;
-  /** End of the memory the kernel may use for in-place decompression (`kernelAt + init_size`). */
+  /**
+   * End of the memory the kernel owns: `kernelAt + init_size` for a bzImage (room for
+   * in-place decompression), the end of the last segment for a vmlinux.
+   */
   kernelEnd: number;
+  /** Guest-physical 64-bit entry point (`kernelAt + 0x200` for a bzImage, `e_entry` for a vmlinux). */
+  entry: number;
   /** Zero-page address. */
   zeroPageAt: number;
   /** Command-line address. */
@@ -294,16 +305,28 @@ function optAddress(value: unknown, name: string, def: number): number {
   return value === undefined ? def : requireAddress(value, name);
 }
 
+/** Validated options and the fixed boot structures every 64-bit Linux entry uses. */
+export interface LinuxBootPlan {
+  /** The E820 map for the zero page. */
+  e820: E820Entry[];
+  /** Zero-page address. */
+  zeroPageAt: number;
+  /** Command-line address. */
+  cmdlineAt: number;
+  /** NUL-terminated command line. */
+  cmdline: Uint8Array;
+  /** GiB identity-mapped for entry. */
+  gigabytes: number;
+  /** GDT, boot stack, page tables, zero page, command line: backed and disjoint. */
+  fixed: PlacedRange[];
+}
+
 /**
- * Load a bzImage for 64-bit entry and return the vCPU state to enter it with.
- *
- * @throws BootImageError for a malformed kernel or initrd, or when they do not fit in RAM;
- *   TypeError/RangeError for bad options (including a command line longer than the
- *   kernel's `cmdline_size`, or boot structures that overlap or are not backed).
+ * Validate `opts` against `mem` and a kernel that accepts `cmdlineSize` command-line bytes;
+ * nothing is written. Shared by the bzImage and vmlinux loaders.
  */
-export function loadBzImage(mem: GuestMemoryAccess, kernel: Uint8Array, opts: LinuxOptions): LinuxBootState {
+export function planLinuxBoot(mem: GuestMemoryAccess, opts: LinuxOptions, cmdlineSize: number): LinuxBootPlan {
   if (typeof mem !== 'object' || mem === null) throw new TypeError('mem must be a GuestMemoryAccess');
-  requireBytes(kernel, 'kernel');
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
   const ramBytes = requireAddress(opts.ramBytes, 'opts.ramBytes');
   const e820 = opts.e820 === undefined ? buildE820(ramBytes) : checkE820(opts.e820, 'opts.e820');
@@ -319,11 +342,8 @@ export function loadBzImage(mem: GuestMemoryAccess, kernel: Uint8Array, opts: Li
   if (typeof gigabytes !== 'number') throw new TypeError('opts.identityGigabytes must be a number');
   if (!Number.isInteger(gigabytes) || gigabytes < 1 || gigabytes > 512)
     throw new RangeError(`opts.identityGigabytes must be an integer in [1, 512], got ${gigabytes}`);
-
-  const hdr = parseBzImageHeader(kernel);
-
-  if (cmdline.length - 1 > hdr.cmdlineSize)
-    throw new RangeError(`opts.cmdline is ${cmdline.length - 1} bytes; the kernel accepts at most ${hdr.cmdlineSize} (cmdline_size)`);
+  if (cmdline.length - 1 > cmdlineSize)
+    throw new RangeError(`opts.cmdline is ${cmdline.length - 1} bytes; the kernel accepts at most ${cmdlineSize} (cmdline_size)`);
   if (cmdlineAt + cmdline.length > FOUR_GIB) throw new RangeError(`opts.cmdlineAt ${hex(cmdlineAt)} must lie below 4 GiB`);
   if (zeroPageAt + ZERO_PAGE_SIZE > FOUR_GIB) throw new RangeError(`opts.zeroPageAt ${hex(zeroPageAt)} must lie below 4 GiB`);
 
@@ -343,6 +363,140 @@ export function loadBzImage(mem: GuestMemoryAccess, kernel: Uint8Array, opts: Li
     const hit = findOverlap(fixed.slice(0, i), a.start, a.length);
     if (hit) throw new RangeError(`${a.what} at ${hex(a.start)} overlaps the ${hit.what} at ${hex(hit.start)}`);
   }
+  return { e820, zeroPageAt, cmdlineAt, cmdline, gigabytes, fixed };
+}
+
+/**
+ * Choose the initrd's address: page aligned, as high as possible below `initrdAddrMax` (and
+ * `opts.initrdMax`), outside the fixed structures and `kernel`. Returns 0 without an initrd.
+ */
+export function placeInitrd(mem: GuestMemoryAccess, plan: LinuxBootPlan, opts: LinuxOptions, initrdAddrMax: number, kernel: PlacedRange): number {
+  const initrd = opts.initrd;
+  if (!initrd) return 0;
+  if (initrd.length === 0) throw new BootImageError('initrd', 'is empty');
+  const initrdSize = initrd.length;
+  let limit = Math.min(initrdAddrMax + 1, FOUR_GIB);
+  if (opts.initrdMax !== undefined) limit = Math.min(limit, opts.initrdMax + 1);
+  const avoid: PlacedRange[] = [...plan.fixed, kernel];
+  for (const [s0, e] of ramRanges(plan.e820).reverse()) {
+    const s = Math.max(s0, DEFAULT_KERNEL_AT);
+    let top = Math.min(e, limit);
+    while (top - s >= initrdSize) {
+      const start = alignDown(top - initrdSize, 0x1000);
+      if (start < s) break;
+      const hit = findOverlap(avoid, start, initrdSize);
+      if (!hit) {
+        if (mem.isBacked(start, initrdSize)) return start;
+        break;
+      }
+      top = hit.start;
+    }
+  }
+  throw new BootImageError(
+    'initrd',
+    `${hex(initrdSize)} bytes do not fit in guest RAM below ${hex(limit)} (initrd_addr_max ${hex(initrdAddrMax)}) outside the kernel`,
+  );
+}
+
+/** What {@link enterLinux} needs besides the plan. */
+export interface LinuxEntry {
+  /** The setup header the zero page starts from: bytes `[0x1f1, headerEnd)` of a bzImage layout. */
+  setupHeader: Uint8Array;
+  /** The parsed (or synthesized) header. */
+  header: BzImageHeader;
+  /** Where the kernel was loaded, and the end of the memory it owns. */
+  kernelAt: number;
+  kernelEnd: number;
+  /** Guest-physical 64-bit entry point. */
+  entry: number;
+  /** The initrd's address (0 for none). */
+  initrdAt: number;
+}
+
+/**
+ * Write the initrd, command line, zero page, GDT, identity page tables and boot stack, and
+ * return the long-mode state that enters the kernel at `entry.entry` with RSI = zero page.
+ * The kernel itself must already be in memory.
+ */
+export function enterLinux(mem: GuestMemoryAccess, plan: LinuxBootPlan, opts: LinuxOptions, entry: LinuxEntry): LinuxBootState {
+  const { zeroPageAt, cmdlineAt, e820 } = plan;
+  const initrd = opts.initrd;
+  const initrdAt = entry.initrdAt;
+  const initrdSize = initrd?.length ?? 0;
+  if (initrd) mem.writeBytes(initrdAt, initrd);
+  mem.writeBytes(cmdlineAt, plan.cmdline);
+
+  const zp = new Uint8Array(ZERO_PAGE_SIZE);
+  const v = new DataView(zp.buffer);
+  zp.set(entry.setupHeader.subarray(0, BootParams.EDD_MBR_SIG_BUFFER - BootParams.SETUP_SECTS), BootParams.SETUP_SECTS);
+  zp[BootParams.TYPE_OF_LOADER] = 0xff;
+  zp[BootParams.LOADFLAGS] = entry.header.loadflags | LOADED_HIGH | CAN_USE_HEAP;
+  v.setUint16(BootParams.HEAP_END_PTR, 0xfe00, true);
+  v.setUint32(BootParams.CODE32_START, entry.kernelAt, true);
+  v.setUint32(BootParams.CMD_LINE_PTR, cmdlineAt % FOUR_GIB, true);
+  v.setUint32(BootParams.EXT_CMD_LINE_PTR, Math.floor(cmdlineAt / FOUR_GIB), true);
+  v.setUint32(BootParams.RAMDISK_IMAGE, initrdAt % FOUR_GIB, true);
+  v.setUint32(BootParams.RAMDISK_SIZE, initrdSize % FOUR_GIB, true);
+  v.setUint32(BootParams.EXT_RAMDISK_IMAGE, Math.floor(initrdAt / FOUR_GIB), true);
+  v.setUint32(BootParams.EXT_RAMDISK_SIZE, Math.floor(initrdSize / FOUR_GIB), true);
+  v.setBigUint64(BootParams.SETUP_DATA, 0n, true);
+  if (opts.acpiRsdp !== undefined) v.setBigUint64(BootParams.ACPI_RSDP_ADDR, BigInt(opts.acpiRsdp), true);
+  zp[BootParams.E820_ENTRIES] = e820.length;
+  zp.set(e820ToBytes(e820), BootParams.E820_TABLE);
+  mem.writeBytes(zeroPageAt, zp);
+
+  const gdt = buildGdt(mem, LINUX_GDT_AT);
+  const pt = buildIdentityPageTables(mem, LINUX_PAGE_TABLES_AT, { gigabytes: plan.gigabytes });
+  mem.fill(LINUX_STACK_AT, 0x1000, 0);
+
+  const code = segmentFromDescriptor(BOOT_CS, GDT_CODE64);
+  const data = (): ReturnType<typeof segmentFromDescriptor> => segmentFromDescriptor(BOOT_DS, GDT_DATA);
+  return {
+    mode: 'long',
+    regs: {
+      rip: BigInt(entry.entry),
+      rsi: BigInt(zeroPageAt),
+      rsp: BigInt(LINUX_STACK_TOP),
+      rbp: BigInt(LINUX_STACK_TOP),
+      rflags: 2n,
+    },
+    cr0: LINUX_CR0,
+    cr3: pt.cr3,
+    cr4: LINUX_CR4,
+    efer: LINUX_EFER,
+    segments: { cs: code, ds: data(), es: data(), fs: data(), gs: data(), ss: data(), tr: defaultTaskRegister(), ldtr: defaultLdtRegister() },
+    gdt,
+    idt: { base: 0n, limit: 0 },
+    linux: {
+      header: entry.header,
+      kernelAt: entry.kernelAt,
+      kernelEnd: entry.kernelEnd,
+      entry: entry.entry,
+      zeroPageAt,
+      cmdlineAt,
+      initrdAt,
+      initrdSize,
+      gdtAt: LINUX_GDT_AT,
+      pageTablesAt: LINUX_PAGE_TABLES_AT,
+      pageTablesEnd: pt.end,
+    },
+  };
+}
+
+/**
+ * Load a bzImage for 64-bit entry and return the vCPU state to enter it with.
+ *
+ * @throws BootImageError for a malformed kernel or initrd, or when they do not fit in RAM;
+ *   TypeError/RangeError for bad options (including a command line longer than the
+ *   kernel's `cmdline_size`, or boot structures that overlap or are not backed).
+ */
+export function loadBzImage(mem: GuestMemoryAccess, kernel: Uint8Array, opts: LinuxOptions): LinuxBootState {
+  if (typeof mem !== 'object' || mem === null) throw new TypeError('mem must be a GuestMemoryAccess');
+  requireBytes(kernel, 'kernel');
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
+  const hdr = parseBzImageHeader(kernel);
+  const plan = planLinuxBoot(mem, opts, hdr.cmdlineSize);
+  const { e820, fixed } = plan;
 
   // Kernel placement.
   const span = Math.max(hdr.initSize, hdr.kernelSize);
@@ -387,97 +541,15 @@ export function loadBzImage(mem: GuestMemoryAccess, kernel: Uint8Array, opts: Li
     kernelAt = found;
   }
   const kernelEnd = kernelAt + span;
+  const initrdAt = placeInitrd(mem, plan, opts, hdr.initrdAddrMax, { what: 'kernel', start: kernelAt, length: span });
 
-  // Initrd placement: page aligned, as high as possible below the limit.
-  let initrdAt = 0;
-  const initrd = opts.initrd;
-  const initrdSize = initrd?.length ?? 0;
-  if (initrd) {
-    if (initrd.length === 0) throw new BootImageError('initrd', 'is empty');
-    let limit = Math.min(hdr.initrdAddrMax + 1, FOUR_GIB);
-    if (opts.initrdMax !== undefined) limit = Math.min(limit, opts.initrdMax + 1);
-    const avoid: PlacedRange[] = [...fixed, { what: 'kernel', start: kernelAt, length: span }];
-    let placed: number | undefined;
-    for (const [s0, e] of ramRanges(e820).reverse()) {
-      const s = Math.max(s0, DEFAULT_KERNEL_AT);
-      let top = Math.min(e, limit);
-      while (top - s >= initrdSize) {
-        const start = alignDown(top - initrdSize, 0x1000);
-        if (start < s) break;
-        const hit = findOverlap(avoid, start, initrdSize);
-        if (!hit) {
-          if (mem.isBacked(start, initrdSize)) placed = start;
-          break;
-        }
-        top = hit.start;
-      }
-      if (placed !== undefined) break;
-    }
-    if (placed === undefined)
-      throw new BootImageError(
-        'initrd',
-        `${hex(initrdSize)} bytes do not fit in guest RAM below ${hex(limit)} (initrd_addr_max ${hex(hdr.initrdAddrMax)}) outside the kernel`,
-      );
-    initrdAt = placed;
-  }
-
-  // Write everything.
   mem.writeBytes(kernelAt, kernel.subarray(hdr.setupBytes));
-  if (initrd) mem.writeBytes(initrdAt, initrd);
-  mem.writeBytes(cmdlineAt, cmdline);
-
-  const zp = new Uint8Array(ZERO_PAGE_SIZE);
-  const v = new DataView(zp.buffer);
-  zp.set(kernel.subarray(BootParams.SETUP_SECTS, hdr.headerEnd), BootParams.SETUP_SECTS);
-  zp[BootParams.TYPE_OF_LOADER] = 0xff;
-  zp[BootParams.LOADFLAGS] = hdr.loadflags | LOADED_HIGH | CAN_USE_HEAP;
-  v.setUint16(BootParams.HEAP_END_PTR, 0xfe00, true);
-  v.setUint32(BootParams.CODE32_START, kernelAt, true);
-  v.setUint32(BootParams.CMD_LINE_PTR, cmdlineAt % FOUR_GIB, true);
-  v.setUint32(BootParams.EXT_CMD_LINE_PTR, Math.floor(cmdlineAt / FOUR_GIB), true);
-  v.setUint32(BootParams.RAMDISK_IMAGE, initrdAt % FOUR_GIB, true);
-  v.setUint32(BootParams.RAMDISK_SIZE, initrdSize % FOUR_GIB, true);
-  v.setUint32(BootParams.EXT_RAMDISK_IMAGE, Math.floor(initrdAt / FOUR_GIB), true);
-  v.setUint32(BootParams.EXT_RAMDISK_SIZE, Math.floor(initrdSize / FOUR_GIB), true);
-  v.setBigUint64(BootParams.SETUP_DATA, 0n, true);
-  if (opts.acpiRsdp !== undefined) v.setBigUint64(BootParams.ACPI_RSDP_ADDR, BigInt(opts.acpiRsdp), true);
-  zp[BootParams.E820_ENTRIES] = e820.length;
-  zp.set(e820ToBytes(e820), BootParams.E820_TABLE);
-  mem.writeBytes(zeroPageAt, zp);
-
-  const gdt = buildGdt(mem, LINUX_GDT_AT);
-  const pt = buildIdentityPageTables(mem, LINUX_PAGE_TABLES_AT, { gigabytes });
-  mem.fill(LINUX_STACK_AT, 0x1000, 0);
-
-  const code = segmentFromDescriptor(BOOT_CS, GDT_CODE64);
-  const data = (): ReturnType<typeof segmentFromDescriptor> => segmentFromDescriptor(BOOT_DS, GDT_DATA);
-  return {
-    mode: 'long',
-    regs: {
-      rip: BigInt(kernelAt + 0x200),
-      rsi: BigInt(zeroPageAt),
-      rsp: BigInt(LINUX_STACK_TOP),
-      rbp: BigInt(LINUX_STACK_TOP),
-      rflags: 2n,
-    },
-    cr0: LINUX_CR0,
-    cr3: pt.cr3,
-    cr4: LINUX_CR4,
-    efer: LINUX_EFER,
-    segments: { cs: code, ds: data(), es: data(), fs: data(), gs: data(), ss: data(), tr: defaultTaskRegister(), ldtr: defaultLdtRegister() },
-    gdt,
-    idt: { base: 0n, limit: 0 },
-    linux: {
-      header: hdr,
-      kernelAt,
-      kernelEnd,
-      zeroPageAt,
-      cmdlineAt,
-      initrdAt,
-      initrdSize,
-      gdtAt: LINUX_GDT_AT,
-      pageTablesAt: LINUX_PAGE_TABLES_AT,
-      pageTablesEnd: pt.end,
-    },
-  };
+  return enterLinux(mem, plan, opts, {
+    setupHeader: kernel.subarray(BootParams.SETUP_SECTS, hdr.headerEnd),
+    header: hdr,
+    kernelAt,
+    kernelEnd,
+    entry: kernelAt + 0x200,
+    initrdAt,
+  });
 }

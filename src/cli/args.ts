@@ -7,7 +7,7 @@ import { parseAddress, parseCount, parseSeconds, parseSize } from './units.js';
 /** What to boot. */
 export type BootSpec =
   | { kind: 'bios'; file: string }
-  | { kind: 'kernel'; file: string; initrd?: string; append?: string }
+  | { kind: 'kernel'; file: string; initrd?: string; append?: string; decompressOnHost: boolean }
   | { kind: 'multiboot'; file: string; append?: string; modules: { file: string; cmdline: string }[] }
   | { kind: 'flat'; file: string; at: number; mode: 'real' | 'protected' | 'long' };
 
@@ -42,9 +42,12 @@ type Ctrl-A x to quit, Ctrl-A Ctrl-A to send Ctrl-A).
 
 Boot (exactly one):
   --bios FILE          BIOS ROM (e.g. /usr/share/seabios/bios.bin), started from reset
-  --kernel FILE        Linux bzImage, entered in 64-bit mode with ACPI tables for SMP
+  --kernel FILE        Linux bzImage (or vmlinux ELF), entered in 64-bit mode with ACPI
+                       tables for SMP
     --initrd FILE      initial ramdisk
     --append STR       kernel command line (default "console=ttyS0")
+    --decompress-on-host  unpack a gzip/lz4 bzImage here and enter the kernel proper
+                       (skips the in-guest decompressor: minutes on PVM hosts)
   --multiboot FILE     Multiboot (v1) kernel
     --append STR       kernel command line
     --module "FILE [ARGS]"  boot module (repeatable); the whole string is its command line
@@ -85,6 +88,7 @@ const OPTIONS = {
   timeout: { type: 'string' },
   'trace-exits': { type: 'boolean' },
   'no-emulate': { type: 'boolean' },
+  'decompress-on-host': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -106,10 +110,11 @@ export function parseCommand(argv: readonly string[]): Command {
   if (chosen.length === 0) throw new UsageError('nothing to boot: give --bios, --kernel, --multiboot or --flat');
   if (chosen.length > 1) throw new UsageError(`--${chosen[0]} and --${chosen[1]} cannot be combined`);
   const kind = chosen[0];
-  const only = (opt: 'initrd' | 'append' | 'module' | 'mode', allowed: readonly string[]): void => {
+  const only = (opt: 'initrd' | 'append' | 'module' | 'mode' | 'decompress-on-host', allowed: readonly string[]): void => {
     if (v[opt] !== undefined && !allowed.includes(kind)) throw new UsageError(`--${opt} needs ${allowed.map((a) => `--${a}`).join(' or ')}`);
   };
   only('initrd', ['kernel']);
+  only('decompress-on-host', ['kernel']);
   only('append', ['kernel', 'multiboot']);
   only('module', ['multiboot']);
   only('mode', ['flat']);
@@ -120,7 +125,7 @@ export function parseCommand(argv: readonly string[]): Command {
 
   let boot: BootSpec;
   if (kind === 'bios') boot = { kind, file: nonEmpty(v.bios!, 'bios') };
-  else if (kind === 'kernel') boot = { kind, file: nonEmpty(v.kernel!, 'kernel'), initrd: v.initrd === undefined ? undefined : nonEmpty(v.initrd, 'initrd'), append: v.append };
+  else if (kind === 'kernel') boot = { kind, file: nonEmpty(v.kernel!, 'kernel'), initrd: v.initrd === undefined ? undefined : nonEmpty(v.initrd, 'initrd'), append: v.append, decompressOnHost: v['decompress-on-host'] === true };
   else if (kind === 'multiboot') {
     const modules = (v.module ?? []).map((m) => {
       const file = m.trim().split(/\s+/)[0];

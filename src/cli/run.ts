@@ -35,7 +35,7 @@ export function loadBoot(pc: Pc, boot: BootSpec): void {
         pc.loadFirmware(main);
         break;
       case 'kernel':
-        pc.loadLinux(main, { cmdline: boot.append, initrd });
+        pc.loadLinux(main, { cmdline: boot.append, initrd, decompress: boot.decompressOnHost ? 'host' : 'guest' });
         break;
       case 'multiboot':
         pc.loadMultiboot(main, { cmdline: boot.append, modules });

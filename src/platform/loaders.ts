@@ -8,6 +8,8 @@ import { buildE820, E820Type } from '../boot/e820.js';
 import { planFirmware, type FirmwarePlan } from '../boot/firmware.js';
 import { loadFlat, type FlatOptions } from '../boot/flat.js';
 import { loadBzImage, type LinuxBootState } from '../boot/linux.js';
+import { isElf } from '../boot/elf.js';
+import { loadBzImageDecompressed, loadVmlinux } from '../boot/vmlinux.js';
 import { loadMultiboot, type MultibootBootState, type MultibootModule } from '../boot/multiboot.js';
 import type { BootState } from '../boot/boot-state.js';
 import type { Vm } from '../vm.js';
@@ -28,6 +30,13 @@ export interface PcLinuxOptions {
   cmdline?: string;
   /** Initial ramdisk. */
   initrd?: Uint8Array;
+  /**
+   * Where a bzImage's compressed kernel is unpacked: `'guest'` (default, the standard boot
+   * protocol: the kernel's own decompressor runs first) or `'host'` (gzip and lz4 payloads are
+   * decompressed here and the kernel proper is entered directly — minutes faster where guest
+   * kernel code is emulated). A vmlinux ELF is always entered directly.
+   */
+  decompress?: 'guest' | 'host';
 }
 
 /** The default Linux command line. */
@@ -65,7 +74,7 @@ export function bootMultiboot(vm: Vm, memoryBytes: number, image: Uint8Array, op
 }
 
 /**
- * Load a bzImage for 64-bit entry, with ACPI tables (one Local APIC per vCPU, the in-kernel
+ * Load a bzImage (or a vmlinux ELF) for 64-bit entry, with ACPI tables (one Local APIC per vCPU, the in-kernel
  * IOAPIC, a FADT pointing at the platform's PM1a and reset ports) whose RSDP sits at 0xE0000
  * and is also passed in the zero page; the tables are E820 type 3 (ACPI).
  */
@@ -81,13 +90,14 @@ export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts:
   });
   const acpiEnd = Math.ceil(acpi.end / 0x1000) * 0x1000;
   const e820 = buildE820(memoryBytes, { reserved: [{ addr: ACPI_TABLES_AT, size: acpiEnd - ACPI_TABLES_AT, type: E820Type.ACPI }] });
-  const state = loadBzImage(vm.memory, kernel, {
-    cmdline: opts.cmdline ?? DEFAULT_LINUX_CMDLINE,
-    initrd: opts.initrd,
-    ramBytes: memoryBytes,
-    e820,
-    acpiRsdp: acpi.rsdp,
-  });
+  const decompress = opts.decompress ?? 'guest';
+  if (decompress !== 'guest' && decompress !== 'host') throw new TypeError(`opts.decompress must be 'guest' or 'host', got ${String(decompress)}`);
+  const linuxOpts = { cmdline: opts.cmdline ?? DEFAULT_LINUX_CMDLINE, initrd: opts.initrd, ramBytes: memoryBytes, e820, acpiRsdp: acpi.rsdp };
+  const state = isElf(kernel)
+    ? loadVmlinux(vm.memory, kernel, linuxOpts)
+    : decompress === 'host'
+      ? loadBzImageDecompressed(vm.memory, kernel, linuxOpts)
+      : loadBzImage(vm.memory, kernel, linuxOpts);
   start(vm, state);
   return state;
 }

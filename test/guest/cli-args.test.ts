@@ -18,9 +18,14 @@ describe('parseCommand', () => {
   it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace', () => {
     const c = run('--kernel', 'vmlinuz', '--initrd', 'i.gz', '--append', 'console=ttyS0 quiet', '--cpus', '2', '--memory', '1G', '--timeout', '2.5', '--debugcon', '-', '--trace-exits', '--clear-cpuid', 'cx16,xsave', '--no-emulate');
     expect(c).toEqual({
-      boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet' },
+      boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet', decompressOnHost: false },
       cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'], emulate: false,
     });
+  });
+
+  it('--decompress-on-host goes with --kernel only', () => {
+    expect(run('--kernel', 'vmlinuz', '--decompress-on-host').boot).toMatchObject({ kind: 'kernel', decompressOnHost: true });
+    expect(() => run('--bios', 'b.bin', '--decompress-on-host')).toThrow(/--decompress-on-host needs --kernel/);
   });
 
   it('multiboot modules keep their whole string as the command line', () => {

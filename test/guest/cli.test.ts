@@ -129,8 +129,9 @@ describe('vmmapi run', () => {
     it('a missing file', async () => {
       expectOneLineError(await vmmapi(['run', '--kernel', join(tmp, 'nope')]), /cannot read kernel .*no such file/);
     });
-    it('a Multiboot ELF given as a bzImage', async () => {
-      expectOneLineError(await vmmapi(['run', '--kernel', fixturePath('mb-fwcfg.elf')]), /not a bzImage/);
+    it('a 32-bit Multiboot ELF given as a Linux kernel (bzImage or vmlinux)', async () => {
+      expectOneLineError(await vmmapi(['run', '--kernel', fixturePath('mb-fwcfg.elf')]), /not an x86-64 executable ELF/);
+      expectOneLineError(await vmmapi(['run', '--kernel', fixturePath('spin.bin'), '--decompress-on-host']), /too short for a bzImage/);
     });
     it('a ROM of the wrong size', async () => {
       expectOneLineError(await vmmapi(['run', '--bios', fixturePath('spin.bin')]), /not a multiple of 4 KiB/);
