@@ -10,7 +10,14 @@ export type CpuidReg = 'eax' | 'ebx' | 'ecx' | 'edx';
 /** One CPUID bit to clear: leaf, optional subleaf (index), register and bit number. */
 export interface CpuidBit { leaf: number; index?: number; reg: CpuidReg; bit: number }
 
-/** Named bits commonly cleared (Linux's `clearcpuid=` spelling). */
+/**
+ * Named bits commonly cleared (Linux's `clearcpuid=` spelling).
+ *
+ * Clearing works on bits KVM lists in KVM_GET_SUPPORTED_CPUID. On PVM hosts the guest's CPUID
+ * instruction also reports host features KVM does not list (measured here: SMAP, POPCNT,
+ * AVX2, ERMS); clearing those has no effect there — hide them from a Linux guest with its
+ * `clearcpuid=` kernel parameter instead.
+ */
 export const CPUID_BITS: Record<string, CpuidBit> = {
   cx16: { leaf: 1, reg: 'ecx', bit: 13 },
   xsave: { leaf: 1, reg: 'ecx', bit: 26 },
@@ -79,4 +86,16 @@ export function guestCpuid(supported: readonly CpuidEntry[], vcpu: number, vcpus
     }
   }
   return out;
+}
+
+/**
+ * The bits of `clear` that `supported` (KVM_GET_SUPPORTED_CPUID) does not set: clearing them
+ * changes nothing KVM controls — on PVM hosts the guest may still see the host's bit.
+ */
+export function ineffectiveClears(supported: readonly CpuidEntry[], clear: readonly (string | CpuidBit)[]): (string | CpuidBit)[] {
+  return clear.filter((b) => {
+    const bit = resolveCpuidBit(b);
+    const e = supported.find((x) => x.function === bit.leaf && (bit.index === undefined || x.index === bit.index));
+    return e === undefined || ((e[bit.reg] >>> bit.bit) & 1) === 0;
+  });
 }

@@ -16,7 +16,7 @@ export type {
   VmExit, VmExitKind, InoutExit, MmioExit, HltExit, ShutdownExit, DebugExit, InternalErrorExit, FailEntryExit,
   SystemEventExit, InterruptedExit, ExceptionExit, UnknownExit,
 } from './exits.js';
-export { CPUID_BITS, guestCpuid } from './cpuid.js';
+export { CPUID_BITS, guestCpuid, ineffectiveClears } from './cpuid.js';
 export type { CpuidBit, CpuidOptions } from './cpuid.js';
 export type { CpuidEntry, KvmRegs, KvmSregs, KvmSegment } from './kvm/structs.js';
 export * as kvmConstants from './kvm/constants.js';

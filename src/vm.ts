@@ -223,6 +223,11 @@ export class Vm {
   }
 
   /** The VM named `name` in this process (bhyve's vm_open); KvmError ENOENT if none. */
+  /** KVM_GET_SUPPORTED_CPUID: every CPUID entry KVM can expose to a guest on this host. */
+  static supportedCpuid(): CpuidEntry[] {
+    return decodeCpuid2(kvm().supportedCpuid());
+  }
+
   static open(name: string): Vm {
     if (typeof name !== 'string') throw new TypeError('name must be a string');
     const vm = registry.get(name);

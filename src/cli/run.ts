@@ -1,7 +1,9 @@
 /** `vmmapi run`: build a PC from a {@link RunConfig}, run it, map the result to an exit code. */
 import { readFileSync } from 'node:fs';
 import { BootImageError } from '../boot/errors.js';
+import { ineffectiveClears } from '../cpuid.js';
 import { createPc, type Pc, type PcRunResult } from '../platform/pc.js';
+import { Vm } from '../vm.js';
 import { GuestError } from '../runner/errors.js';
 import type { BootSpec, RunConfig } from './args.js';
 import { ByteSink, SerialInput } from './console.js';
@@ -100,6 +102,11 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     if (e instanceof RangeError || e instanceof TypeError) throw new UsageError(e.message);
     throw e;
   }
+  const ineffective = ineffectiveClears(Vm.supportedCpuid(), cfg.clearCpuid);
+  if (ineffective.length > 0)
+    log(
+      `note: --clear-cpuid ${ineffective.join(',')}: KVM does not offer ${ineffective.length > 1 ? 'these bits' : 'this bit'}, so clearing changes nothing (on PVM hosts the guest still sees the host's bit; for Linux use clearcpuid= on its command line)`,
+    );
   let signal: NodeJS.Signals | undefined;
   const onSignal = (s: NodeJS.Signals): void => {
     signal ??= s;

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { CPUID_BITS, guestCpuid, ineffectiveClears } from '../../src/cpuid.js';
+import type { CpuidEntry } from '../../src/kvm/structs.js';
+
+const entry = (fn: number, index: number, regs: Partial<CpuidEntry> = {}): CpuidEntry => ({
+  function: fn, index, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0, ...regs,
+});
+const SUPPORTED: CpuidEntry[] = [
+  entry(0, 0, { eax: 0xd }),
+  entry(1, 0, { ebx: 0x0000_0800, ecx: (1 << 13) | (1 << 21) | (1 << 31), edx: 1 }),
+  entry(7, 0, { ebx: (1 << 20) | (1 << 7) }),
+  entry(7, 1, { ebx: 1 << 20 }),
+  entry(0xb, 0), entry(0xb, 1), entry(0xb, 2),
+];
+
+describe('guestCpuid', () => {
+  it('sets the APIC id, logical count and HTT per vCPU, without touching the input', () => {
+    const g = guestCpuid(SUPPORTED, 2, 4);
+    const l1 = g.find((e) => e.function === 1)!;
+    expect(l1.ebx >>> 24).toBe(2);
+    expect((l1.ebx >>> 16) & 0xff).toBe(4);
+    expect(l1.ebx & 0xffff).toBe(0x0800);
+    expect(l1.edx & (1 << 28)).not.toBe(0);
+    expect(SUPPORTED[1].ebx).toBe(0x0800);
+    expect(guestCpuid(SUPPORTED, 0, 1).find((e) => e.function === 1)!.edx & (1 << 28)).toBe(0);
+    const topo = g.filter((e) => e.function === 0xb);
+    expect(topo.map((e) => e.edx)).toEqual([2, 2, 2]);
+    expect(topo[1].ebx).toBe(4);
+  });
+
+  it('clears named and explicit bits, only in the subleaf named', () => {
+    const g = guestCpuid(SUPPORTED, 0, 1, { clear: ['cx16', 'smap', { leaf: 1, reg: 'edx', bit: 0 }] });
+    const l1 = g.find((e) => e.function === 1)!;
+    expect(l1.ecx & (1 << 13)).toBe(0);
+    expect(l1.ecx & (1 << 21)).not.toBe(0);
+    expect(l1.edx & 1).toBe(0);
+    expect(g.find((e) => e.function === 7 && e.index === 0)!.ebx).toBe(1 << 7);
+    expect(g.find((e) => e.function === 7 && e.index === 1)!.ebx).toBe(1 << 20);
+  });
+
+  it('rejects unknown bit names with a RangeError listing the known ones', () => {
+    expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: ['sse9'] })).toThrow(RangeError);
+    expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: ['sse9'] })).toThrow(/unknown bit name 'sse9' \(known: cx16/);
+  });
+});
+
+describe('ineffectiveClears', () => {
+  it('names the bits KVM does not offer (clearing them changes nothing)', () => {
+    expect(ineffectiveClears(SUPPORTED, ['cx16', 'smap', 'popcnt', 'avx2', 'la57'])).toEqual(['popcnt', 'avx2', 'la57']);
+    expect(ineffectiveClears([], ['cx16'])).toEqual(['cx16']);
+    expect(ineffectiveClears(SUPPORTED, [])).toEqual([]);
+    expect(Object.keys(CPUID_BITS)).toContain('smap');
+  });
+});
