@@ -21,7 +21,7 @@ import { packageRoot } from '../../src/kvm/native.js';
 const root = packageRoot();
 const CLI = join(root, 'dist', 'src', 'cli', 'main.js');
 const KERNEL = join(root, '.cache', 'linux', 'vmlinuz');
-const INITRD = join(root, '.cache', 'linux', 'initramfs.gz');
+const INITRD = join(root, '.cache', 'linux', 'initramfs.cpio');
 const LIMIT_MS = 60 * 60_000;
 
 describe.skipIf(!process.env.VMMAPI_SLOW_INIT)('Linux to /init (VMMAPI_SLOW_INIT=1)', () => {

@@ -17,7 +17,7 @@ import { packageRoot } from '../../src/kvm/native.js';
 const root = packageRoot();
 const CLI = join(root, 'dist', 'src', 'cli', 'main.js');
 const KERNEL = join(root, '.cache', 'linux', 'vmlinuz');
-const INITRD = join(root, '.cache', 'linux', 'initramfs.gz');
+const INITRD = join(root, '.cache', 'linux', 'initramfs.cpio');
 const FPU_LINE = 'x86/fpu: x87 FPU will use FXSAVE';
 const LIMIT_MS = 6 * 60_000;
 
