@@ -101,6 +101,8 @@ class VcpuFd : public Napi::ObjectWrap<VcpuFd> {
   Napi::Value Nmi(const Napi::CallbackInfo& info);
   Napi::Value Interrupt(const Napi::CallbackInfo& info);
   Napi::Value GetStatsFd(const Napi::CallbackInfo& info);
+  Napi::Value GetTscKhz(const Napi::CallbackInfo& info);
+  Napi::Value SetTscKhz(const Napi::CallbackInfo& info);
 };
 
 // A plain fd the addon reads (the binary stats fd, an eventfd, a VFIO fd).

@@ -34,6 +34,8 @@ Napi::Function VcpuFd::Init(Napi::Env env) {
                          InstanceMethod("nmi", &VcpuFd::Nmi),
                          InstanceMethod("interrupt", &VcpuFd::Interrupt),
                          InstanceMethod("getStatsFd", &VcpuFd::GetStatsFd),
+                         InstanceMethod("getTscKhz", &VcpuFd::GetTscKhz),
+                         InstanceMethod("setTscKhz", &VcpuFd::SetTscKhz),
                      });
 }
 
@@ -242,6 +244,20 @@ Napi::Value VcpuFd::GetStatsFd(const Napi::CallbackInfo& info) {
   int r = xioctl(v_->fd, KVM_GET_STATS_FD, 0ul);
   if (r < 0) return ThrowErrno(info.Env(), "KVM_GET_STATS_FD", errno);
   return Napi::Number::New(info.Env(), r);
+}
+
+Napi::Value VcpuFd::GetTscKhz(const Napi::CallbackInfo& info) {
+  if (!Live(info.Env(), "KVM_GET_TSC_KHZ")) return info.Env().Undefined();
+  int r = xioctl(v_->fd, KVM_GET_TSC_KHZ, 0ul);
+  if (r < 0) return ThrowErrno(info.Env(), "KVM_GET_TSC_KHZ", errno);
+  return Napi::Number::New(info.Env(), r);
+}
+
+Napi::Value VcpuFd::SetTscKhz(const Napi::CallbackInfo& info) {
+  uint32_t khz;
+  if (!ArgU32(info, 0, "khz", &khz) || !Live(info.Env(), "KVM_SET_TSC_KHZ")) return info.Env().Undefined();
+  if (xioctl(v_->fd, KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) return ThrowErrno(info.Env(), "KVM_SET_TSC_KHZ", errno);
+  return info.Env().Undefined();
 }
 
 }  // namespace vmmapi

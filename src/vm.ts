@@ -568,6 +568,23 @@ export class Vm {
   }
 
   /**
+   * The guest TSC frequency of `vcpu` in kHz (KVM_GET_TSC_KHZ): what the guest's `rdtsc`
+   * counts at, and the rate KVM converts TSC-deadline timer values with.
+   */
+  getTscKhz(vcpu: number): number {
+    return this.#vcpu(vcpu, 'KVM_GET_TSC_KHZ').fd.getTscKhz();
+  }
+
+  /**
+   * Set the guest TSC frequency of `vcpu` in kHz (KVM_SET_TSC_KHZ). Without hardware TSC
+   * scaling KVM accepts only rates close to the host's (otherwise errno EINVAL/EIO/ENOTSUP).
+   */
+  setTscKhz(vcpu: number, khz: number): void {
+    checkInt(khz, 'khz', 1, 0xffffffff);
+    this.#vcpu(vcpu, 'KVM_SET_TSC_KHZ').fd.setTscKhz(khz);
+  }
+
+  /**
    * Run `vcpu` on the calling thread until its next exit (bhyve's vm_run). If `rip` is
    * given, RIP is set first. For an IN or MMIO read, fill `exit.data` before the next run.
    *

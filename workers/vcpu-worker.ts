@@ -122,7 +122,10 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
     };
 
     const postedMmio = task.postedMmio;
-    const fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory)) : undefined;
+    const fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory), task.syscallRepair) : undefined;
+    // the SYSCALL repair installs once the guest's IDT is ready; look every REPAIR_EVERY exits
+    const REPAIR_EVERY = 256;
+    let untilRepairCheck = fallback?.repair ? 1 : Infinity;
     const emuCounts = new Int32Array(task.emulationCounts);
     const mnemonicIndex = new Map(SUPPORTED_MNEMONICS.map((m, i) => [m, i]));
     /** Try the instruction fallback on an emulation failure; true if the vCPU can resume. */
@@ -155,6 +158,10 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       }
       const reason = vcpu.run();
       Atomics.add(ctl, CB.EXITS, 1);
+      if (--untilRepairCheck <= 0) {
+        untilRepairCheck = REPAIR_EVERY;
+        fallback?.maybeInstallRepair();
+      }
       if (reason === KVM_EXIT.INTR) continue;
       if (reason === KVM_EXIT.IO) {
         const count = view.getUint32(RUN.ioCount, true);

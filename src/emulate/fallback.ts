@@ -13,9 +13,14 @@ import { SUPPORTED_MNEMONICS, emulate } from './emulator.js';
 import { NATIVE_SSE_MNEMONIC, executeSseNatively } from './native-sse.js';
 import type { CmpxchgResult, EmulatorHost } from './host.js';
 import { memoryCmpxchg } from './host.js';
+import { SyscallRepair } from './syscall-repair.js';
 
-/** Every mnemonic the fallback counts (the emulator's, then native SSE execution). */
-export const COUNTED_MNEMONICS: readonly string[] = [...SUPPORTED_MNEMONICS, NATIVE_SSE_MNEMONIC];
+/**
+ * Every mnemonic the fallback counts: the emulator's, native SSE execution, then the SYSCALL
+ * repair's two outcomes ('syscall': a user `syscall` finished at CPL 0; 'pf-step': a page
+ * fault passed through the repair's breakpoint).
+ */
+export const COUNTED_MNEMONICS: readonly string[] = [...SUPPORTED_MNEMONICS, NATIVE_SSE_MNEMONIC, 'syscall', 'pf-step'];
 
 /** What the fallback did with one failed instruction. */
 export type FallbackResult =
@@ -66,9 +71,13 @@ function atomicCmpxchg(mem: GuestMemory): (gpa: number, size: 8 | 16, expected: 
 export class InstructionFallback {
   readonly #vcpu: NativeVcpuFd;
   readonly #host: EmulatorHost;
+  /** The SYSCALL repair, when enabled (see syscall-repair.ts). */
+  readonly repair: SyscallRepair | undefined;
 
-  constructor(vcpu: NativeVcpuFd, memory: GuestMemory) {
+  /** @param repairRecord the VM's shared SYSCALL-repair record; omit to leave the repair off. */
+  constructor(vcpu: NativeVcpuFd, memory: GuestMemory, repairRecord?: SharedArrayBuffer) {
     this.#vcpu = vcpu;
+    this.repair = repairRecord ? new SyscallRepair(vcpu, memory, repairRecord) : undefined;
     this.#host = {
       memory,
       getFpu: () => new DataView(vcpu.getFpu()),
@@ -77,10 +86,22 @@ export class InstructionFallback {
     };
   }
 
+  /** Let the SYSCALL repair install its breakpoint if the guest is ready (cheap; vCPU stopped). */
+  maybeInstallRepair(): void {
+    if (this.repair) this.repair.maybeInstall(decodeSregs(this.#vcpu.getSregs()));
+  }
+
   /** Finish (or fault) the instruction whose bytes KVM reported; the vCPU can then resume. */
   handle(insn: Uint8Array): FallbackResult {
     const v = this.#vcpu;
     const cpu = { regs: decodeRegs(v.getRegs()), sregs: decodeSregs(v.getSregs()) };
+    if (insn[0] === 0xcc && this.repair) {
+      const action = this.repair.onBreakpoint(cpu.regs, cpu.sregs);
+      if (action) {
+        v.setRegs(encodeRegs(cpu.regs));
+        return { kind: 'emulated', mnemonic: action === 'syscall' ? 'syscall' : 'pf-step' };
+      }
+    }
     let r = emulate(insn, cpu, this.#host);
     if (r.kind === 'unsupported') {
       // SIMD the emulator does not model: run it on the host CPU if it is a vetted encoding

@@ -74,6 +74,8 @@ export interface NativeVcpuFd {
   nmi(): void;
   interrupt(irq: number): void;
   getStatsFd(): number;
+  getTscKhz(): number;
+  setTscKhz(khz: number): void;
 }
 
 /** A plain fd (stats, eventfd, VFIO). */

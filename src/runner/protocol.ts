@@ -100,6 +100,8 @@ export interface VcpuTask {
   workerDevices: WorkerDeviceRange[];
   /** Finish instructions KVM's emulator gives up on (src/emulate/fallback.ts). */
   emulate: boolean;
+  /** The VM's shared SYSCALL-repair record (src/emulate/syscall-repair.ts), when the repair is on. */
+  syscallRepair?: SharedArrayBuffer;
   /** Guest memory, for the instruction fallback. */
   memory: { gpa: number; buffer: SharedArrayBuffer; readonly: boolean }[];
   /** Int32 counters: instructions finished per mnemonic (SUPPORTED_MNEMONICS order), then exceptions injected. */

@@ -25,6 +25,7 @@ import {
 import { spinWhileEqual } from './spin.js';
 import { readLE, writeLE } from './le.js';
 import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../emulate/fallback.js';
+import { SYSCALL_REPAIR_BYTES } from '../emulate/syscall-repair.js';
 import { GuestError, RunnerError } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
@@ -79,6 +80,19 @@ export interface VcpuRunnerOptions {
    * exit ends the run with a GuestError naming the instruction bytes.
    */
   emulate?: boolean;
+  /**
+   * Repair 64-bit `syscall` from guest user mode where the host leaves it at CPL 3 (PVM hosts
+   * running unmodified kernels; see src/emulate/syscall-repair.ts). Patches an `int3` into the
+   * guest's page-fault handler, so it must stay off where `int3` at CPL 0 reaches the guest
+   * (hardware KVM). `'auto'` (default): on when the host's KVM is PVM (`/sys/module/kvm_pvm`)
+   * and `emulate` is on.
+   */
+  syscallRepair?: boolean | 'auto';
+}
+
+/** Whether the host's KVM is PVM (the kvm_pvm module is loaded). */
+export function hostIsPvm(): boolean {
+  return existsSync('/sys/module/kvm_pvm');
 }
 
 /** Options for registering a device. */
@@ -206,7 +220,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   readonly mmio: RunnerBus;
   readonly #counters: RunnerCounters;
 
-  #opts: Required<VcpuRunnerOptions>;
+  #opts: { haltPollMs: number; emulate: boolean; syscallRepair: boolean };
   #slots: VcpuSlot[] = [];
   #pool: Piscina<VcpuTask, VcpuTaskResult> | undefined;
   #started = false;
@@ -226,7 +240,10 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     this.vm = vm;
     const emulate = opts.emulate ?? true;
     if (typeof emulate !== 'boolean') throw new TypeError('opts.emulate must be a boolean');
-    this.#opts = { haltPollMs, emulate };
+    const repair = opts.syscallRepair ?? 'auto';
+    if (repair !== 'auto' && typeof repair !== 'boolean') throw new TypeError("opts.syscallRepair must be a boolean or 'auto'");
+    const syscallRepair = emulate && (repair === 'auto' ? hostIsPvm() : repair);
+    this.#opts = { haltPollMs, emulate, syscallRepair };
     this.pio = new RunnerBus(this, 'pio');
     this.mmio = new RunnerBus(this, 'mmio');
     const z = () => new Array(vm.vcpuCount).fill(0);
@@ -299,6 +316,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
 
   #setupSlots(tasks: VcpuTask[], postedPorts: SharedArrayBuffer): void {
     const vm = this.vm;
+    // one patch record for the whole VM: any vCPU may take the guest's page faults
+    const repairRecord = this.#opts.syscallRepair ? new SharedArrayBuffer(SYSCALL_REPAIR_BYTES) : undefined;
     for (let v = 0; v < vm.vcpuCount; v++) {
       const fd = vm.vcpuFdNumber(v);
       const control = new SharedArrayBuffer(CONTROL_BLOCK_BYTES);
@@ -315,6 +334,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       const emulationCounts = new SharedArrayBuffer((SUPPORTED_MNEMONICS.length + 1) * 4);
       this.#emuCounts.push(new Int32Array(emulationCounts));
       tasks.push({
+        syscallRepair: repairRecord,
         vcpu: v, fd, pin: vm.getPinning(v), control, postedPorts, postedMmio: this.mmio.posted,
         workerDevices: [...this.pio.workerDevices, ...this.mmio.workerDevices],
         emulate: this.#opts.emulate, memory: vm.memorySegments().map(({ gpa, buffer, readonly }) => ({ gpa, buffer, readonly })), emulationCounts,
