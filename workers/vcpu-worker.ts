@@ -123,9 +123,10 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
 
     const postedMmio = task.postedMmio;
     const fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory), task.syscallRepair) : undefined;
-    // the SYSCALL repair installs once the guest's IDT is ready; look every REPAIR_EVERY exits
-    const REPAIR_EVERY = 256;
-    let untilRepairCheck = fallback?.repair ? 1 : Infinity;
+    // The SYSCALL repair installs once the guest's IDT is ready: look at most every
+    // millisecond until then, every second afterwards (the guest may rewrite its handler).
+    const repair = fallback?.repair;
+    let nextRepairCheck = 0;
     const emuCounts = new Int32Array(task.emulationCounts);
     const mnemonicIndex = new Map(SUPPORTED_MNEMONICS.map((m, i) => [m, i]));
     /** Try the instruction fallback on an emulation failure; true if the vCPU can resume. */
@@ -158,9 +159,12 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       }
       const reason = vcpu.run();
       Atomics.add(ctl, CB.EXITS, 1);
-      if (--untilRepairCheck <= 0) {
-        untilRepairCheck = REPAIR_EVERY;
-        fallback?.maybeInstallRepair();
+      if (repair) {
+        const now = performance.now();
+        if (now >= nextRepairCheck) {
+          fallback!.maybeInstallRepair();
+          nextRepairCheck = now + (repair.installed ? 1000 : 1);
+        }
       }
       if (reason === KVM_EXIT.INTR) continue;
       if (reason === KVM_EXIT.IO) {

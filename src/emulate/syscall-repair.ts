@@ -170,7 +170,7 @@ export class SyscallRepair {
     const type = attrs & 0xf;
     if ((attrs & 0x80) === 0 || (type !== 0xe && type !== 0xf)) return undefined;
     const offset = BigInt(v.getUint16(0, true)) | (BigInt(v.getUint16(6, true)) << 16n) | (BigInt(v.getUint32(8, true)) << 32n);
-    return offset >> 63n === 1n ? offset : undefined; // a kernel (upper-half) address
+    return offset;
   }
 
   #msrs(indices: number[]): bigint[] {

@@ -145,7 +145,7 @@ describe('SyscallRepair', () => {
     m.repair.maybeInstall(m.sregs);
     expect(m.repair.installed).toBe(false);
     m.mem.writeU8(IDT_PHYS + 14 * 16 + 5, 0x8e);
-    m.mem.writeU32(IDT_PHYS + 14 * 16 + 8, 0); // a lower-half (user) handler address
+    m.mem.writeU32(IDT_PHYS + 14 * 16 + 8, 0x1234); // a handler address that is not mapped
     m.repair.maybeInstall(m.sregs);
     expect(m.repair.installed).toBe(false);
   });
