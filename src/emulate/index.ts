@@ -26,3 +26,4 @@ export {
 } from './paging.js';
 export { cpuMode, type CpuMode, type ModeKind } from './cpu-mode.js';
 export { CR0, CR4, EFER, RFLAGS, STATUS_FLAGS } from './flags.js';
+export { SyscallRepair, displaceableLength, MSR_LSTAR, MSR_SYSCALL_MASK, SYSCALL_REPAIR_BYTES, type RepairAction } from './syscall-repair.js';
