@@ -222,12 +222,12 @@ export class Vm {
     return vm;
   }
 
-  /** The VM named `name` in this process (bhyve's vm_open); KvmError ENOENT if none. */
   /** KVM_GET_SUPPORTED_CPUID: every CPUID entry KVM can expose to a guest on this host. */
   static supportedCpuid(): CpuidEntry[] {
     return decodeCpuid2(kvm().supportedCpuid());
   }
 
+  /** The VM named `name` in this process (bhyve's vm_open); KvmError ENOENT if none. */
   static open(name: string): Vm {
     if (typeof name !== 'string') throw new TypeError('name must be a string');
     const vm = registry.get(name);
@@ -576,11 +576,12 @@ export class Vm {
   }
 
   /**
-   * Set the guest TSC frequency of `vcpu` in kHz (KVM_SET_TSC_KHZ). Without hardware TSC
-   * scaling KVM accepts only rates close to the host's (otherwise errno EINVAL/EIO/ENOTSUP).
+   * Set the guest TSC frequency of `vcpu` in kHz (KVM_SET_TSC_KHZ; 0 = the host's rate).
+   * Without hardware TSC scaling KVM refuses rates below the host's, and runs faster ones by
+   * catching the TSC up on each entry.
    */
   setTscKhz(vcpu: number, khz: number): void {
-    checkInt(khz, 'khz', 1, 0xffffffff);
+    checkInt(khz, 'khz', 0, 0xffffffff);
     this.#vcpu(vcpu, 'KVM_SET_TSC_KHZ').fd.setTscKhz(khz);
   }
 

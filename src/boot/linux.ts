@@ -322,10 +322,11 @@ export interface LinuxBootPlan {
 }
 
 /**
- * Validate `opts` against `mem` and a kernel that accepts `cmdlineSize` command-line bytes;
- * nothing is written. Shared by the bzImage and vmlinux loaders.
+ * Validate `opts` against `mem` and a kernel that accepts `cmdlineSize` command-line bytes
+ * (see also {@link checkCmdlineSize}); nothing is written. Shared by the bzImage and vmlinux
+ * loaders.
  */
-export function planLinuxBoot(mem: GuestMemoryAccess, opts: LinuxOptions, cmdlineSize: number): LinuxBootPlan {
+export function planLinuxBoot(mem: GuestMemoryAccess, opts: LinuxOptions, cmdlineSize = Number.MAX_SAFE_INTEGER): LinuxBootPlan {
   if (typeof mem !== 'object' || mem === null) throw new TypeError('mem must be a GuestMemoryAccess');
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
   const ramBytes = requireAddress(opts.ramBytes, 'opts.ramBytes');
@@ -342,8 +343,7 @@ export function planLinuxBoot(mem: GuestMemoryAccess, opts: LinuxOptions, cmdlin
   if (typeof gigabytes !== 'number') throw new TypeError('opts.identityGigabytes must be a number');
   if (!Number.isInteger(gigabytes) || gigabytes < 1 || gigabytes > 512)
     throw new RangeError(`opts.identityGigabytes must be an integer in [1, 512], got ${gigabytes}`);
-  if (cmdline.length - 1 > cmdlineSize)
-    throw new RangeError(`opts.cmdline is ${cmdline.length - 1} bytes; the kernel accepts at most ${cmdlineSize} (cmdline_size)`);
+  checkCmdlineSize(cmdline, cmdlineSize);
   if (cmdlineAt + cmdline.length > FOUR_GIB) throw new RangeError(`opts.cmdlineAt ${hex(cmdlineAt)} must lie below 4 GiB`);
   if (zeroPageAt + ZERO_PAGE_SIZE > FOUR_GIB) throw new RangeError(`opts.zeroPageAt ${hex(zeroPageAt)} must lie below 4 GiB`);
 
@@ -364,6 +364,12 @@ export function planLinuxBoot(mem: GuestMemoryAccess, opts: LinuxOptions, cmdlin
     if (hit) throw new RangeError(`${a.what} at ${hex(a.start)} overlaps the ${hit.what} at ${hex(hit.start)}`);
   }
   return { e820, zeroPageAt, cmdlineAt, cmdline, gigabytes, fixed };
+}
+
+/** RangeError if the NUL-terminated `cmdline` is longer than the kernel's `cmdline_size`. */
+export function checkCmdlineSize(cmdline: Uint8Array, cmdlineSize: number): void {
+  if (cmdline.length - 1 > cmdlineSize)
+    throw new RangeError(`opts.cmdline is ${cmdline.length - 1} bytes; the kernel accepts at most ${cmdlineSize} (cmdline_size)`);
 }
 
 /**
@@ -494,8 +500,9 @@ export function loadBzImage(mem: GuestMemoryAccess, kernel: Uint8Array, opts: Li
   if (typeof mem !== 'object' || mem === null) throw new TypeError('mem must be a GuestMemoryAccess');
   requireBytes(kernel, 'kernel');
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
+  const plan = planLinuxBoot(mem, opts); // options first: a bad call is a TypeError/RangeError
   const hdr = parseBzImageHeader(kernel);
-  const plan = planLinuxBoot(mem, opts, hdr.cmdlineSize);
+  checkCmdlineSize(plan.cmdline, hdr.cmdlineSize);
   const { e820, fixed } = plan;
 
   // Kernel placement.

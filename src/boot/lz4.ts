@@ -85,6 +85,7 @@ function decodeBlock(src: Uint8Array, start: number, end: number, dst: Uint8Arra
  */
 export function decompressLz4Legacy(data: Uint8Array, maxOutput = 2 ** 30, name = 'LZ4 stream'): Uint8Array {
   if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
+  if (typeof maxOutput !== 'number' || !(maxOutput >= 0)) throw new RangeError(`maxOutput must be a non-negative number, got ${String(maxOutput)}`);
   if (data.length < 4 || u32(data, 0) !== LZ4_LEGACY_MAGIC) throw new BootImageError(name, 'not an LZ4 legacy frame (no 0x184c2102 magic)');
   const chunks: Uint8Array[] = [];
   let total = 0;

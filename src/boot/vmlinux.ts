@@ -76,7 +76,7 @@ export function extractVmlinux(bzImage: Uint8Array): ExtractedKernel {
   const start = header.setupBytes + header.payloadOffset;
   const end = start + header.payloadLength;
   if (header.payloadLength === 0 || end > bzImage.length)
-    throw new BootImageError('kernel', `payload ${hex(header.payloadOffset)}+${hex(header.payloadLength)} lies outside the protected-mode code (${hex(header.kernelSize)} bytes)`);
+    throw new BootImageError('kernel', `payload ${hex(header.payloadOffset)}+${hex(header.payloadLength)} (after the ${hex(header.setupBytes)}-byte setup code) lies outside the file (${hex(bzImage.length)} bytes)`);
   const payload = bzImage.subarray(start, end);
   const format = payloadFormat(payload);
   let vmlinux: Uint8Array;

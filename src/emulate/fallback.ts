@@ -97,6 +97,7 @@ export class InstructionFallback {
     const cpu = { regs: decodeRegs(v.getRegs()), sregs: decodeSregs(v.getSregs()) };
     if (insn[0] === 0xcc && this.repair) {
       const action = this.repair.onBreakpoint(cpu.regs, cpu.sregs);
+      if (action === 'retry') return { kind: 'emulated', mnemonic: 'pf-step' }; // RIP unchanged
       if (action) {
         v.setRegs(encodeRegs(cpu.regs));
         return { kind: 'emulated', mnemonic: action === 'syscall' ? 'syscall' : 'pf-step' };

@@ -16,10 +16,18 @@
  *   state SYSCALL defines (RCX/R11 are already set), dropping the exception frame;
  * - any other page fault continues past the displaced no-op into the guest's handler.
  *
- * The patch record is shared by every vCPU of the VM (a SharedArrayBuffer), so whichever vCPU
- * takes the fault knows the breakpoint. Everything read from the guest (IDT, handler bytes,
- * exception frame) is bounds-checked through the page walk; anything unexpected leaves the
- * guest alone.
+ * A fault only counts as the broken `syscall` if the user bytes before RCX are `0f 05` and R11
+ * carries no flags user mode cannot set (IOPL, VM, VIF, VIP): a user process that merely jumps
+ * to the entry point gets its page fault, as on hardware.
+ *
+ * It installs only once MSR_LSTAR is set (so the IDT is the kernel's final one), follows the
+ * #PF gate if the guest changes it, and {@link removeRepairBreakpoint} puts the original byte
+ * back when the run ends. The patch record is shared by every vCPU of the VM (a
+ * SharedArrayBuffer), so whichever vCPU takes the fault knows the breakpoint; an `int3` exit
+ * whose byte is no longer 0xCC in memory (the breakpoint moved or was removed meanwhile) is
+ * simply re-executed. Everything read from the guest (IDT, handler bytes, exception frame,
+ * user code) goes through the bounds-checked page walk; anything unexpected leaves the guest
+ * alone.
  */
 import type { NativeVcpuFd } from '../kvm/native.js';
 import { decodeMsrs, encodeMsrs, type KvmRegs, type KvmSregs } from '../kvm/structs.js';
@@ -31,44 +39,72 @@ export const MSR_LSTAR = 0xc0000082;
 /** MSR_SYSCALL_MASK (SFMASK): RFLAGS bits SYSCALL clears. */
 export const MSR_SYSCALL_MASK = 0xc0000084;
 /** Bytes of the shared patch record. */
-export const SYSCALL_REPAIR_BYTES = 32;
+export const SYSCALL_REPAIR_BYTES = 48;
 
 const PF_VECTOR = 14;
 const EFER_LMA = 1n << 10n;
 const CR0_PG = 1n << 31n;
+const RFLAGS_AC = 1n << 18n;
+const RFLAGS_RF = 1n << 16n;
+/** RFLAGS bits user mode cannot set: IOPL, VM, VIF, VIP. */
+const PRIVILEGED_FLAGS = (3n << 12n) | (1n << 17n) | (1n << 19n) | (1n << 20n);
 
 /** Record slots (BigInt64). */
 const enum Slot {
   STATE = 0,
   VA = 1,
-  ORIGINAL = 2,
-  LENGTH = 3,
+  GPA = 2,
+  ORIGINAL = 3,
+  LENGTH = 4,
+  CLEARS_AC = 5,
 }
 const enum State {
   NONE = 0,
-  INSTALLING = 1,
+  BUSY = 1,
   INSTALLED = 2,
 }
 
-/** No-op encodings the breakpoint may displace, longest first: [bytes, length]. */
-const DISPLACEABLE: readonly (readonly number[])[] = [
-  [0xf3, 0x0f, 0x1e, 0xfa], // endbr64
-  [0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00], // nopw 0(%rax,%rax)
-  [0x0f, 0x1f, 0x44, 0x00, 0x00], // nopl 0(%rax,%rax)
-  [0x0f, 0x1f, 0x40, 0x00], // nopl 0(%rax)
-  [0x0f, 0x1f, 0x00], // nopl (%rax)
-  [0x66, 0x90], // xchg %ax,%ax
-  [0x90], // nop
+/** An instruction the breakpoint may displace: its bytes, and whether stepping over it clears RFLAGS.AC. */
+interface Displaceable {
+  bytes: readonly number[];
+  clac?: boolean;
+}
+
+/** No-op encodings (and `clac`) the breakpoint may displace, longest first. */
+const DISPLACEABLE: readonly Displaceable[] = [
+  { bytes: [0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00] }, // nopw 0(%rax,%rax)
+  { bytes: [0x0f, 0x1f, 0x44, 0x00, 0x00] }, // nopl 0(%rax,%rax)
+  { bytes: [0xf3, 0x0f, 0x1e, 0xfa] }, // endbr64
+  { bytes: [0x0f, 0x1f, 0x40, 0x00] }, // nopl 0(%rax)
+  { bytes: [0x0f, 0x01, 0xca], clac: true }, // clac (an idtentry without ENDBR starts with it)
+  { bytes: [0x0f, 0x1f, 0x00] }, // nopl (%rax)
+  { bytes: [0x66, 0x90] }, // xchg %ax,%ax
+  { bytes: [0x90] }, // nop
 ];
 
-/** The length of the no-op at the start of `bytes`, or 0 if it does not start with one. */
+function displaceable(bytes: Uint8Array): Displaceable | undefined {
+  return DISPLACEABLE.find((d) => d.bytes.length <= bytes.length && d.bytes.every((b, i) => bytes[i] === b));
+}
+
+/** The length of the displaceable instruction at the start of `bytes`, or 0 if there is none. */
 export function displaceableLength(bytes: Uint8Array): number {
-  for (const d of DISPLACEABLE) if (d.length <= bytes.length && d.every((b, i) => bytes[i] === b)) return d.length;
-  return 0;
+  return displaceable(bytes)?.bytes.length ?? 0;
+}
+
+/**
+ * Put the original byte back where the repair's breakpoint is (if it is still there) and
+ * clear the record. For the end of a run; no vCPU may be running.
+ */
+export function removeRepairBreakpoint(memory: GuestMemory, shared: SharedArrayBuffer): void {
+  const rec = new BigInt64Array(shared, 0, SYSCALL_REPAIR_BYTES / 8);
+  if (Atomics.load(rec, Slot.STATE) !== BigInt(State.INSTALLED)) return;
+  const gpa = Number(rec[Slot.GPA]);
+  if (memory.isBacked(gpa, 1) && memory.readU8(gpa) === 0xcc) memory.writeU8(gpa, Number(rec[Slot.ORIGINAL]));
+  Atomics.store(rec, Slot.STATE, BigInt(State.NONE));
 }
 
 /** What {@link SyscallRepair.onBreakpoint} did. */
-export type RepairAction = 'syscall' | 'page-fault';
+export type RepairAction = 'syscall' | 'page-fault' | 'retry';
 
 /** The repair, bound to one vCPU; the patch record is shared by the VM's vCPUs. */
 export class SyscallRepair {
@@ -91,68 +127,97 @@ export class SyscallRepair {
   }
 
   /**
-   * Install the breakpoint if the guest is ready for it: 64-bit paging, an IDT whose #PF
-   * gate is a present 64-bit interrupt/trap gate, a handler that starts with a no-op. Cheap
-   * to call again (re-installs if the guest rewrote the byte). Call it with the vCPU stopped.
+   * Install the breakpoint if the guest is ready for it: 64-bit paging, MSR_LSTAR set, an IDT
+   * whose #PF gate is a present 64-bit gate, a handler that starts with a displaceable
+   * instruction. Cheap to call again: it follows a changed #PF gate and re-installs if the
+   * guest rewrote the byte. Call it with the vCPU stopped.
    */
   maybeInstall(sregs: KvmSregs): void {
     const rec = this.#record;
     const state = Number(Atomics.load(rec, Slot.STATE));
-    if (state === State.INSTALLING) return;
+    if (state === State.BUSY) return;
     const ctx = this.#paging(sregs, 0);
     if (!ctx) return;
-    if (state === State.INSTALLED) {
-      const at = translate(this.#memory, BigInt.asUintN(64, rec[Slot.VA]), ctx, { write: false, user: false, fetch: true });
-      // not mapped in this address space (e.g. a user CR3 under PTI): nothing to learn here
-      if (!at.ok || !this.#memory.isBacked(at.gpa, 1) || this.#memory.readU8(at.gpa) === 0xcc) return;
-      // the guest rewrote its handler: start over
-      Atomics.compareExchange(rec, Slot.STATE, BigInt(State.INSTALLED), BigInt(State.NONE));
-      return;
-    }
     const handler = this.#pageFaultHandler(sregs, ctx);
+    if (state === State.INSTALLED) {
+      if (handler === undefined) return; // IDT not readable in this address space
+      const va = BigInt.asUintN(64, rec[Slot.VA]);
+      if (handler === va) {
+        const at = translate(this.#memory, va, ctx, { write: false, user: false, fetch: true });
+        // not mapped in this address space (e.g. a user CR3 under PTI): nothing to learn here
+        if (!at.ok || !this.#memory.isBacked(at.gpa, 1) || this.#memory.readU8(at.gpa) === 0xcc) return;
+        // the guest rewrote its handler: start over below
+        if (Atomics.compareExchange(rec, Slot.STATE, BigInt(State.INSTALLED), BigInt(State.NONE)) !== BigInt(State.INSTALLED)) return;
+      } else {
+        // the #PF gate moved: take the breakpoint out of the old handler, then install anew
+        if (Atomics.compareExchange(rec, Slot.STATE, BigInt(State.INSTALLED), BigInt(State.BUSY)) !== BigInt(State.INSTALLED)) return;
+        const gpa = Number(rec[Slot.GPA]);
+        if (this.#memory.isBacked(gpa, 1) && this.#memory.readU8(gpa) === 0xcc) this.#memory.writeU8(gpa, Number(rec[Slot.ORIGINAL]));
+        Atomics.store(rec, Slot.STATE, BigInt(State.NONE));
+      }
+    }
     if (handler === undefined) return;
+    const [lstar] = this.#msrs([MSR_LSTAR]) ?? [0n];
+    if (lstar === 0n) return; // SYSCALL not set up yet: the IDT may still be an early one
     const code = linearRead(this.#memory, ctx, handler, 16, { user: false, fetch: true });
     if (!code.ok) return;
-    const length = displaceableLength(code.bytes);
-    if (length === 0) return;
+    const d = displaceable(code.bytes);
+    if (!d) return;
     const at = translate(this.#memory, handler, ctx, { write: false, user: false, fetch: true });
     if (!at.ok || !this.#memory.isBacked(at.gpa, 1)) return;
-    if (Atomics.compareExchange(rec, Slot.STATE, BigInt(State.NONE), BigInt(State.INSTALLING)) !== BigInt(State.NONE)) return;
+    if (Atomics.compareExchange(rec, Slot.STATE, BigInt(State.NONE), BigInt(State.BUSY)) !== BigInt(State.NONE)) return;
     rec[Slot.VA] = BigInt.asIntN(64, handler);
+    rec[Slot.GPA] = BigInt(at.gpa);
     rec[Slot.ORIGINAL] = BigInt(code.bytes[0]);
-    rec[Slot.LENGTH] = BigInt(length);
-    this.#memory.writeU8(at.gpa, 0xcc);
+    rec[Slot.LENGTH] = BigInt(d.bytes.length);
+    rec[Slot.CLEARS_AC] = d.clac ? 1n : 0n;
+    // the record is complete before any vCPU can trap on the byte
     Atomics.store(rec, Slot.STATE, BigInt(State.INSTALLED));
+    this.#memory.writeU8(at.gpa, 0xcc);
   }
 
   /**
    * Handle an `int3` the emulator could not run at CPL 0. Returns what was done (registers
-   * are then updated), or undefined if this is not the repair's breakpoint.
+   * are then updated; for 'retry' RIP is unchanged), or undefined if this is not the
+   * repair's breakpoint.
    */
   onBreakpoint(regs: KvmRegs, sregs: KvmSregs): RepairAction | undefined {
-    if (!this.installed || sregs.cs.dpl !== 0) return undefined;
+    if (sregs.cs.dpl !== 0) return undefined;
     const rec = this.#record;
-    if (BigInt.asUintN(64, regs.rip) !== BigInt.asUintN(64, rec[Slot.VA])) return undefined;
     const ctx = this.#paging(sregs, 0);
     if (!ctx) return undefined;
+    const here = translate(this.#memory, regs.rip, ctx, { write: false, user: false, fetch: true });
+    // the breakpoint this exit reported has since been moved or removed: run what is there now
+    if (here.ok && this.#memory.isBacked(here.gpa, 1) && this.#memory.readU8(here.gpa) !== 0xcc) return 'retry';
+    if (!this.installed || BigInt.asUintN(64, regs.rip) !== BigInt.asUintN(64, rec[Slot.VA])) return undefined;
+    if (this.#brokenSyscall(regs, ctx)) return 'syscall';
+    regs.rip = BigInt.asUintN(64, regs.rip + rec[Slot.LENGTH]);
+    if (rec[Slot.CLEARS_AC] === 1n) regs.rflags &= ~RFLAGS_AC;
+    return 'page-fault';
+  }
+
+  /** If the #PF frame at RSP is the half-done user `syscall`, enter MSR_LSTAR as SYSCALL would. */
+  #brokenSyscall(regs: KvmRegs, ctx: PagingContext): boolean {
     // the frame the CPU pushed for #PF: error code, RIP, CS, RFLAGS, RSP, SS
     const f = linearRead(this.#memory, ctx, regs.rsp, 48, { user: false });
-    if (f.ok) {
-      const v = new DataView(f.bytes.buffer, f.bytes.byteOffset, 48);
-      const rip = v.getBigUint64(8, true);
-      const cs = v.getBigUint64(16, true);
-      if ((cs & 3n) === 3n) {
-        const [lstar, mask] = this.#msrs([MSR_LSTAR, MSR_SYSCALL_MASK]);
-        if (lstar !== 0n && rip === lstar) {
-          regs.rip = lstar;
-          regs.rsp = v.getBigUint64(32, true);
-          regs.rflags = (v.getBigUint64(24, true) & ~mask & ~(1n << 16n)) | 2n; // RF clear, bit 1 set
-          return 'syscall';
-        }
-      }
-    }
-    regs.rip = BigInt.asUintN(64, regs.rip + rec[Slot.LENGTH]);
-    return 'page-fault';
+    if (!f.ok) return false;
+    const v = new DataView(f.bytes.buffer, f.bytes.byteOffset, 48);
+    const rip = v.getBigUint64(8, true);
+    if ((v.getBigUint64(16, true) & 3n) !== 3n) return false; // not from user mode
+    if ((regs.r11 & PRIVILEGED_FLAGS) !== 0n) return false; // not flags a user syscall saves
+    const msrs = this.#msrs([MSR_LSTAR, MSR_SYSCALL_MASK]);
+    if (!msrs) return false;
+    const [lstar, mask] = msrs;
+    if (lstar === 0n || rip !== lstar) return false;
+    // the instruction before the return address must be `syscall` (0f 05), read as user code
+    const ret = BigInt.asUintN(64, regs.rcx);
+    if (ret < 2n) return false;
+    const insn = linearRead(this.#memory, { ...ctx, cpl: 3 }, ret - 2n, 2, { user: true, fetch: true });
+    if (!insn.ok || insn.bytes[0] !== 0x0f || insn.bytes[1] !== 0x05) return false;
+    regs.rip = lstar;
+    regs.rsp = v.getBigUint64(32, true);
+    regs.rflags = (v.getBigUint64(24, true) & ~mask & ~RFLAGS_RF) | 2n;
+    return true;
   }
 
   #paging(sregs: KvmSregs, cpl: number): PagingContext | undefined {
@@ -169,13 +234,14 @@ export class SyscallRepair {
     const attrs = g.bytes[5];
     const type = attrs & 0xf;
     if ((attrs & 0x80) === 0 || (type !== 0xe && type !== 0xf)) return undefined;
-    const offset = BigInt(v.getUint16(0, true)) | (BigInt(v.getUint16(6, true)) << 16n) | (BigInt(v.getUint32(8, true)) << 32n);
-    return offset;
+    return BigInt(v.getUint16(0, true)) | (BigInt(v.getUint16(6, true)) << 16n) | (BigInt(v.getUint32(8, true)) << 32n);
   }
 
-  #msrs(indices: number[]): bigint[] {
+  /** Read MSRs; undefined unless KVM returned every one. */
+  #msrs(indices: number[]): bigint[] | undefined {
     const buf = encodeMsrs(indices.map((index) => ({ index, data: 0n })));
     const n = this.#vcpu.getMsrs(buf);
+    if (n !== indices.length) return undefined;
     const got = decodeMsrs(buf, n);
     return indices.map((i) => got.find((m) => m.index === i)?.data ?? 0n);
   }

@@ -79,6 +79,8 @@ export function bootMultiboot(vm: Vm, memoryBytes: number, image: Uint8Array, op
  * and is also passed in the zero page; the tables are E820 type 3 (ACPI).
  */
 export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts: PcLinuxOptions): LinuxBootState {
+  const decompress = opts.decompress ?? 'guest';
+  if (decompress !== 'guest' && decompress !== 'host') throw new TypeError(`opts.decompress must be 'guest' or 'host', got ${String(decompress)}`);
   const acpi = buildAcpiTables(vm.memory, {
     at: ACPI_TABLES_AT,
     cpus: vm.vcpuCount,
@@ -90,8 +92,6 @@ export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts:
   });
   const acpiEnd = Math.ceil(acpi.end / 0x1000) * 0x1000;
   const e820 = buildE820(memoryBytes, { reserved: [{ addr: ACPI_TABLES_AT, size: acpiEnd - ACPI_TABLES_AT, type: E820Type.ACPI }] });
-  const decompress = opts.decompress ?? 'guest';
-  if (decompress !== 'guest' && decompress !== 'host') throw new TypeError(`opts.decompress must be 'guest' or 'host', got ${String(decompress)}`);
   const linuxOpts = { cmdline: opts.cmdline ?? DEFAULT_LINUX_CMDLINE, initrd: opts.initrd, ramBytes: memoryBytes, e820, acpiRsdp: acpi.rsdp };
   const state = isElf(kernel)
     ? loadVmlinux(vm.memory, kernel, linuxOpts)

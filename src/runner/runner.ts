@@ -25,7 +25,7 @@ import {
 import { spinWhileEqual } from './spin.js';
 import { readLE, writeLE } from './le.js';
 import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../emulate/fallback.js';
-import { SYSCALL_REPAIR_BYTES } from '../emulate/syscall-repair.js';
+import { SYSCALL_REPAIR_BYTES, removeRepairBreakpoint } from '../emulate/syscall-repair.js';
 import { GuestError, RunnerError } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
@@ -242,6 +242,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     if (typeof emulate !== 'boolean') throw new TypeError('opts.emulate must be a boolean');
     const repair = opts.syscallRepair ?? 'auto';
     if (repair !== 'auto' && typeof repair !== 'boolean') throw new TypeError("opts.syscallRepair must be a boolean or 'auto'");
+    if (repair === true && !emulate) throw new RangeError('opts.syscallRepair needs opts.emulate (the repair runs in the instruction fallback)');
     const syscallRepair = emulate && (repair === 'auto' ? hostIsPvm() : repair);
     this.#opts = { haltPollMs, emulate, syscallRepair };
     this.pio = new RunnerBus(this, 'pio');
@@ -311,7 +312,13 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       for (const s of this.#slots) s.stats?.close();
       throw e;
     }
-    return this.#launch(tasks, workerPath);
+    try {
+      return await this.#launch(tasks, workerPath);
+    } finally {
+      // every worker has ended: the guest's page-fault handler gets its original byte back
+      const record = tasks[0]?.syscallRepair;
+      if (record && !vm.destroyed) removeRepairBreakpoint(vm.memory, record);
+    }
   }
 
   #setupSlots(tasks: VcpuTask[], postedPorts: SharedArrayBuffer): void {
