@@ -410,8 +410,9 @@ export interface LinuxEntry {
   setupHeader: Uint8Array;
   /** The parsed (or synthesized) header. */
   header: BzImageHeader;
-  /** Where the kernel was loaded, and the end of the memory it owns. */
+  /** Where the kernel was loaded. */
   kernelAt: number;
+  /** The end of the memory the kernel owns. */
   kernelEnd: number;
   /** Guest-physical 64-bit entry point. */
   entry: number;
