@@ -315,7 +315,7 @@ export function buildAcpiTables(mem: GuestMemoryAccess, opts: AcpiOptions): Acpi
   // FADT.
   const fadt = new Table('FACP', FADT_LENGTH, 6, oem);
   const f = fadt.view;
-  f.setUint32(36, facsAt, true); // FIRMWARE_CTRL
+  f.setUint32(36, 0, true); // FIRMWARE_CTRL: 0, X_FIRMWARE_CTRL says it (both set → Linux installs the FACS twice)
   f.setUint32(40, dsdtAt, true); // DSDT
   f.setUint8(45, 0); // Preferred_PM_Profile: unspecified
   f.setUint16(46, sci, true); // SCI_INT

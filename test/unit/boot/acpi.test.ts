@@ -80,7 +80,8 @@ describe('buildAcpiTables', () => {
     const v = new DataView(f.bytes.buffer);
     expect(v.getUint32(40, true)).toBe(t.dsdt);
     expect(Number(v.getBigUint64(140, true))).toBe(t.dsdt);
-    expect(v.getUint32(36, true)).toBe(t.facs);
+    expect(v.getUint32(36, true)).toBe(0); // FIRMWARE_CTRL: only the 64-bit pointer is set
+    expect(Number(v.getBigUint64(132, true))).toBe(t.facs); // X_FIRMWARE_CTRL
     expect(v.getUint16(46, true)).toBe(9);
     const flags = v.getUint32(112, true);
     expect(flags & FadtFlags.RESET_REG_SUP).toBeTruthy();
