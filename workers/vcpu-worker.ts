@@ -123,10 +123,14 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
 
     const postedMmio = task.postedMmio;
     const fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory), task.syscallRepair) : undefined;
-    // The SYSCALL repair installs once the guest's IDT is ready: look at most every
-    // millisecond until then, every second afterwards (the guest may rewrite its handler).
+    // The SYSCALL repair installs once the guest is ready (syscall-repair.ts). Looking costs
+    // a KVM_GET_SREGS, so it is rationed: the clock is read every 32 exits, and the interval
+    // starts at 1 ms and doubles up to 256 ms until installed, then 1 s (the guest may rewrite
+    // or move its handler).
     const repair = fallback?.repair;
     let nextRepairCheck = 0;
+    let repairInterval = 1;
+    let exitsUntilClock = 1;
     const emuCounts = new Int32Array(task.emulationCounts);
     const mnemonicIndex = new Map(SUPPORTED_MNEMONICS.map((m, i) => [m, i]));
     /** Try the instruction fallback on an emulation failure; true if the vCPU can resume. */
@@ -159,11 +163,13 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
       }
       const reason = vcpu.run();
       Atomics.add(ctl, CB.EXITS, 1);
-      if (repair) {
+      if (repair && --exitsUntilClock <= 0) {
+        exitsUntilClock = 32;
         const now = performance.now();
         if (now >= nextRepairCheck) {
           fallback!.maybeInstallRepair();
-          nextRepairCheck = now + (repair.installed ? 1000 : 1);
+          repairInterval = repair.installed ? 1000 : Math.min(repairInterval * 2, 256);
+          nextRepairCheck = now + repairInterval;
         }
       }
       if (reason === KVM_EXIT.INTR) continue;

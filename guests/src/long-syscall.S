@@ -3,7 +3,7 @@
 # page tables (0-2 MiB supervisor, 2-4 MiB user), GDT, TSS and IDT, enables SYSCALL, copies
 # a user program to 0x200000 and IRETs to it. The user program makes syscall 1, then 2.
 # Reports (32-bit OUTs):
-#   0x80 ← ready (IDT in place; then a delay loop, so the VMM can look at the IDT)
+#   0x80 ← ready (IDT in place; then 1000 more, a delay loop between, so the VMM can look)
 #   0x81 ← RAX of each syscall, from the LSTAR handler      0x82 ← its CS (0x10 at CPL 0)
 #   0x83 ← 0x600d after syscall 2 (the user program came back from sysret in between)
 #   0x90 ← error code of a #PF, 0x91 ← its RIP, 0x92 ← its CS   (then hlt)
@@ -92,10 +92,10 @@ _start:
         mov     $USER, %edi
         mov     $(user_end - user), %ecx
         rep movsb
-        # ready; give the VMM a few milliseconds (and exits) to look at the IDT
+        # ready; give the VMM time (and exits: ~0.3 s, 1000 of them) to look at the IDT
         mov     $0x80, %dx
         out     %eax, %dx
-        mov     $40, %ebx
+        mov     $1000, %ebx
 5:      mov     $100, %ecx
 6:      dec     %ecx
         jnz     6b
