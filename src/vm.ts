@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
 import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
 import {
-  EVENTS, FPU, SIZEOF, accessToSegment, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
+  EVENTS, FPU, SIZEOF, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
   encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
 } from './kvm/structs.js';
 import { KvmError, errnoError } from './errors.js';
@@ -293,7 +293,7 @@ export class Vm {
     }
     if (!h.cpuidSet) {
       // guests need KVM_SET_CPUID2 (DESIGN.md §1); retried on the next use if it failed
-      this.#supportedCpuid ??= decodeCpuid2(kvm().supportedCpuid());
+      this.#supportedCpuid ??= Vm.supportedCpuid();
       h.fd.setCpuid2(encodeCpuid2(guestCpuid(this.#supportedCpuid, vcpu, this.vcpuCount, this.#cpuid)));
       h.cpuidSet = true;
     }
@@ -629,17 +629,13 @@ export class Vm {
     }
     const v = this.#vcpu(vcpu, 'KVM_SET_VCPU_EVENTS');
     const ev = new DataView(v.fd.getVcpuEvents());
-    if (isException) {
-      ev.setUint8(EVENTS.exceptionInjected, 1);
-      ev.setUint8(EVENTS.exceptionNr, vector);
-      ev.setUint8(EVENTS.exceptionHasErrorCode, errorCode !== undefined ? 1 : 0);
-      ev.setUint32(EVENTS.exceptionErrorCode, errorCode ?? 0, true);
-    } else {
+    if (isException) setInjectedException(ev, vector, errorCode);
+    else {
       ev.setUint8(EVENTS.interruptInjected, 1);
       ev.setUint8(EVENTS.interruptNr, vector);
       ev.setUint8(EVENTS.interruptSoft, 1);
+      ev.setUint32(EVENTS.flags, 0, true);
     }
-    ev.setUint32(EVENTS.flags, 0, true);
     v.fd.setVcpuEvents(ev.buffer as ArrayBuffer);
   }
 

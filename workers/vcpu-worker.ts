@@ -7,21 +7,19 @@
  */
 import { pathToFileURL } from 'node:url';
 import { native } from '../src/kvm/native.js';
-import { KVM_EXIT, KVM_MP_STATE } from '../src/kvm/constants.js';
+import { KVM_EXIT, KVM_INTERNAL_ERROR, KVM_MP_STATE } from '../src/kvm/constants.js';
 import { RUN } from '../src/exits.js';
 import type { AccessSize, Device } from '../src/bus/device.js';
 import { spinWhileEqual } from '../src/runner/spin.js';
 import { readLE, writeLE } from '../src/runner/le.js';
-import { InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
-import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../src/emulate/fallback.js';
-import { KVM_INTERNAL_ERROR } from '../src/kvm/constants.js';
-
-/** How long (ms) the worker spins for the main thread's answer before sleeping. */
-const SPIN_MS = 0.1;
+import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS, InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
 import {
   CB, CONTROL, MAILBOX, POSTED, REPLY, RING_BATCH, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, STATUS,
   type VcpuTask, type VcpuTaskResult,
 } from '../src/runner/protocol.js';
+
+/** How long (ms) the worker spins for the main thread's answer before sleeping. */
+const SPIN_MS = 0.1;
 
 interface LocalDevice {
   base: number;

@@ -7,7 +7,7 @@
  */
 import type { NativeVcpuFd } from '../kvm/native.js';
 import { native } from '../kvm/native.js';
-import { EVENTS, SIZEOF, decodeRegs, decodeSregs, encodeRegs, encodeSregs } from '../kvm/structs.js';
+import { SIZEOF, decodeRegs, decodeSregs, encodeRegs, encodeSregs, setInjectedException } from '../kvm/structs.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { SUPPORTED_MNEMONICS, emulate } from './emulator.js';
 import { NATIVE_SSE_MNEMONIC, executeSseNatively } from './native-sse.js';
@@ -117,21 +117,13 @@ export class InstructionFallback {
     }
     if (r.kind !== 'exception') return { kind: 'unsupported', mnemonic: r.mnemonic, reason: r.reason };
     // an exception: a trap has completed the instruction (write back), a fault has not
-    if (r.trap) {
-      v.setSregs(encodeSregs(cpu.sregs));
-      v.setRegs(encodeRegs(cpu.regs));
-    }
-    if (r.vector === 14 && r.cr2 !== undefined) {
-      const sr = decodeSregs(v.getSregs());
-      sr.cr2 = r.cr2;
-      v.setSregs(encodeSregs(sr));
-    }
+    // (after a fault `cpu` is as read from the vCPU: the emulator restores it, native SSE leaves it)
+    const cr2 = r.vector === 14 ? r.cr2 : undefined;
+    if (cr2 !== undefined) cpu.sregs.cr2 = cr2;
+    if (r.trap || cr2 !== undefined) v.setSregs(encodeSregs(cpu.sregs));
+    if (r.trap) v.setRegs(encodeRegs(cpu.regs));
     const ev = new DataView(v.getVcpuEvents());
-    ev.setUint8(EVENTS.exceptionInjected, 1);
-    ev.setUint8(EVENTS.exceptionNr, r.vector);
-    ev.setUint8(EVENTS.exceptionHasErrorCode, r.errorCode !== undefined ? 1 : 0);
-    ev.setUint32(EVENTS.exceptionErrorCode, r.errorCode ?? 0, true);
-    ev.setUint32(EVENTS.flags, 0, true);
+    setInjectedException(ev, r.vector, r.errorCode);
     v.setVcpuEvents(new Uint8Array(ev.buffer, 0, SIZEOF.kvm_vcpu_events));
     return { kind: 'exception', mnemonic: r.mnemonic ?? `#${r.vector}`, vector: r.vector };
   }

@@ -14,6 +14,7 @@
  */
 import { native } from '../kvm/native.js';
 import { FPU, REGS_FIELDS, SIZEOF, decodeRegs, encodeRegs } from '../kvm/structs.js';
+import { EFER, RFLAGS, STATUS_FLAGS } from './flags.js';
 import { linearRead, linearWrite } from './paging.js';
 import type { PagingContext } from './page-walk.js';
 import type { CpuState, EmulatorHost } from './host.js';
@@ -23,7 +24,6 @@ import type { EmulationResult } from './emulator.js';
 export const NATIVE_SSE_MNEMONIC = 'sse-native';
 
 const SCRATCH = 64;
-const ARITH_FLAGS = 0x8d5n;
 
 type Map = 1 | 0x38 | 0x3a;
 
@@ -92,7 +92,7 @@ function parse(b: Uint8Array): Parsed | string {
   const opcode = b[i++];
   const ok = map === 1 ? inRanges(opcode, MAP1) : map === 0x38 ? inRanges(opcode, MAP38) : inRanges(opcode, MAP3A);
   if (!ok) return `opcode ${map === 1 ? '0f' : map === 0x38 ? '0f 38' : '0f 3a'} ${opcode.toString(16)} is not on the native list`;
-  if (map === 1 && opcode === 0x77 && i <= b.length) return 'emms has no ModRM'; // handled below as no-modrm? keep it simple
+  if (map === 1 && opcode === 0x77) return 'emms has no ModRM'; // not run natively
   if (i >= b.length) return 'truncated';
   const modrmAt = i;
   const modrm = b[i++];
@@ -165,7 +165,6 @@ function fromFxsave(fx: Uint8Array, before: DataView): DataView {
   const v = new DataView(fx.buffer);
   const out = new DataView(new ArrayBuffer(SIZEOF.kvm_fpu));
   new Uint8Array(out.buffer).set(new Uint8Array(before.buffer, before.byteOffset, SIZEOF.kvm_fpu));
-  out.setUint16(FPU.fcw, before.getUint16(FPU.fcw, true), true);
   out.setUint16(FPU.fsw, v.getUint16(2, true), true);
   out.setUint8(FPU.ftwx, v.getUint8(4));
   out.setUint32(FPU.mxcsr, (v.getUint32(24, true) & 0x3f) | (before.getUint32(FPU.mxcsr, true) & ~0x3f), true);
@@ -181,7 +180,7 @@ function fromFxsave(fx: Uint8Array, before: DataView): DataView {
  */
 export function executeSseNatively(bytes: Uint8Array, cpu: CpuState, host: EmulatorHost): EmulationResult | undefined {
   const { regs, sregs } = cpu;
-  const long = (sregs.efer & 0x400n) !== 0n && sregs.cs.l === 1;
+  const long = (sregs.efer & EFER.LMA) !== 0n && sregs.cs.l === 1;
   if (!long) return undefined;
   const p = parse(bytes);
   if (typeof p === 'string') return undefined;
@@ -195,7 +194,7 @@ export function executeSseNatively(bytes: Uint8Array, cpu: CpuState, host: Emula
     if ((g === 'reg' && reg === 4) || (g === 'rm' && mod === 3 && rm === 4)) return undefined; // the host stack pointer
   }
 
-  const ctx: PagingContext = { cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer, cpl: sregs.cs.dpl, ac: (regs.rflags & 0x40000n) !== 0n };
+  const ctx: PagingContext = { cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer, cpl: sregs.cs.dpl, ac: (regs.rflags & RFLAGS.AC) !== 0n };
   const scratch = new Uint8Array(SCRATCH);
   let code: Uint8Array;
   let ea = 0n;
@@ -235,7 +234,7 @@ export function executeSseNatively(bytes: Uint8Array, cpu: CpuState, host: Emula
 
   const before = host.getFpu();
   const fx = toFxsave(before);
-  const rbuf = new Uint8Array(encodeRegs({ ...regs, rflags: (regs.rflags & ARITH_FLAGS) | 2n }));
+  const rbuf = new Uint8Array(encodeRegs({ ...regs, rflags: (regs.rflags & STATUS_FLAGS) | 2n }));
   const original = scratch.slice();
   const sig = native().execSse(code, rbuf, fx, scratch);
   if (sig !== 0) return { kind: 'exception', mnemonic: NATIVE_SSE_MNEMONIC, vector: 6 }; // the host could not run it: #UD
@@ -259,7 +258,7 @@ export function executeSseNatively(bytes: Uint8Array, cpu: CpuState, host: Emula
   }
   const after = decodeRegs(rbuf.buffer as ArrayBuffer);
   for (const f of REGS_FIELDS) if (f !== 'rip' && f !== 'rflags' && f !== 'rsp') regs[f] = after[f];
-  regs.rflags = (regs.rflags & ~ARITH_FLAGS) | (after.rflags & ARITH_FLAGS);
+  regs.rflags = (regs.rflags & ~STATUS_FLAGS) | (after.rflags & STATUS_FLAGS);
   regs.rip = BigInt.asUintN(64, regs.rip + BigInt(p.length));
   host.setFpu(fromFxsave(fx, before));
   return { kind: 'emulated', mnemonic: NATIVE_SSE_MNEMONIC, length: p.length, regsChanged: true, sregsChanged: false, fpuChanged: true };

@@ -32,6 +32,7 @@
 import type { NativeVcpuFd } from '../kvm/native.js';
 import { decodeMsrs, encodeMsrs, type KvmRegs, type KvmSregs } from '../kvm/structs.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import { CR0, EFER, RFLAGS } from './flags.js';
 import { linearRead, translate, type PagingContext } from './paging.js';
 
 /** MSR_LSTAR: the 64-bit SYSCALL entry point. */
@@ -42,12 +43,8 @@ export const MSR_SYSCALL_MASK = 0xc0000084;
 export const SYSCALL_REPAIR_BYTES = 48;
 
 const PF_VECTOR = 14;
-const EFER_LMA = 1n << 10n;
-const CR0_PG = 1n << 31n;
-const RFLAGS_AC = 1n << 18n;
-const RFLAGS_RF = 1n << 16n;
 /** RFLAGS bits user mode cannot set: IOPL, VM, VIF, VIP. */
-const PRIVILEGED_FLAGS = (3n << 12n) | (1n << 17n) | (1n << 19n) | (1n << 20n);
+const PRIVILEGED_FLAGS = (3n << 12n) | RFLAGS.VM | (1n << 19n) | (1n << 20n);
 
 /** Record slots (BigInt64). */
 const enum Slot {
@@ -98,9 +95,14 @@ export function displaceableLength(bytes: Uint8Array): number {
 export function removeRepairBreakpoint(memory: GuestMemory, shared: SharedArrayBuffer): void {
   const rec = new BigInt64Array(shared, 0, SYSCALL_REPAIR_BYTES / 8);
   if (Atomics.load(rec, Slot.STATE) !== BigInt(State.INSTALLED)) return;
+  restoreOriginal(memory, rec);
+  Atomics.store(rec, Slot.STATE, BigInt(State.NONE));
+}
+
+/** Write the displaced byte back over the breakpoint, if the breakpoint is still there. */
+function restoreOriginal(memory: GuestMemory, rec: BigInt64Array): void {
   const gpa = Number(rec[Slot.GPA]);
   if (memory.isBacked(gpa, 1) && memory.readU8(gpa) === 0xcc) memory.writeU8(gpa, Number(rec[Slot.ORIGINAL]));
-  Atomics.store(rec, Slot.STATE, BigInt(State.NONE));
 }
 
 /** What {@link SyscallRepair.onBreakpoint} did. */
@@ -136,7 +138,7 @@ export class SyscallRepair {
     const rec = this.#record;
     const state = Number(Atomics.load(rec, Slot.STATE));
     if (state === State.BUSY) return;
-    const ctx = this.#paging(sregs, 0);
+    const ctx = this.#paging(sregs);
     if (!ctx) return;
     const handler = this.#pageFaultHandler(sregs, ctx);
     if (state === State.INSTALLED) {
@@ -151,8 +153,7 @@ export class SyscallRepair {
       } else {
         // the #PF gate moved: take the breakpoint out of the old handler, then install anew
         if (Atomics.compareExchange(rec, Slot.STATE, BigInt(State.INSTALLED), BigInt(State.BUSY)) !== BigInt(State.INSTALLED)) return;
-        const gpa = Number(rec[Slot.GPA]);
-        if (this.#memory.isBacked(gpa, 1) && this.#memory.readU8(gpa) === 0xcc) this.#memory.writeU8(gpa, Number(rec[Slot.ORIGINAL]));
+        restoreOriginal(this.#memory, rec);
         Atomics.store(rec, Slot.STATE, BigInt(State.NONE));
       }
     }
@@ -184,7 +185,7 @@ export class SyscallRepair {
   onBreakpoint(regs: KvmRegs, sregs: KvmSregs): RepairAction | undefined {
     if (sregs.cs.dpl !== 0) return undefined;
     const rec = this.#record;
-    const ctx = this.#paging(sregs, 0);
+    const ctx = this.#paging(sregs);
     if (!ctx) return undefined;
     const here = translate(this.#memory, regs.rip, ctx, { write: false, user: false, fetch: true });
     // the breakpoint this exit reported has since been moved or removed: run what is there now
@@ -192,7 +193,7 @@ export class SyscallRepair {
     if (!this.installed || BigInt.asUintN(64, regs.rip) !== BigInt.asUintN(64, rec[Slot.VA])) return undefined;
     if (this.#brokenSyscall(regs, ctx)) return 'syscall';
     regs.rip = BigInt.asUintN(64, regs.rip + rec[Slot.LENGTH]);
-    if (rec[Slot.CLEARS_AC] === 1n) regs.rflags &= ~RFLAGS_AC;
+    if (rec[Slot.CLEARS_AC] === 1n) regs.rflags &= ~RFLAGS.AC;
     return 'page-fault';
   }
 
@@ -216,13 +217,14 @@ export class SyscallRepair {
     if (!insn.ok || insn.bytes[0] !== 0x0f || insn.bytes[1] !== 0x05) return false;
     regs.rip = lstar;
     regs.rsp = v.getBigUint64(32, true);
-    regs.rflags = (v.getBigUint64(24, true) & ~mask & ~RFLAGS_RF) | 2n;
+    regs.rflags = (v.getBigUint64(24, true) & ~mask & ~RFLAGS.RF) | 2n;
     return true;
   }
 
-  #paging(sregs: KvmSregs, cpl: number): PagingContext | undefined {
-    if ((sregs.efer & EFER_LMA) === 0n || (sregs.cr0 & CR0_PG) === 0n) return undefined;
-    return { cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer, cpl, setAccessedDirty: false };
+  /** Supervisor paging context for 64-bit paging (the only mode the repair acts in). */
+  #paging(sregs: KvmSregs): PagingContext | undefined {
+    if ((sregs.efer & EFER.LMA) === 0n || (sregs.cr0 & CR0.PG) === 0n) return undefined;
+    return { cr0: sregs.cr0, cr3: sregs.cr3, cr4: sregs.cr4, efer: sregs.efer, cpl: 0, setAccessedDirty: false };
   }
 
   /** The #PF handler's address from the IDT, if the gate is a present 64-bit gate. */

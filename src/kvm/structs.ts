@@ -155,6 +155,15 @@ export const EVENTS = {
   exceptionHasPayload: 55, exceptionPayload: 56,
 } as const;
 
+/** Mark an exception (with its error code, if any) injected in a kvm_vcpu_events image; flags cleared. */
+export function setInjectedException(ev: DataView, vector: number, errorCode?: number): void {
+  ev.setUint8(EVENTS.exceptionInjected, 1);
+  ev.setUint8(EVENTS.exceptionNr, vector);
+  ev.setUint8(EVENTS.exceptionHasErrorCode, errorCode !== undefined ? 1 : 0);
+  ev.setUint32(EVENTS.exceptionErrorCode, errorCode ?? 0, true);
+  ev.setUint32(EVENTS.flags, 0, true);
+}
+
 /** struct kvm_fpu offsets. */
 export const FPU = { fpr: 0, fcw: 128, fsw: 130, ftwx: 132, lastOpcode: 134, lastIp: 136, lastDp: 144, xmm: 152, mxcsr: 408 } as const;
 

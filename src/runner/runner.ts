@@ -530,19 +530,15 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       if (Atomics.load(ctl, CB.STATE) === MAILBOX.POSTED) {
         // the worker pushes before it posts: drain again so every earlier write lands first
         if (Atomics.load(ctl, CB.RING_HEAD) !== Atomics.load(ctl, CB.RING_TAIL)) await this.#drain(s);
-        if (this.#fastIo(s)) {
-          s.halted = false;
-          Atomics.store(ctl, CB.REPLY, this.#stopping ? REPLY.STOP : REPLY.CONTINUE);
-          Atomics.store(ctl, CB.STATE, MAILBOX.REPLIED);
-          Atomics.notify(ctl, CB.STATE);
-          continue;
-        }
         let stop = false;
-        try {
-          stop = await this.#service(s);
-        } catch (e) {
-          this.#fail(e instanceof Error ? e : new Error(String(e)));
-          stop = true;
+        if (this.#fastIo(s)) s.halted = false;
+        else {
+          try {
+            stop = await this.#service(s);
+          } catch (e) {
+            this.#fail(e instanceof Error ? e : new Error(String(e)));
+            stop = true;
+          }
         }
         Atomics.store(ctl, CB.REPLY, stop || this.#stopping ? REPLY.STOP : REPLY.CONTINUE);
         Atomics.store(ctl, CB.STATE, MAILBOX.REPLIED);
@@ -599,7 +595,6 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       if (!r || (len !== 1 && len !== 2 && len !== 4)) return false;
       if (v.getUint8(RUN.mmioIsWrite) === 0) {
         this.mmio.bus.counters.reads++;
-        v.setUint32(RUN.mmioData, 0, true);
         writeLE(v, RUN.mmioData, len, r.device.read(gpa - r.base, len));
       } else {
         this.mmio.bus.counters.writes++;
@@ -711,19 +706,12 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         // one device read per element: `rep ins` from a FIFO (fw_cfg data, a UART) must see
         // successive values
         bus.counters.reads++;
-        const d = exit.data;
-        for (let i = 0; i + width <= d.length; i += width) {
-          let v = BigInt.asUintN(64, BigInt(r.device.read(addr - r.base, width)));
-          for (let k = 0; k < width; k++, v >>= 8n) d[i + k] = Number(v & 0xffn);
-        }
+        const d = new DataView(exit.data.buffer, exit.data.byteOffset, exit.data.byteLength);
+        for (let i = 0; i + width <= d.byteLength; i += width) writeLE(d, i, width, r.device.read(addr - r.base, width));
       } else {
         bus.counters.writes++;
-        const d = exit.data;
-        for (let i = 0; i < d.length; i += width) {
-          let v = 0n;
-          for (let k = width - 1; k >= 0; k--) v = (v << 8n) | BigInt(d[i + k]);
-          r.device.write(addr - r.base, width, width === 8 ? v : Number(v));
-        }
+        const d = new DataView(exit.data.buffer, exit.data.byteOffset, exit.data.byteLength);
+        for (let i = 0; i + width <= d.byteLength; i += width) r.device.write(addr - r.base, width, readLE(d, i, width));
       }
       return;
     }
