@@ -21,14 +21,13 @@ function u32(b: Uint8Array, at: number): number {
 }
 
 /**
- * Decode one LZ4 block (`src[start, end)`) into `dst` from `dstAt`; returns the new output
- * position. Matches may reach back only within this block's output (legacy blocks are
+ * Decode one LZ4 block (`src[start, end)`) into `dst` from offset 0; returns the output
+ * length. Matches may reach back only within this block's output (legacy blocks are
  * independent).
  */
-function decodeBlock(src: Uint8Array, start: number, end: number, dst: Uint8Array, dstAt: number, name: string): number {
-  const blockStart = dstAt;
+function decodeBlock(src: Uint8Array, start: number, end: number, dst: Uint8Array, name: string): number {
   let i = start;
-  let o = dstAt;
+  let o = 0;
   const fail = (why: string): never => {
     throw new BootImageError(name, `corrupt LZ4 block at input offset ${start}: ${why}`);
   };
@@ -52,7 +51,7 @@ function decodeBlock(src: Uint8Array, start: number, end: number, dst: Uint8Arra
     if (i + 2 > end) fail('match offset runs past the block');
     const offset = src[i] | (src[i + 1] << 8);
     i += 2;
-    if (offset === 0 || offset > o - blockStart) fail(`match offset ${offset} points before the block's output`);
+    if (offset === 0 || offset > o) fail(`match offset ${offset} points before the block's output`);
     let len = (token & 15) + MIN_MATCH;
     if ((token & 15) === 15) {
       for (;;) {
@@ -97,7 +96,7 @@ export function decompressLz4Legacy(data: Uint8Array, maxOutput = 2 ** 30, name 
     if (size === LZ4_LEGACY_MAGIC) continue; // a concatenated frame starts
     if (size === 0 || size > data.length - i)
       throw new BootImageError(name, `truncated: block at offset ${i - 4} claims ${size} bytes, ${data.length - i} remain`);
-    const n = decodeBlock(data, i, i + size, scratch, 0, name);
+    const n = decodeBlock(data, i, i + size, scratch, name);
     i += size;
     total += n;
     if (total > maxOutput) throw new BootImageError(name, `decompresses to more than ${maxOutput} bytes`);

@@ -1,6 +1,7 @@
 /** The `vmmapi run` command line, parsed and checked (node:util parseArgs). */
 import { parseArgs } from 'node:util';
 import { CPUID_BITS } from '../cpuid.js';
+import { MAX_CPUS } from '../platform/layout.js';
 import { UsageError } from './errors.js';
 import { parseAddress, parseCount, parseSeconds, parseSize } from './units.js';
 
@@ -55,7 +56,7 @@ Boot (exactly one):
     --mode MODE        real (default below 1 MiB), protected (default above) or long
 
 Machine:
-  --cpus N             vCPUs, 1-254 (default 1)
+  --cpus N             vCPUs, 1-${MAX_CPUS} (default 1)
   --memory SIZE        RAM, e.g. 256M, 1G; a bare number is MiB (default 128M)
   --clear-cpuid LIST   hide CPUID features from the guest, comma-separated
                        (${Object.keys(CPUID_BITS).join(', ')})
@@ -146,7 +147,7 @@ export function parseCommand(argv: readonly string[]): Command {
     kind: 'run',
     config: {
       boot,
-      cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, 254),
+      cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, MAX_CPUS),
       memory: v.memory === undefined ? 128 * 2 ** 20 : parseSize(v.memory, '--memory'),
       clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
       debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),

@@ -3,12 +3,14 @@
  * use. One place to read the machine's map.
  */
 
-/** RAM below 4 GiB ends here at most; the rest is placed at {@link HIGH_RAM_BASE}. */
-export const LOW_RAM_LIMIT = 0xc000_0000;
+import { EXTENDED_START, HIGH_MEMORY_START, LOW_MEMORY_END } from '../boot/e820.js';
+
+/** RAM below 4 GiB ends here at most (the E820 map's hole); the rest is placed at {@link HIGH_RAM_BASE}. */
+export const LOW_RAM_LIMIT = LOW_MEMORY_END;
 /** Where RAM beyond {@link LOW_RAM_LIMIT} goes: 4 GiB. */
-export const HIGH_RAM_BASE = 0x1_0000_0000;
+export const HIGH_RAM_BASE = HIGH_MEMORY_START;
 /** Smallest supported guest RAM: 1 MiB. */
-export const MIN_MEMORY = 0x10_0000;
+export const MIN_MEMORY = EXTENDED_START;
 /** Largest supported guest RAM: 1 TiB. */
 export const MAX_MEMORY = 2 ** 40;
 /** Guest RAM sizes must be a multiple of this (the page size). */

@@ -4,6 +4,7 @@
  */
 import { buildAcpiTables } from '../boot/acpi.js';
 import { BootImageError } from '../boot/errors.js';
+import { alignUp } from '../boot/util.js';
 import { buildE820, E820Type } from '../boot/e820.js';
 import { planFirmware, type FirmwarePlan } from '../boot/firmware.js';
 import { loadFlat, type FlatOptions } from '../boot/flat.js';
@@ -90,7 +91,7 @@ export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts:
     pm1aControlPort: PORTS.acpiPm.base + 4,
     resetPort: PORTS.reset.base,
   });
-  const acpiEnd = Math.ceil(acpi.end / 0x1000) * 0x1000;
+  const acpiEnd = alignUp(acpi.end, 0x1000);
   const e820 = buildE820(memoryBytes, { reserved: [{ addr: ACPI_TABLES_AT, size: acpiEnd - ACPI_TABLES_AT, type: E820Type.ACPI }] });
   const linuxOpts = { cmdline: opts.cmdline ?? DEFAULT_LINUX_CMDLINE, initrd: opts.initrd, ramBytes: memoryBytes, e820, acpiRsdp: acpi.rsdp };
   const state = isElf(kernel)
