@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstddef>
-#include <v8.h>
 
 #include "classes.h"
 
@@ -97,23 +96,19 @@ static Napi::Value Layout(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// cmpxchg16b(sab, byteOffset, expectedLo, expectedHi, newLo, newHi): a locked 16-byte
-// compare-exchange on guest memory (for the instruction fallback's `lock cmpxchg16b`).
-// Returns [ok, oldLo, oldHi]. byteOffset must be 16-byte aligned and in bounds.
+// cmpxchg16b(cell, expectedLo, expectedHi, newLo, newHi): a locked 16-byte compare-exchange
+// on guest memory (for the instruction fallback's `lock cmpxchg16b`). `cell` is a 16-byte,
+// 16-byte-aligned view (of the guest memory's SharedArrayBuffer). Returns [ok, oldLo, oldHi].
 static Napi::Value Cmpxchg16b(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6) return ThrowType(env, "cmpxchg16b(sab, byteOffset, expLo, expHi, newLo, newHi)");
-  v8::Local<v8::Value> v = v8::Local<v8::Value>::Cast(*reinterpret_cast<v8::Local<v8::Value>*>(&const_cast<napi_value&>(static_cast<const napi_value&>(info[0]))));
-  if (!v->IsSharedArrayBuffer()) return ThrowType(env, "sab must be a SharedArrayBuffer");
-  std::shared_ptr<v8::BackingStore> bs = v.As<v8::SharedArrayBuffer>()->GetBackingStore();
-  uint64_t off, el, eh, nl, nh;
-  if (!ArgU64(info, 1, "byteOffset", &off) || !ArgU64(info, 2, "expectedLo", &el) || !ArgU64(info, 3, "expectedHi", &eh) ||
-      !ArgU64(info, 4, "newLo", &nl) || !ArgU64(info, 5, "newHi", &nh))
+  uint8_t* cell;
+  size_t n;
+  uint64_t el, eh, nl, nh;
+  if (!ArgBytes(info, 0, "cell", 16, &cell, &n) || !ArgU64(info, 1, "expectedLo", &el) || !ArgU64(info, 2, "expectedHi", &eh) ||
+      !ArgU64(info, 3, "newLo", &nl) || !ArgU64(info, 4, "newHi", &nh))
     return env.Undefined();
-  if (off > bs->ByteLength() || bs->ByteLength() - off < 16 ||
-      (reinterpret_cast<uintptr_t>(bs->Data()) + off) % 16 != 0)
-    return ThrowRange(env, "byteOffset must be 16-byte aligned and within the buffer");
-  auto* p = reinterpret_cast<unsigned __int128*>(static_cast<uint8_t*>(bs->Data()) + off);
+  if (reinterpret_cast<uintptr_t>(cell) % 16 != 0) return ThrowRange(env, "cell must be 16-byte aligned");
+  auto* p = reinterpret_cast<unsigned __int128*>(cell);
   unsigned __int128 expected = (static_cast<unsigned __int128>(eh) << 64) | el;
   unsigned __int128 desired = (static_cast<unsigned __int128>(nh) << 64) | nl;
   uint64_t lo = static_cast<uint64_t>(expected), hi = static_cast<uint64_t>(expected >> 64);

@@ -60,7 +60,7 @@ function atomicCmpxchg(mem: GuestMemory): (gpa: number, size: 8 | 16, expected: 
     }
     if (size === 16 && off % 16 === 0) {
       const m64 = (1n << 64n) - 1n;
-      const [ok, lo, hi] = native().cmpxchg16b(bytes.buffer, off, expected & m64, (expected >> 64n) & m64, replacement & m64, (replacement >> 64n) & m64);
+      const [ok, lo, hi] = native().cmpxchg16b(new Uint8Array(bytes.buffer, off, 16), expected & m64, (expected >> 64n) & m64, replacement & m64, (replacement >> 64n) & m64);
       return { ok, old: (hi << 64n) | lo };
     }
     return fallback(gpa, size, expected, replacement); // unaligned: split-locked on hardware, rare

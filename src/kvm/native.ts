@@ -119,7 +119,8 @@ export interface NativeAddon {
   threadId(): number;
   layout(): Record<string, number>;
   execSse(code: Uint8Array, regs: Uint8Array, fx: Uint8Array, scratch: Uint8Array): number;
-  cmpxchg16b(sab: ArrayBufferLike, byteOffset: number, expectedLo: bigint, expectedHi: bigint, newLo: bigint, newHi: bigint): [boolean, bigint, bigint];
+  /** Locked 16-byte compare-exchange on `cell` (16 bytes, 16-byte aligned): [ok, oldLo, oldHi]. */
+  cmpxchg16b(cell: Uint8Array, expectedLo: bigint, expectedHi: bigint, newLo: bigint, newHi: bigint): [boolean, bigint, bigint];
   readonly pageSize: number;
 }
 
