@@ -39,7 +39,7 @@ async function loadDevices(task: VcpuTask, space: 'pio' | 'mmio'): Promise<Local
   return out;
 }
 
-function find(devs: LocalDevice[], addr: number): LocalDevice | undefined {
+function find<T extends { base: number; length: number }>(devs: readonly T[], addr: number): T | undefined {
   for (const d of devs) if (addr >= d.base && addr < d.base + d.length) return d;
   return undefined;
 }
@@ -208,7 +208,7 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
             Atomics.add(ctl, CB.WORKER_HANDLED, 1);
             continue;
           }
-          if (write && len <= 4 && postedMmio.length && postedMmio.some((r) => gpa >= r.base && gpa < r.base + r.length)) {
+          if (write && len <= 4 && postedMmio.length && find(postedMmio, gpa)) {
             push(RING_KIND.MMIO_WRITE, len, gpa, readLE(view, RUN.mmioData, len) as number);
             continue;
           }

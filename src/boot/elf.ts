@@ -156,6 +156,17 @@ export function loadableSegments(elf: ElfImage): ElfSegment[] {
   return elf.segments.filter((s) => s.type === PT_LOAD && s.memsz > 0);
 }
 
+/** The physical extent `[start, end)` of `segs` (non-empty). */
+export function segmentExtent(segs: readonly ElfSegment[]): LoadedExtent {
+  let start = Number.MAX_SAFE_INTEGER;
+  let end = 0;
+  for (const s of segs) {
+    start = Math.min(start, s.paddr);
+    end = Math.max(end, s.paddr + s.memsz);
+  }
+  return { start, end };
+}
+
 /** Extent of the loaded segments. */
 export interface LoadedExtent {
   /** Lowest physical address written. */
@@ -189,13 +200,9 @@ export function loadElfSegments(
     const hit = findOverlap(avoid, s.paddr, s.memsz);
     if (hit) throw new BootImageError(name, `ELF segment ${s.index} ${range} overlaps the ${hit.what} at ${hex(hit.start)}`);
   }
-  let start = Number.MAX_SAFE_INTEGER;
-  let end = 0;
   for (const s of segs) {
     mem.writeBytes(s.paddr, image.subarray(s.offset, s.offset + s.filesz));
     if (s.memsz > s.filesz) mem.fill(s.paddr + s.filesz, s.memsz - s.filesz, 0);
-    start = Math.min(start, s.paddr);
-    end = Math.max(end, s.paddr + s.memsz);
   }
-  return { start, end };
+  return segmentExtent(segs);
 }

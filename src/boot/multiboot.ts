@@ -19,7 +19,7 @@
 import type { GuestMemoryAccess } from '../memory/access.js';
 import { defaultLdtRegister, defaultTaskRegister, type BootState } from './boot-state.js';
 import { buildE820, checkE820, inRam, ramRanges, type E820Entry } from './e820.js';
-import { EM_386, EM_X86_64, ET_EXEC, isElf, loadableSegments, loadElfSegments, parseElf } from './elf.js';
+import { EM_386, EM_X86_64, ET_EXEC, isElf, loadableSegments, loadElfSegments, parseElf, segmentExtent } from './elf.js';
 import { BootImageError } from './errors.js';
 import { GDT_CODE32, GDT_DATA, GDT_NULL, segmentFromDescriptor, writeGdt } from './paging.js';
 import { alignUp, cString, findOverlap, hex, ImageReader, requireAddress, requireBytes, type PlacedRange } from './util.js';
@@ -254,8 +254,7 @@ function planElf(mem: GuestMemoryAccess, image: Uint8Array, avoid: PlacedRange[]
   }
   const snapshot = [...avoid];
   return {
-    start: Math.min(...segs.map((s) => s.paddr)),
-    end: Math.max(...segs.map((s) => s.paddr + s.memsz)),
+    ...segmentExtent(segs),
     entry,
     write: () => void loadElfSegments(mem, elf, image, n, snapshot),
   };

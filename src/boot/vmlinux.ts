@@ -11,7 +11,7 @@
 import { gunzipSync } from 'node:zlib';
 import type { GuestMemoryAccess } from '../memory/access.js';
 import { BootImageError } from './errors.js';
-import { EM_X86_64, ET_EXEC, isElf, loadableSegments, loadElfSegments, parseElf } from './elf.js';
+import { EM_X86_64, ET_EXEC, isElf, loadableSegments, loadElfSegments, parseElf, segmentExtent } from './elf.js';
 import { inRam } from './e820.js';
 import {
   BootParams,
@@ -168,8 +168,7 @@ export function loadVmlinux(mem: GuestMemoryAccess, image: Uint8Array, opts: Vml
   const { header, setupHeader } = opts.from ?? syntheticHeader();
   const plan = planLinuxBoot(mem, opts, header.cmdlineSize);
 
-  const kernelAt = Math.min(...segs.map((s) => s.paddr));
-  const kernelEnd = Math.max(...segs.map((s) => s.paddr + s.memsz));
+  const { start: kernelAt, end: kernelEnd } = segmentExtent(segs);
   for (const s of segs) {
     if (!inRam(plan.e820, s.paddr, s.memsz))
       throw new BootImageError('kernel', `ELF segment ${s.index} [${hex(s.paddr)}, ${hex(s.paddr + s.memsz)}) is not in usable RAM`);
