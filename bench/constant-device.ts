@@ -1,5 +1,5 @@
 /** A device that answers every read with a constant: loaded inside vCPU workers by the bench. */
-import type { AccessSize, Device } from '../src/bus/device.js';
+import type { AccessSize, Device } from '../src/devices/device.js';
 
 /** Reads return `options.value`; writes are counted. */
 export class ConstantDevice implements Device {

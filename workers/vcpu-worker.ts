@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { native } from '../src/kvm/native.js';
 import { KVM_EXIT, KVM_INTERNAL_ERROR, KVM_MP_STATE } from '../src/kvm/constants.js';
 import { RUN } from '../src/exits.js';
-import type { AccessSize, Device } from '../src/bus/device.js';
+import type { AccessSize, Device } from '../src/devices/device.js';
 import { spinWhileEqual } from '../src/runner/spin.js';
 import { readLE, writeLE } from '../src/runner/le.js';
 import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS, InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';

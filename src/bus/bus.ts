@@ -2,7 +2,7 @@
  * An address-space bus: devices registered over non-overlapping ranges, looked up by
  * address. One instance per address space (port I/O, MMIO). Devices see offsets only.
  */
-import type { AccessSize, Device } from './device.js';
+import type { AccessSize, Device } from '../devices/device.js';
 
 /** A registered range. */
 export interface BusRange {

@@ -32,7 +32,7 @@
  * zero-extended, writes use the low byte). Other offsets read all-ones and ignore writes.
  */
 
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from './device.js';
 import { allOnes, isOffset, toU8 } from './io-util.js';
 
 /** Well-known CMOS register indices. */

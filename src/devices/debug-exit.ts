@@ -13,7 +13,7 @@
  * and ignore writes.
  */
 
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from './device.js';
 import { allOnes, toAccessWidth } from './io-util.js';
 
 /** Options for {@link DebugExit}. */

@@ -27,7 +27,7 @@
  * the order they were added.
  */
 
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from './device.js';
 import { allOnes, toByteArray, toU16 } from './io-util.js';
 
 /** Well-known fw_cfg selector keys. */

@@ -35,7 +35,7 @@
  * (reads zero-extended, writes use the low byte).
  */
 
-import type { AccessSize, Device, IrqLine } from '../bus/device.js';
+import type { AccessSize, Device, IrqLine } from './device.js';
 import { allOnes, isOffset, toByteArray, toU8 } from './io-util.js';
 
 /** Status register bits (port 0x64 read). */

@@ -3,6 +3,7 @@
  * testable without KVM.
  */
 
+export * from './device.js';
 export * from './io-util.js';
 export * from './uart16550.js';
 export * from './i8042.js';

@@ -3,7 +3,7 @@
  * widths into safe numbers without ever throwing.
  */
 
-import type { AccessSize } from '../bus/device.js';
+import type { AccessSize } from './device.js';
 
 /** All-ones for a 64-bit access (cannot be represented exactly as a JS number). */
 const ONES_64 = 0xffff_ffff_ffff_ffffn;

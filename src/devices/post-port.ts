@@ -7,7 +7,7 @@
  * Accesses at any other offset read all-ones and ignore writes.
  */
 
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from './device.js';
 import { allOnes, toU8 } from './io-util.js';
 
 /** Options for {@link PostPort}. */

@@ -16,7 +16,7 @@
  * writes.
  */
 
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from './device.js';
 import { allOnes, isOffset, toU8 } from './io-util.js';
 
 /** Bits of the reset control register. */

@@ -28,7 +28,7 @@
  * all-ones of the access width and ignore writes.
  */
 
-import type { AccessSize, Device, IrqLine } from '../bus/device.js';
+import type { AccessSize, Device, IrqLine } from './device.js';
 import { allOnes, ByteQueue, isOffset, toByteArray, toU8 } from './io-util.js';
 
 /** Register offsets of the 16550 (relative to the device base). */

@@ -13,7 +13,7 @@
  * `\_S5` value of the DSDT (5). Accesses of any width at any offset work byte by byte, so
  * a 32-bit access at offset 0 covers PM1_STS and PM1_EN. Offsets past 5 read all-ones.
  */
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from '../devices/device.js';
 
 /** PM1_CNT bits. */
 export const Pm1Cnt = {

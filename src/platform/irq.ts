@@ -1,5 +1,5 @@
 /** Interrupt lines wired to KVM's in-kernel PIC and IOAPIC. */
-import type { IrqLine } from '../bus/device.js';
+import type { IrqLine } from '../devices/device.js';
 import type { Vm } from '../vm.js';
 
 /**

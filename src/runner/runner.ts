@@ -16,7 +16,7 @@ import { native, packageRoot } from '../kvm/native.js';
 import { RUN, decodeExit, type InoutExit, type MmioExit, type VmExit } from '../exits.js';
 import { KVM_EXIT } from '../kvm/constants.js';
 import { MmioBus, PioBus, type BusRange } from '../bus/bus.js';
-import type { AccessSize, Device } from '../bus/device.js';
+import type { AccessSize, Device } from '../devices/device.js';
 import { StatsReader } from '../stats.js';
 import {
   CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, POSTED, REPLY, RING_CAPACITY, RING_ENTRY_INTS, RING_KIND, STATUS,

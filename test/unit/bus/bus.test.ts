@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MmioBus, PioBus } from '../../../src/bus/bus.js';
-import type { Device } from '../../../src/bus/device.js';
+import type { Device } from '../../../src/devices/device.js';
 
 function recorder(): Device & { log: string[] } {
   const log: string[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RecordingIrqLine } from '../../../src/bus/device.js';
+import { RecordingIrqLine } from '../../../src/devices/device.js';
 import { I8042, I8042Ctr, I8042Status } from '../../../src/devices/i8042.js';
 
 const DATA = 0, PORTB = 1, CMD = 4;

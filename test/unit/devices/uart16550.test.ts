@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RecordingIrqLine } from '../../../src/bus/device.js';
+import { RecordingIrqLine } from '../../../src/devices/device.js';
 import {
   Uart16550,
   UartIer,
