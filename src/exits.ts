@@ -7,6 +7,7 @@
  * the vCPU runs again.
  */
 import { KVM_EXIT, KVM_INTERNAL_ERROR, KVM_SYSTEM_EVENT } from './kvm/constants.js';
+import type { Access } from './bus/dispatch.js';
 
 /** Port I/O: `data` holds `bytes × count` bytes (count > 1 for `rep ins/outs`). */
 export interface InoutExit {
@@ -89,34 +90,59 @@ function leValue(bytes: Uint8Array, n: number): bigint {
 }
 
 /**
+ * The one exit peek both threads use for the common exits: if the exit in `view` (a kvm_run
+ * area of `runLength` bytes) is port I/O or MMIO, fill `out` with its access — `out.data`
+ * becomes `view`, so an answer written there lands in kvm_run — and return the address
+ * space. Returns undefined for any other exit, and for a malformed one (a width other than
+ * 1/2/4 for port I/O or 1/2/4/8 for MMIO, no elements, data outside the area).
+ */
+export function peekAccess(view: DataView, runLength: number, out: Access): 'pio' | 'mmio' | undefined {
+  const reason = view.getUint32(RUN.exitReason, true);
+  if (reason === KVM_EXIT.IO) {
+    const size = view.getUint8(RUN.ioSize);
+    const count = view.getUint32(RUN.ioCount, true);
+    const off = view.getBigUint64(RUN.ioDataOffset, true);
+    if ((size !== 1 && size !== 2 && size !== 4) || count === 0 || off + BigInt(size * count) > BigInt(runLength)) return undefined;
+    out.addr = view.getUint16(RUN.ioPort, true);
+    out.size = size;
+    out.count = count;
+    out.write = view.getUint8(RUN.ioDirection) !== 0;
+    out.offset = Number(off);
+    out.data = view;
+    return 'pio';
+  }
+  if (reason === KVM_EXIT.MMIO) {
+    const len = view.getUint32(RUN.mmioLen, true);
+    if (len !== 1 && len !== 2 && len !== 4 && len !== 8) return undefined;
+    out.addr = Number(view.getBigUint64(RUN.mmioPhysAddr, true));
+    out.size = len;
+    out.count = 1;
+    out.write = view.getUint8(RUN.mmioIsWrite) !== 0;
+    out.offset = RUN.mmioData;
+    out.data = view;
+    return 'mmio';
+  }
+  return undefined;
+}
+
+/**
  * Decode the exit in a kvm_run area. `run` is the whole vCPU mmap (kvm_run plus data pages);
  * every kernel-provided offset and length is checked against it.
  */
 export function decodeExit(vcpu: number, run: Uint8Array, view: DataView = new DataView(run.buffer, run.byteOffset, run.byteLength)): VmExit {
   const reason = view.getUint32(RUN.exitReason, true);
   switch (reason) {
-    case KVM_EXIT.IO: {
-      const size = view.getUint8(RUN.ioSize);
-      const count = view.getUint32(RUN.ioCount, true);
-      const off = Number(view.getBigUint64(RUN.ioDataOffset, true));
-      const len = size * count;
-      if ((size !== 1 && size !== 2 && size !== 4) || count === 0 || off + len > run.length || off < 0) {
-        return { kind: 'unknown', vcpu, reason, hardwareReason: 0n };
-      }
-      const isIn = view.getUint8(RUN.ioDirection) === 0;
-      const data = run.subarray(off, off + len);
-      const value = isIn ? 0 : size === 1 ? data[0] : size === 2 ? data[0] | (data[1] << 8) : (data[0] | (data[1] << 8) | (data[2] << 16) | (data[3] << 24)) >>> 0;
-      return { kind: 'inout', vcpu, port: view.getUint16(RUN.ioPort, true), bytes: size, in: isIn, count, value, data };
-    }
+    case KVM_EXIT.IO:
     case KVM_EXIT.MMIO: {
-      const len = view.getUint32(RUN.mmioLen, true);
-      if (len !== 1 && len !== 2 && len !== 4 && len !== 8) return { kind: 'unknown', vcpu, reason, hardwareReason: 0n };
-      const write = view.getUint8(RUN.mmioIsWrite) !== 0;
-      const data = run.subarray(RUN.mmioData, RUN.mmioData + len);
-      return {
-        kind: 'mmio', vcpu, gpa: Number(view.getBigUint64(RUN.mmioPhysAddr, true)), bytes: len, write,
-        value: write ? leValue(data, len) : 0n, data,
-      };
+      const a = { addr: 0, size: 1, count: 1, write: false, data: view, offset: 0 } as Access;
+      const space = peekAccess(view, run.length, a);
+      if (!space) return { kind: 'unknown', vcpu, reason, hardwareReason: 0n };
+      const data = run.subarray(a.offset, a.offset + a.size * a.count);
+      if (space === 'pio') {
+        const value = a.write ? Number(leValue(data, a.size)) : 0;
+        return { kind: 'inout', vcpu, port: a.addr, bytes: a.size as 1 | 2 | 4, in: !a.write, count: a.count, value, data };
+      }
+      return { kind: 'mmio', vcpu, gpa: a.addr, bytes: a.size, write: a.write, value: a.write ? leValue(data, a.size) : 0n, data };
     }
     case KVM_EXIT.HLT:
       return { kind: 'hlt', vcpu };

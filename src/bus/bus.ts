@@ -3,6 +3,8 @@
  * address. One instance per address space (port I/O, MMIO). Devices see offsets only.
  */
 import type { AccessSize, Device } from '../devices/device.js';
+import { serveAccess, type Access } from './dispatch.js';
+import { readLE, writeLE } from './le.js';
 
 /** A registered range. */
 export interface BusRange {
@@ -94,30 +96,30 @@ export class Bus {
   }
 
   /**
-   * Read through the bus. Returns undefined when no device claims `addr` (the caller
-   * answers all-ones and reports it).
+   * Read through the bus (the dispatch seam, src/bus/dispatch.ts). Returns undefined when no
+   * device claims `addr` (counted as unhandled; the caller decides the answer).
    */
   read(addr: number, size: AccessSize): number | bigint | undefined {
-    const r = this.find(addr);
-    if (!r) {
+    const a = scratch(addr, size, false);
+    if (!serveAccess(this, a)) {
       this.counters.unhandledReads++;
       return undefined;
     }
-    this.counters.reads++;
-    return r.device.read(addr - r.base, size);
+    return readLE(a.data, 0, size);
   }
 
-  /** Write through the bus. Returns false when no device claims `addr`. */
+  /** Write through the bus (the dispatch seam). Returns false when no device claims `addr`. */
   write(addr: number, size: AccessSize, value: number | bigint): boolean {
-    const r = this.find(addr);
-    if (!r) {
-      this.counters.unhandledWrites++;
-      return false;
-    }
-    this.counters.writes++;
-    r.device.write(addr - r.base, size, value);
-    return true;
+    const a = scratch(addr, size, true);
+    writeLE(a.data, 0, size, value);
+    if (serveAccess(this, a)) return true;
+    this.counters.unhandledWrites++;
+    return false;
   }
+}
+
+function scratch(addr: number, size: AccessSize, write: boolean): Access {
+  return { addr, size, count: 1, write, data: new DataView(new ArrayBuffer(8)), offset: 0 };
 }
 
 /** A port-I/O bus (ports 0..0xffff). */

@@ -1,12 +1,13 @@
 /**
  * The shared-memory protocol between the main thread and a vCPU worker: one Int32Array
  * control block per vCPU (in a SharedArrayBuffer), holding a mailbox for exits that need
- * the main thread, control words, and a single-producer ring of posted writes.
+ * the main thread, control words, and the posted-write ring (src/runner/write-ring.ts).
  *
  * Wake-ups: the worker bumps SEQ (and notifies it) for anything the main thread must look
  * at; the main thread re-reads everything after every wake, since a late notify from an
  * earlier round can wake it early.
  */
+import { ringWords, type RingLayout } from './write-ring.js';
 
 /** Indices (in Int32 units) of the control block. */
 export const CB = {
@@ -20,13 +21,13 @@ export const CB = {
   STATUS: 3,
   /** Main sets 1 to ask the worker whether its vCPU halted for good. */
   CHECK_HALT: 4,
-  /** Ring: next entry the main thread consumes. */
+  /** Posted-write ring: next entry the main thread consumes. */
   RING_HEAD: 5,
-  /** Ring: next entry the worker produces. */
+  /** Posted-write ring: next entry the worker produces. */
   RING_TAIL: 6,
-  /** What the posted mailbox entry is: {@link POSTED}. */
-  POSTED_KIND: 7,
-  /** Main's answer to a posted exit: {@link REPLY}. */
+  /** What the waiting mailbox request is: {@link REQUEST}. */
+  REQUEST: 7,
+  /** Main's answer to the request: {@link REPLY}. */
   REPLY: 8,
   /** Counters kept by the worker. */
   EXITS: 9,
@@ -36,35 +37,33 @@ export const CB = {
   EMULATED: 13,
   /** 1 while the main thread sleeps on SEQ (the worker then wakes it for a single posted write). */
   MAIN_SLEEPING: 14,
-  /** First Int32 of the ring. */
+  /** First Int32 of the posted-write ring. */
   RING: 16,
 } as const;
 
-/** Mailbox states. */
-export const MAILBOX = { IDLE: 0, POSTED: 1, REPLIED: 2 } as const;
+/** Mailbox states: a request is WAITING for the main thread until it is ANSWERED. */
+export const MAILBOX = { IDLE: 0, WAITING: 1, ANSWERED: 2 } as const;
 /** Control requests. */
 export const CONTROL = { RUN: 0, PAUSE: 1, STOP: 2 } as const;
 /** Worker statuses. */
 export const STATUS = { STARTING: 0, RUNNING: 1, PAUSED: 2, FINISHED: 3 } as const;
-/** Kinds of mailbox entries. */
-export const POSTED = { EXIT: 0, HALTED: 1, PARKED: 2 } as const;
+/** What a mailbox request carries: an exit in kvm_run, or why the blocked vCPU cannot wake. */
+export const REQUEST = { EXIT: 0, HALTED: 1, PARKED: 2 } as const;
 /** Replies. */
 export const REPLY = { CONTINUE: 0, STOP: 1 } as const;
 
-/** Ring entry: 4 × Int32 = [kind | size << 8 | ..., address lo, value lo, value hi / address hi]. */
-export const RING_ENTRY_INTS = 4;
-/** Ring entries per vCPU (a power of two: indices are counters masked, wrapping at 2^32). */
+/** Posted-write ring entries per vCPU (a power of two). */
 export const RING_CAPACITY = 1024;
 /**
  * The worker wakes a main thread that is awake (spinning or busy) only once this many posted
  * writes are pending; a sleeping one it wakes at the first.
  */
 export const RING_BATCH = 64;
-/** Ring entry kinds. */
-export const RING_KIND = { PIO_WRITE: 1, MMIO_WRITE: 2 } as const;
+/** Where the posted-write ring lives in the control block. */
+export const RING_LAYOUT: RingLayout = { head: CB.RING_HEAD, tail: CB.RING_TAIL, base: CB.RING, capacity: RING_CAPACITY };
 
 /** Bytes of one vCPU's control block. */
-export const CONTROL_BLOCK_BYTES = (CB.RING + RING_CAPACITY * RING_ENTRY_INTS) * 4;
+export const CONTROL_BLOCK_BYTES = (CB.RING + ringWords(RING_CAPACITY)) * 4;
 
 /** A device that runs inside the vCPU worker: loaded there by module path and export name. */
 export interface WorkerDeviceSpec {
@@ -108,9 +107,22 @@ export interface VcpuTask {
   emulationCounts: SharedArrayBuffer;
 }
 
+/** An error raised in a worker, in a form that survives postMessage with its class and errno. */
+export interface WorkerFailure {
+  name: string;
+  message: string;
+  stack?: string;
+  /** KvmError's fields. */
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
 /** What a vCPU worker's task resolves to. */
 export interface VcpuTaskResult {
   vcpu: number;
   /** Why the loop ended. */
-  reason: 'stopped' | 'replied-stop';
+  reason: 'stopped' | 'replied-stop' | 'failed';
+  /** Set when reason is 'failed'. */
+  failure?: WorkerFailure;
 }
