@@ -2,11 +2,20 @@
  * The C baseline for `npm run bench`: the same guest loop as the TypeScript scenarios,
  * driven by a plain KVM_RUN loop with no runtime in between.
  *
- *   vmmapi_bench_baseline in|out ITERATIONS
+ *   vmmapi_bench_baseline in|out ITERATIONS [direct|futex|spin]
+ *
+ * `direct` (default) answers each exit in the vCPU thread. `futex` and `spin` hand each exit
+ * to a second thread and wait for its answer — the runner's main-thread path in C: `futex`
+ * sleeps at once on both sides, `spin` spins up to 50 µs before sleeping. They are the two
+ * fixed hand-off policies the runner's adaptive one is measured against.
  *
  * Prints one line: `exits=N seconds=S`.
  */
 #include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdint.h>
@@ -23,11 +32,66 @@ static void die(const char *what) {
   exit(1);
 }
 
+/* ---- the cross-thread hand-off (modes futex and spin) ---- */
+/* Free-running counters: the vCPU thread bumps `req` per exit, the server bumps `rep` per answer. */
+static _Atomic uint32_t req, rep;
+static _Atomic int quit;
+static int spin_first;
+static uint8_t *volatile answer_at;
+
+static double now_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t v) { syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0); }
+static void futex_wake(_Atomic uint32_t *w) { syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
+
+/* Wait while *w == v: spin up to 50 us first in spin mode, then sleep. */
+static void wait_while(_Atomic uint32_t *w, uint32_t v) {
+  if (spin_first) {
+    double end = now_us() + 50;
+    for (int i = 0; atomic_load(w) == v; i++)
+      if ((i & 63) == 0 && now_us() >= end) break;
+  }
+  while (atomic_load(w) == v) futex_wait(w, v);
+}
+
+static void *server(void *arg) {
+  (void)arg;
+  for (uint32_t seen = 0;; seen++) {
+    wait_while(&req, seen);
+    if (atomic_load(&quit)) return NULL;
+    if (answer_at) answer_at[0] = 0x42;
+    atomic_fetch_add(&rep, 1);
+    futex_wake(&rep);
+  }
+}
+
+/* The vCPU thread's side: post the exit and wait for the answer. */
+static void hand_off(uint8_t *data) {
+  uint32_t r = atomic_load(&rep);
+  answer_at = data;
+  atomic_fetch_add(&req, 1);
+  futex_wake(&req);
+  wait_while(&rep, r);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s in|out ITERATIONS\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: %s in|out ITERATIONS [direct|futex|spin]\n", argv[0]);
     return 2;
   }
+  const char *mode = argc == 4 ? argv[3] : "direct";
+  int handoff = strcmp(mode, "direct") != 0;
+  spin_first = strcmp(mode, "spin") == 0;
+  if (handoff && !spin_first && strcmp(mode, "futex") != 0) {
+    fprintf(stderr, "baseline: unknown mode %s\n", mode);
+    return 2;
+  }
+  pthread_t srv;
+  if (handoff && pthread_create(&srv, NULL, server, NULL) != 0) die("pthread_create");
   int in = strcmp(argv[1], "in") == 0;
   uint32_t n = (uint32_t)strtoul(argv[2], NULL, 0);
   int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -71,7 +135,8 @@ int main(int argc, char **argv) {
     if (run->exit_reason == KVM_EXIT_IO) {
       exits++;
       uint8_t *data = (uint8_t *)run + run->io.data_offset;
-      if (run->io.direction == KVM_EXIT_IO_IN) data[0] = 0x42;
+      if (handoff) hand_off(run->io.direction == KVM_EXIT_IO_IN ? data : NULL);
+      else if (run->io.direction == KVM_EXIT_IO_IN) data[0] = 0x42;
       continue;
     }
     if (run->exit_reason == KVM_EXIT_HLT) break;
@@ -80,6 +145,12 @@ int main(int argc, char **argv) {
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+  if (handoff) {
+    atomic_store(&quit, 1);
+    atomic_fetch_add(&req, 1);
+    futex_wake(&req);
+    pthread_join(srv, NULL);
+  }
   printf("exits=%llu seconds=%.6f\n", (unsigned long long)exits, secs);
   return 0;
 }

@@ -4,8 +4,12 @@
  *
  * The guest is the same everywhere: a real-mode loop of N `in` (or `out`) instructions.
  * On PVM hosts real-mode code is emulated, so absolute numbers are low; compare ratios.
+ *
+ * Every scenario runs on an idle machine and with one core kept busy by another process
+ * (the bench starts and stops that loop itself); BENCH_LOAD=idle|busy picks one.
+ * BENCH_EXITS and BENCH_ROUNDS set the size.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -36,10 +40,12 @@ function guest(kind: 'in' | 'out', vcpus: number, irqchip: boolean, n: number): 
   return vm;
 }
 
-function cBaseline(kind: 'in' | 'out'): number {
+type CMode = 'direct' | 'futex' | 'spin';
+
+function cBaseline(kind: 'in' | 'out', mode: CMode = 'direct'): number {
   const bin = join(packageRoot(), 'build', 'vmmapi_bench_baseline');
   if (!existsSync(bin)) throw new Error(`C baseline not built (${bin}): run npm run build`);
-  const out = execFileSync(bin, [kind, String(N)], { encoding: 'utf8' });
+  const out = execFileSync(bin, [kind, String(N), mode], { encoding: 'utf8' });
   const m = /exits=(\d+) seconds=([\d.]+)/.exec(out);
   if (!m) throw new Error(`unexpected baseline output: ${out}`);
   return Number(m[1]) / Number(m[2]);
@@ -88,45 +94,83 @@ async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' 
 }
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/** Which host conditions to measure: an idle machine, one core kept busy by another process, or both. */
+const LOADS = (process.env.BENCH_LOAD ?? 'both') === 'both' ? (['idle', 'busy'] as const) : ([process.env.BENCH_LOAD] as ('idle' | 'busy')[]);
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
 
-async function main(): Promise<void> {
-  console.log(`vmmapi bench: ${N} port-I/O exits per vCPU per run, ${ROUNDS} interleaved rounds, medians (real-mode guest loop)\n`);
-  interface Scenario { name: string; peer: 'C IN' | 'C OUT' | 'itself'; target?: number; run: () => Promise<{ exits: number; seconds: number }> | { exits: number; seconds: number } }
-  const c = (kind: 'in' | 'out') => () => ({ exits: N, seconds: N / cBaseline(kind) });
-  const scenarios: Scenario[] = [
-    { name: 'C KVM_RUN loop, IN (baseline)', peer: 'itself', run: c('in') },
-    { name: 'C KVM_RUN loop, OUT (baseline)', peer: 'itself', run: c('out') },
-    { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
-    { name: 'runner: main-thread device answers IN', peer: 'C IN', target: 0.6, run: () => runner('in', 1, 'main') },
-    { name: 'runner: posted OUT (ordered ring)', peer: 'C OUT', target: 0.9, run: () => runner('out', 1, 'posted') },
-    { name: 'runner: worker-side device answers IN', peer: 'C IN', target: 0.95, run: () => runner('in', 1, 'worker') },
-    { name: 'runner: 2 vCPUs, worker-side IN (total)', peer: 'C IN', run: () => runner('in', 2, 'worker') },
-    { name: 'runner: 2 vCPUs, main-thread IN (total)', peer: 'C IN', run: () => runner('in', 2, 'main') },
-  ];
-  const rates = scenarios.map(() => [] as number[]);
-  for (let round = 0; round < ROUNDS; round++) {
-    for (let i = 0; i < scenarios.length; i++) {
-      const r = await scenarios[i].run();
-      rates[i].push(r.exits / r.seconds);
-    }
-  }
+/** Keep one core busy with another process (`sh -c 'while :; do :; done'`) until the returned stop function is called. */
+function busyLoop(): () => void {
+  const child = spawn('sh', ['-c', 'while :; do :; done'], { stdio: 'ignore' });
+  return () => void child.kill('SIGKILL');
+}
+
+type Peer = 'C IN' | 'C OUT' | 'itself';
+interface Scenario {
+  name: string;
+  peer: Peer;
+  /** Targets as ratios to the peer: on an idle machine, with one core busy. */
+  target?: { idle?: number; busy?: number };
+  run: () => Promise<{ exits: number; seconds: number }> | { exits: number; seconds: number };
+}
+
+const c = (kind: 'in' | 'out', mode: CMode = 'direct') => () => ({ exits: N, seconds: N / cBaseline(kind, mode) });
+const ALL: Scenario[] = [
+  { name: 'C KVM_RUN loop, IN (baseline)', peer: 'itself', run: c('in') },
+  { name: 'C KVM_RUN loop, OUT (baseline)', peer: 'itself', run: c('out') },
+  { name: 'C hand-off to a thread, futex, IN', peer: 'C IN', run: c('in', 'futex') },
+  { name: 'C hand-off to a thread, spin 50 µs, IN', peer: 'C IN', run: c('in', 'spin') },
+  { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
+  { name: 'runner: main-thread device answers IN', peer: 'C IN', target: { idle: 0.85, busy: 0.45 }, run: () => runner('in', 1, 'main') },
+  { name: 'runner: posted OUT (ordered ring)', peer: 'C OUT', target: { idle: 0.9, busy: 0.8 }, run: () => runner('out', 1, 'posted') },
+  { name: 'runner: worker-side device answers IN', peer: 'C IN', target: { idle: 0.95 }, run: () => runner('in', 1, 'worker') },
+  { name: 'runner: 2 vCPUs, worker-side IN (total)', peer: 'C IN', run: () => runner('in', 2, 'worker') },
+  { name: 'runner: 2 vCPUs, main-thread IN (total)', peer: 'C IN', target: { idle: 0.8, busy: 0.45 }, run: () => runner('in', 2, 'main') },
+];
+
+/** BENCH_ONLY=regex keeps matching scenarios (and the two C baselines, the peers). */
+const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined;
+const SCENARIOS = ALL.filter((sc, i) => i < 2 || !only || only.test(sc.name));
+
+function report(load: 'idle' | 'busy', rates: number[][]): void {
   const med = rates.map(median);
-  const peerRate = (p: Scenario['peer'], i: number) => (p === 'C IN' ? med[0] : p === 'C OUT' ? med[1] : med[i]);
-  const w = Math.max(...scenarios.map((r) => r.name.length));
+  const peerRate = (p: Peer, i: number) => (p === 'C IN' ? med[0] : p === 'C OUT' ? med[1] : med[i]);
+  const w = Math.max(...SCENARIOS.map((r) => r.name.length));
+  console.log(`\n${load === 'idle' ? 'Idle machine' : 'One core kept busy by another process'}:`);
   console.log(`${'scenario'.padEnd(w)}  ${'exits/s'.padStart(9)}  ${'vs'.padEnd(6)}  ${'ratio'.padStart(6)}  ${'spread'.padStart(11)}  target`);
-  scenarios.forEach((sc, i) => {
+  SCENARIOS.forEach((sc, i) => {
     const ratio = med[i] / peerRate(sc.peer, i);
     const lo = Math.min(...rates[i]) / peerRate(sc.peer, i);
     const hi = Math.max(...rates[i]) / peerRate(sc.peer, i);
+    const t = sc.target?.[load];
+    const verdict = t === undefined ? '' : `≥ ${t} ${ratio >= t ? 'met' : 'MISSED'}`;
     console.log(
-      `${sc.name.padEnd(w)}  ${Math.round(med[i]).toString().padStart(9)}  ${sc.peer.padEnd(6)}  ${ratio.toFixed(2).padStart(6)}  ${`${lo.toFixed(2)}–${hi.toFixed(2)}`.padStart(11)}  ${sc.target ? `≥ ${sc.target}` : ''}`,
+      `${sc.name.padEnd(w)}  ${Math.round(med[i]).toString().padStart(9)}  ${sc.peer.padEnd(6)}  ${ratio.toFixed(2).padStart(6)}  ${`${lo.toFixed(2)}–${hi.toFixed(2)}`.padStart(11)}  ${verdict}`,
     );
   });
+}
+
+async function main(): Promise<void> {
+  console.log(`vmmapi bench: ${N} port-I/O exits per vCPU per run, ${ROUNDS} interleaved rounds, medians (real-mode guest loop)`);
+  console.log('Ratios are against the C loop measured in the same run under the same load.');
+  const rates = new Map(LOADS.map((l) => [l, SCENARIOS.map(() => [] as number[])]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const load of LOADS) {
+      const stop = load === 'busy' ? busyLoop() : undefined;
+      try {
+        for (let i = 0; i < SCENARIOS.length; i++) {
+          const r = await SCENARIOS[i].run();
+          rates.get(load)![i].push(r.exits / r.seconds);
+        }
+      } finally {
+        stop?.();
+      }
+    }
+  }
+  for (const load of LOADS) report(load, rates.get(load)!);
   console.log('\nMedians of interleaved runs on a shared machine; the spread column shows min–max ratios.');
 }
 

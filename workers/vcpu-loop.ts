@@ -49,7 +49,7 @@ export class VcpuLoop {
   constructor(task: VcpuTask, vcpu: NativeVcpuFd, buses: WorkerBuses) {
     this.#vcpu = vcpu;
     this.#ctl = new Int32Array(task.control);
-    this.#mail = new MailboxClient(this.#ctl);
+    this.#mail = new MailboxClient(this.#ctl, new Int32Array(task.spare));
     this.#ring = new WriteRing(this.#ctl, RING_LAYOUT);
     this.#buses = buses;
     this.#run = new Uint8Array(vcpu.runBuffer());

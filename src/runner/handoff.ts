@@ -7,7 +7,8 @@
  * the host is busy the opposite holds: the spinner holds the CPU its peer needs, and a spin
  * cut hand-offs to 0.06–0.19× where sleeping at once kept 0.45× (DESIGN.md §4).
  *
- * So each waiting side keeps a {@link SpinPolicy}: it spins only while recent spins paid —
+ * So each waiting side keeps a {@link SpinPolicy}: it spins only while the host has a CPU
+ * to spare (src/runner/host-load.ts publishes that as a shared flag) and recent spins paid —
  * the awaited change came, and came quickly (the peer was running on another CPU). A spin
  * that times out or only succeeds late means the peer was not running: the next hand-offs
  * sleep at once, and the policy probes again after an exponentially growing number of them.
@@ -21,14 +22,19 @@ const MAX_SKIP = 256;
 /** When to spin before sleeping, learned from how recent spins went. */
 export class SpinPolicy {
   readonly #maxMs: number;
+  readonly #spare: Int32Array | undefined;
   #skip = 0;
   #backoff = 1;
   /** Spins that paid, spins that did not, waits that slept at once (diagnostics). */
   readonly stats = { paid: 0, wasted: 0, skipped: 0 };
 
-  /** `maxMs`: the longest spin (ms) before giving up and sleeping. */
-  constructor(maxMs: number) {
+  /**
+   * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load flag
+   * (cell 0 is 1 while the host has a CPU to spare); without it, only the spins' success counts.
+   */
+  constructor(maxMs: number, spare?: Int32Array) {
     this.#maxMs = maxMs;
+    this.#spare = spare;
   }
 
   /**
@@ -37,6 +43,10 @@ export class SpinPolicy {
    */
   spin(cells: Int32Array, index: number, value: number): boolean {
     if (Atomics.load(cells, index) !== value) return true;
+    if (this.#spare && Atomics.load(this.#spare, 0) === 0) {
+      this.stats.skipped++;
+      return false;
+    }
     if (this.#skip > 0) {
       this.#skip--;
       this.stats.skipped++;

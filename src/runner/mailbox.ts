@@ -14,10 +14,12 @@ const WORKER_SPIN_MS = 0.1;
 export class MailboxClient {
   /** The control block. */
   readonly ctl: Int32Array;
-  readonly #policy = new SpinPolicy(WORKER_SPIN_MS);
+  readonly #policy: SpinPolicy;
 
-  constructor(ctl: Int32Array) {
+  /** `spare`: the host-load flag (src/runner/host-load.ts). */
+  constructor(ctl: Int32Array, spare?: Int32Array) {
     this.ctl = ctl;
+    this.#policy = new SpinPolicy(WORKER_SPIN_MS, spare);
   }
 
   /** Wake the main thread's serve loop for this vCPU. */

@@ -91,6 +91,8 @@ export interface VcpuTask {
   pin: number;
   /** This vCPU's control block. */
   control: SharedArrayBuffer;
+  /** The host-load flag (src/runner/host-load.ts): 1 while spinning may pay. */
+  spare: SharedArrayBuffer;
   /** 65536 bytes: non-zero for ports whose OUTs are posted. */
   postedPorts: SharedArrayBuffer;
   /** MMIO ranges whose writes are posted. */

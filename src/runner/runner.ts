@@ -23,6 +23,7 @@ import { RunnerError, fromWorkerFailure } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
 import { RunnerBus } from './runner-bus.js';
+import { hostLoad } from './host-load.js';
 import { VcpuServer, type ServerHooks, type VcpuSlot } from './vcpu-server.js';
 import { callListeners, type ExitAction, type ExitContext } from './exit-handler.js';
 import type { RunResult, RunnerCounters, RunnerEvents, VcpuRunnerOptions, VcpuState } from './types.js';
@@ -212,7 +213,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       const emulationCounts = new SharedArrayBuffer((SUPPORTED_MNEMONICS.length + 1) * 4);
       this.#emuCounts.push(new Int32Array(emulationCounts));
       tasks.push({
-        syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, postedPorts, postedMmio: this.mmio.posted,
+        syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, spare: hostLoad.flag.buffer as SharedArrayBuffer, postedPorts, postedMmio: this.mmio.posted,
         workerDevices, emulate: this.#opts.emulate, memory, emulationCounts,
       });
     }
@@ -229,6 +230,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     }));
     runnerPool.add(this.#kickable);
     installExitHook(runnerPool);
+    hostLoad.acquire();
     if (this.#opts.haltPollMs > 0) this.#haltTimer = setInterval(() => this.#poll(), this.#opts.haltPollMs);
     const loops = this.#slots.map((s, i) =>
       Promise.all([
@@ -251,6 +253,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     } finally {
       clearInterval(this.#haltTimer);
       clearTimeout(this.#graceTimer);
+      hostLoad.release();
       runnerPool.delete(this.#kickable);
       for (const s of this.#slots) s.stats?.close();
       try {

@@ -9,6 +9,7 @@ import type { StatsReader } from '../stats.js';
 import { CB, REQUEST, RING_LAYOUT, STATUS } from './protocol.js';
 import { answerRequest, requestWaiting } from './mailbox.js';
 import { SpinPolicy } from './handoff.js';
+import { hostLoad } from './host-load.js';
 import { WriteRing } from './write-ring.js';
 import { deliverPostedWrites, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
 import type { RunResult, VcpuState } from './types.js';
@@ -65,12 +66,13 @@ export class VcpuServer {
   readonly #ring: WriteRing;
   readonly #io = newAccess();
   readonly #posted = newAccess();
-  readonly #policy = new SpinPolicy(MAIN_SPIN_MS);
+  readonly #policy: SpinPolicy;
 
   constructor(slot: VcpuSlot, hooks: ServerHooks) {
     this.#s = slot;
     this.#h = hooks;
     this.#ring = new WriteRing(slot.ctl, RING_LAYOUT);
+    this.#policy = new SpinPolicy(MAIN_SPIN_MS, hostLoad.flag);
   }
 
   /** The serve loop: resolves once the worker has finished and everything it sent is handled. */
