@@ -20,7 +20,6 @@ import { StatsReader } from './stats.js';
 import { guestCpuid, type CpuidOptions } from './cpuid.js';
 import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
 import { PassthroughDevices } from './passthrough.js';
-import type { VcpuRunner } from './runner/runner.js';
 
 /** Options for {@link Vm.create}. */
 export interface VmCreateOptions {
@@ -590,8 +589,9 @@ export class Vm {
    * given, RIP is set first. For an IN or MMIO read, fill `exit.data` before the next run.
    *
    * With the in-kernel irqchip (the default) HLT stays in the kernel: a guest that halts with
-   * interrupts disabled, or spins, keeps this call blocked. Use {@link VcpuRunner} (which can
-   * stop and notices such halts) or create the VM with `irqchip: false` to get 'hlt' exits.
+   * interrupts disabled, or spins, keeps this call blocked. Use the worker-thread runner
+   * (`VcpuRunner`, which can stop and notices such halts) or create the VM with
+   * `irqchip: false` to get 'hlt' exits.
    */
   run(vcpu: number, rip?: bigint | number): VmExit {
     this.#checkVcpu(vcpu);
