@@ -12,7 +12,7 @@ import {
   encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
 } from './kvm/structs.js';
 import { KvmError, errnoError } from './errors.js';
-import { GuestMemory } from './memory/guest-memory.js';
+import { GuestMemory, MAX_VIEW_LENGTH } from './memory/guest-memory.js';
 import { decodeExit, type VmExit } from './exits.js';
 import { Reg, isDescReg, isReg, regLocation } from './registers.js';
 import { Capability, resolveCapability } from './capabilities.js';
@@ -339,6 +339,9 @@ export class Vm {
   /**
    * Back `[gpa, gpa + len)` with new guest RAM (bhyve's vm_setup_memory) and return it as a
    * SharedArrayBuffer. `gpa` and `len` must be page-aligned; an overlap is KvmError EEXIST.
+   * A segment may be larger than one typed array can view (over 4 GiB): {@link memory}
+   * handles that; take views of parts of it with {@link mapMemory}. If anything fails, the
+   * VM is left as it was: no KVM slot, no segment.
    */
   setupMemory(gpa: number, len: number, opts: MemoryOptions = {}): SharedArrayBuffer {
     const fd = this.#live('vm_setup_memory');
@@ -348,6 +351,7 @@ export class Vm {
     if (gpa % page !== 0) throw new RangeError(`gpa must be page-aligned (0x${gpa.toString(16)})`);
     if (len % page !== 0) throw new RangeError(`len must be a multiple of the page size (0x${len.toString(16)})`);
     if (gpa + len > 2 ** 52) throw new RangeError('gpa + len exceeds the 52-bit physical address space');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object (MemoryOptions), got ${opts === null ? 'null' : typeof opts}`);
     const readonly = opts.readonly ?? false;
     if (typeof readonly !== 'boolean') throw new TypeError('opts.readonly must be a boolean');
     for (const s of this.#segments) {
@@ -359,20 +363,27 @@ export class Vm {
       throw errnoError('EEXIST', 'vm_setup_memory', `0x${KVM_PRIVATE_BASE.toString(16)}-0x${(KVM_PRIVATE_END - 1).toString(16)} is reserved for KVM's real-mode TSS and identity map`);
     }
     const slot = this.#allocSlot();
-    const n = native();
-    const mapping = new n.GuestMapping(len);
+    let mapping: NativeGuestMapping | undefined;
+    let added = false;
+    let registered = false;
+    let buffer: SharedArrayBuffer;
     try {
+      mapping = new (native().GuestMapping)(len);
+      buffer = mapping.buffer();
+      this.memory.addSegment(gpa, buffer, readonly); // views over all of it, before KVM sees it
+      added = true;
       fd.setUserMemoryRegion(slot, readonly ? KVM_MEM.READONLY : 0, gpa, len, mapping, 0);
+      registered = true;
+      this.#ppt.onMemoryAdded(gpa, len, mapping);
     } catch (e) {
-      mapping.release();
-      this.#nextSlot--;
+      if (registered) fd.setUserMemoryRegion(slot, 0, gpa, 0, null); // size 0 deletes the slot
+      if (added) this.memory.removeSegment(gpa);
+      mapping?.release();
+      if (this.#nextSlot === slot + 1) this.#nextSlot = slot;
       throw e;
     }
-    const buffer = mapping.buffer();
     this.#segments.push({ gpa, length: len, slot, mapping, buffer, readonly });
     this.#segments.sort((a, b) => a.gpa - b.gpa);
-    this.memory.addSegment(gpa, new Uint8Array(buffer), readonly);
-    this.#ppt.onMemoryAdded(gpa, len, mapping);
     return buffer;
   }
 
@@ -383,7 +394,11 @@ export class Vm {
     return this.#segments.find((s) => s.gpa === gpa)?.length ?? 0;
   }
 
-  /** The SharedArrayBuffers of all segments, with their addresses. */
+  /**
+   * The SharedArrayBuffers of all segments, with their addresses, sorted by address. A
+   * buffer is the whole segment and may be longer than one typed array can view (over
+   * 4 GiB): view it in parts, or hand it to `new GuestMemory().addSegment(gpa, buffer)`.
+   */
   memorySegments(): { gpa: number; length: number; buffer: SharedArrayBuffer; readonly: boolean }[] {
     this.#live('vm_get_memory_seg');
     return this.#segments.map(({ gpa, length, buffer, readonly }) => ({ gpa, length, buffer, readonly }));
@@ -391,12 +406,13 @@ export class Vm {
 
   /**
    * A Uint8Array over guest memory `[gpa, gpa + len)` (bhyve's vm_map_gpa). RangeError
-   * unless the whole range lies in one segment.
+   * unless the whole range lies in one segment, or if `len` exceeds 2^32 (the longest
+   * typed array; use {@link memory} for larger ranges).
    */
   mapMemory(gpa: number, len: number): Uint8Array {
     this.#live('vm_map_memory');
     checkInt(gpa, 'gpa', 0, 2 ** 53 - 1);
-    checkInt(len, 'len', 0, 2 ** 53 - 1);
+    checkInt(len, 'len', 0, MAX_VIEW_LENGTH);
     const s = this.#segments.find((x) => gpa >= x.gpa && gpa - x.gpa < x.length);
     if (!s || len > s.length - (gpa - s.gpa)) {
       throw new RangeError(`gpa/len: 0x${gpa.toString(16)}+0x${len.toString(16)} does not lie within one memory segment`);
