@@ -15,7 +15,7 @@ import { KvmError, errnoError } from './errors.js';
 import { GuestMemory, MAX_VIEW_LENGTH } from './memory/guest-memory.js';
 import { decodeExit, type VmExit } from './exits.js';
 import { Reg, isDescReg, isReg, regLocation } from './registers.js';
-import { Capability, resolveCapability } from './capabilities.js';
+import { Capability, capabilityValue, resolveCapability } from './capabilities.js';
 import { StatsReader } from './stats.js';
 import { guestCpuid, type CpuidOptions } from './cpuid.js';
 import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
@@ -719,13 +719,13 @@ export class Vm {
   /**
    * bhyve's vm_set_capability. mtrap_exit (single-step) can change at any time; hlt_exit
    * and pause_exit can only be turned off, VM-wide, before any vCPU is used (KVM's rule);
-   * unrestricted_guest is fixed by the host.
+   * unrestricted_guest is fixed by the host. `value` is a boolean, 0 or 1: anything else is a
+   * TypeError/RangeError before anything changes.
    */
   setCapability(vcpu: number, cap: Capability | string, value: number | boolean): void {
     this.#checkVcpu(vcpu);
     const c = resolveCapability(cap);
-    if (typeof value !== 'number' && typeof value !== 'boolean') throw new TypeError('value must be a number or a boolean');
-    const on = Boolean(value);
+    const on = capabilityValue(value);
     const fd = this.#live('vm_set_capability');
     if (c === Capability.MtrapExit) {
       const dbg = new Uint8Array(SIZEOF.kvm_guest_debug);

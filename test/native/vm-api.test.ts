@@ -326,6 +326,35 @@ describe('capabilities', () => {
     expect(() => vm.getCapability(0, 'nope')).toThrow(/unknown capability/);
     expect(() => vm.setCapability(0, 7, 1)).toThrow(RangeError);
   });
+  it('refuses capability values other than a boolean, 0 or 1, before changing anything', () => {
+    const vm = track(realModeVm([0xf4], { irqchip: false })); // hlt
+    // the vCPU exists (realModeVm set its registers): use a fresh VM for the one-way caps
+    const fresh = track(Vm.create(uniqueName(), { irqchip: false }));
+    for (const cap of ['hlt_exit', 'pause_exit', 'mtrap_exit', 'unrestricted_guest']) {
+      for (const bad of [Number.NaN, 2, -1, 0.5, Infinity]) {
+        expect(() => fresh.setCapability(0, cap, bad)).toThrow(new RangeError(`value must be a boolean, 0 or 1, got ${bad}`));
+      }
+      for (const bad of ['1', null, undefined, 1n, {}]) {
+        expect(() => fresh.setCapability(0, cap, bad as never)).toThrow(/value must be a boolean, 0 or 1, got/);
+        expect(() => fresh.setCapability(0, cap, bad as never)).toThrow(TypeError);
+      }
+    }
+    expect(fresh.getCapability(0, 'hlt_exit')).toBe(1);
+    expect(fresh.getCapability(0, 'pause_exit')).toBe(1);
+    expect(fresh.getCapability(0, 'mtrap_exit')).toBe(0);
+    expect(() => fresh.setCapability(0, null as never, 1)).toThrow(new TypeError('cap must be a capability type (a number) or name (a string), got null'));
+    expect(() => fresh.setCapability(0, 'hlt', 0)).toThrow(/cap: unknown capability 'hlt'/);
+    // HLT still exits to userspace (a silent disable would have made this run block)
+    expect(() => vm.setCapability(0, 'hlt_exit', Number.NaN)).toThrow(RangeError);
+    expect(vm.getCapability(0, 'hlt_exit')).toBe(1);
+    expect(vm.run(0).kind).toBe('hlt');
+    // true/false are accepted like 1/0
+    fresh.setCapability(0, 'pause_exit', false);
+    expect(fresh.getCapability(0, 'pause_exit')).toBe(0);
+    fresh.setCapability(0, 'pause_exit', 0); // already off: no-op
+    fresh.setCapability(0, 'mtrap_exit', true);
+    expect(fresh.getCapability(0, 'mtrap_exit')).toBe(1);
+  });
   it('mtrap_exit gives one debug exit per guest instruction', () => {
     const vm = track(realModeVm(fixture('steps.bin'), { irqchip: false }));
     vm.setCapability(0, 'mtrap_exit', 1);
