@@ -14,10 +14,10 @@ import {
 import { KvmError, errnoError } from './errors.js';
 import { GuestMemory, MAX_VIEW_LENGTH } from './memory/guest-memory.js';
 import { decodeExit, type VmExit } from './exits.js';
-import { Reg, isDescReg, isReg, regLocation } from './registers.js';
+import { Reg, isDescReg, isReg, regLocation, type RegLocation } from './registers.js';
 import { Capability, capabilityValue, resolveCapability } from './capabilities.js';
 import { StatsReader } from './stats.js';
-import { guestCpuid, type CpuidOptions } from './cpuid.js';
+import { checkCpuidOptions, guestCpuid, type CpuidOptions } from './cpuid.js';
 import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
 import { PassthroughDevices } from './passthrough.js';
 
@@ -86,16 +86,43 @@ function kvm(): NativeKvmSystem {
   return system;
 }
 
+function show(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null) return 'null';
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'an object';
+  return String(value);
+}
+
+/**
+ * A 64-bit value: an integer in [0, 2^64), or a negative one down to -2^63 taken as two's
+ * complement (`-1n` is all ones). Numbers must be safe integers (bigints beyond 2^53).
+ */
 function toU64(value: unknown, arg: string): bigint {
+  const range = `${arg} must be an integer in [0, 2^64) (or [-2^63, 0) as two's complement)`;
   if (typeof value === 'bigint') {
-    if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${arg} must fit in 64 bits`);
+    if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${range}, got ${value}n`);
     return BigInt.asUintN(64, value);
   }
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new RangeError(`${arg} must be a safe integer (use a bigint beyond 2^53)`);
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${range}, got ${value} (use a bigint beyond 2^53)`);
     return BigInt.asUintN(64, BigInt(value));
   }
-  throw new TypeError(`${arg} must be a bigint or a number`);
+  throw new TypeError(`${arg} must be a bigint or a number, got ${show(value)}`);
+}
+
+/** A register value for `loc`, checked: selectors are 16 bits, the interrupt shadow 0 or 1. */
+function regValue(reg: Reg, loc: RegLocation, value: unknown, arg: string): bigint {
+  if (loc.in === 'segment' || loc.in === 'events') {
+    const what = loc.in === 'segment' ? `${arg} (${Reg[reg]} selector)` : `${arg} (${Reg[reg]})`;
+    const max = loc.in === 'segment' ? 0xffff : 1;
+    if (typeof value !== 'number' && typeof value !== 'bigint') throw new TypeError(`${what} must be a number or a bigint, got ${show(value)}`);
+    const ok = typeof value === 'bigint' ? value >= 0n && value <= BigInt(max) : Number.isInteger(value) && value >= 0 && value <= max;
+    const shown = typeof value === 'bigint' ? `${value}n` : value >= 0 && Number.isInteger(value) ? `0x${value.toString(16)}` : String(value);
+    if (!ok) throw new RangeError(`${what} must be an integer in [0, 0x${max.toString(16)}], got ${shown}`);
+    return BigInt(value);
+  }
+  return toU64(value, `${arg} (${Reg[reg]})`);
 }
 
 function checkInt(value: unknown, arg: string, min: number, max: number): number {
@@ -202,8 +229,7 @@ export class Vm {
     const pit = opts.pit ?? irqchip;
     if (typeof pit !== 'boolean') throw new TypeError('opts.pit must be a boolean');
     if (pit && !irqchip) throw new RangeError('opts.pit needs opts.irqchip');
-    const cpuid = opts.cpuid ?? {};
-    for (const b of cpuid.clear ?? []) guestCpuid([], 0, 1, { clear: [b] }); // validates names
+    const cpuid = opts.cpuid === undefined ? {} : checkCpuidOptions(opts.cpuid, 'opts.cpuid');
     if (registry.has(name)) throw errnoError('EEXIST', 'vm_create', `a VM named '${name}' exists`);
     const n = native();
     const fd = new n.VmFd(sys.createVm(0), sys.vcpuMmapSize());
@@ -431,9 +457,14 @@ export class Vm {
     return this.getRegisters(vcpu, [reg])[0];
   }
 
-  /** Write one register (bhyve's vm_set_register). Segment registers take a selector. */
+  /**
+   * Write one register (bhyve's vm_set_register): `value` an integer in [0, 2^64). Segment
+   * registers take a selector in [0, 0xffff], INTR_SHADOW 0 or 1.
+   */
   setRegister(vcpu: number, reg: Reg, value: bigint | number): void {
-    this.setRegisters(vcpu, [[reg, value]]);
+    this.#checkVcpu(vcpu);
+    const loc = this.#location(reg, 'reg');
+    this.#setRegisters(vcpu, [{ loc, value: regValue(reg, loc, value, 'value') }]);
   }
 
   /** Read several registers with one ioctl per KVM struct (bhyve's vm_get_register_set). */
@@ -484,8 +515,13 @@ export class Vm {
     if (!Array.isArray(entries)) throw new TypeError('entries must be an array of [reg, value] pairs');
     const edits = entries.map((e, i) => {
       if (!Array.isArray(e) || e.length !== 2) throw new TypeError(`entries[${i}] must be a [reg, value] pair`);
-      return { loc: this.#location(e[0], `entries[${i}][0]`), value: toU64(e[1], `entries[${i}][1]`) };
+      const loc = this.#location(e[0], `entries[${i}][0]`);
+      return { loc, value: regValue(e[0] as Reg, loc, e[1], `entries[${i}][1]`) };
     });
+    this.#setRegisters(vcpu, edits);
+  }
+
+  #setRegisters(vcpu: number, edits: { loc: RegLocation; value: bigint }[]): void {
     const v = this.#vcpu(vcpu, 'vm_set_register');
     const need = (k: string) => edits.some((e) => e.loc.in === k);
     const gp = need('regs') ? this.#getRegs(v) : undefined;
@@ -495,7 +531,7 @@ export class Vm {
     for (const { loc, value } of edits) {
       if (loc.in === 'regs') gp![loc.field] = value;
       else if (loc.in === 'sregs') sr![loc.field] = value;
-      else if (loc.in === 'segment') sr![loc.field].selector = Number(value & 0xffffn);
+      else if (loc.in === 'segment') sr![loc.field].selector = Number(value);
       else if (loc.in === 'dtable') sr![loc.field].base = value;
       else if (loc.in === 'debugregs') {
         if (typeof loc.field === 'number') dr!.db[loc.field] = value;
@@ -612,7 +648,7 @@ export class Vm {
   run(vcpu: number, rip?: bigint | number): VmExit {
     this.#checkVcpu(vcpu);
     if (this.#owner !== undefined) throw errnoError('EBUSY', 'vm_run', `vCPUs of '${this.name}' are driven by ${this.#owner}`);
-    if (rip !== undefined) this.setRegister(vcpu, Reg.RIP, rip);
+    if (rip !== undefined) this.#setRegisters(vcpu, [{ loc: regLocation(Reg.RIP), value: toU64(rip, 'rip') }]);
     const v = this.#vcpu(vcpu, 'KVM_RUN');
     const pin = this.#pinning[vcpu];
     if (this.#appliedPinning.get(0) !== pin) {
@@ -793,12 +829,30 @@ export class Vm {
     return out;
   }
 
-  /** Add `delta` to vmmapi counter `name` of `vcpu` (created at 0 on first use). */
-  addStat(vcpu: number, name: string, delta = 1n): void {
+  /**
+   * Add `delta` to vmmapi counter `name` of `vcpu` (created at 0 on first use). `name` is a
+   * non-empty string; `delta` a bigint or a safe integer (default 1n), and the counter must
+   * stay in [0, 2^64): RangeError otherwise, with nothing changed.
+   */
+  addStat(vcpu: number, name: string, delta: bigint | number = 1n): void {
     this.#checkVcpu(vcpu);
-    let v = this.#userStats.get(name);
-    if (!v) this.#userStats.set(name, (v = new Array(this.vcpuCount).fill(0n)));
-    v[vcpu] += delta;
+    if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${show(name)}`);
+    if (name.length === 0) throw new RangeError('name must be a non-empty string');
+    let d: bigint;
+    if (typeof delta === 'bigint') d = delta;
+    else if (typeof delta === 'number') {
+      if (!Number.isSafeInteger(delta)) throw new RangeError(`delta must be a safe integer or a bigint, got ${delta}`);
+      d = BigInt(delta);
+    } else throw new TypeError(`delta must be a bigint or a number, got ${show(delta)}`);
+    const v = this.#userStats.get(name);
+    const next = (v?.[vcpu] ?? 0n) + d;
+    if (next < 0n || next >= 1n << 64n) throw new RangeError(`delta: counter '${name}' of vcpu ${vcpu} would become ${next}, outside [0, 2^64)`);
+    if (v) v[vcpu] = next;
+    else {
+      const fresh = new Array<bigint>(this.vcpuCount).fill(0n);
+      fresh[vcpu] = next;
+      this.#userStats.set(name, fresh);
+    }
   }
 
   // ---------------------------------------------------------------- x2APIC and reset

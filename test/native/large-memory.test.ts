@@ -97,5 +97,11 @@ describe('segments of 4 GiB and more', () => {
     expect(vm.getMemorySeg(0)).toBe(0);
     vm.setupMemory(0, 0x1000);
     expect(vm.getMemorySeg(0)).toBe(0x1000);
+    // vm.memory: typed errors naming the argument, nothing written
+    expect(() => vm!.memory.writeU32(0, 2 ** 40 + 5)).toThrow(new RangeError('value must be an integer in [0, 0xffffffff], got 1099511627781'));
+    expect(() => vm!.memory.fill(0, 16, 256)).toThrow(RangeError);
+    expect(() => vm!.memory.writeBytes(0, new Float64Array([1]) as never)).toThrow(TypeError);
+    expect(() => vm!.memory.writeBytes(0, null as never)).toThrow(/bytes must be a Uint8Array/);
+    expect(vm.memory.readBytes(0, 16)).toEqual(new Uint8Array(16));
   });
 });
