@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
 import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
 import {
-  EVENTS, FPU, SIZEOF, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
+  EVENTS, FPU, REGS_FIELDS, SIZEOF, SREGS_SEGMENTS, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
   encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
 } from './kvm/structs.js';
 import { KvmError, errnoError } from './errors.js';
@@ -125,9 +125,49 @@ function regValue(reg: Reg, loc: RegLocation, value: unknown, arg: string): bigi
   return toU64(value, `${arg} (${Reg[reg]})`);
 }
 
+function checkObject(value: unknown, arg: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) throw new TypeError(`${arg} must be an object, got ${show(value)}`);
+  return value as Record<string, unknown>;
+}
+
+function checkBigU64(value: unknown, arg: string): void {
+  if (typeof value !== 'bigint') throw new TypeError(`${arg} must be a bigint, got ${show(value)}`);
+  if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${arg} must be in [0, 2^64) (or [-2^63, 0) as two's complement), got ${value}n`);
+}
+
+/** struct kvm_segment's small fields and their largest values. */
+const SEGMENT_FIELDS = { limit: 0xffffffff, selector: 0xffff, type: 15, present: 1, dpl: 3, db: 1, s: 1, l: 1, g: 1, avl: 1, unusable: 1 } as const;
+
+/** Check a struct kvm_regs object (setKvmRegs): every field a 64-bit bigint. */
+function checkKvmRegs(regs: unknown): KvmRegs {
+  const r = checkObject(regs, 'regs');
+  for (const f of REGS_FIELDS) checkBigU64(r[f], `regs.${f}`);
+  return regs as KvmRegs;
+}
+
+/** Check a struct kvm_sregs object (setKvmSregs): every field present and in range. */
+function checkKvmSregs(sregs: unknown): KvmSregs {
+  const s = checkObject(sregs, 'sregs');
+  for (const n of SREGS_SEGMENTS) {
+    const seg = checkObject(s[n], `sregs.${n}`);
+    checkBigU64(seg.base, `sregs.${n}.base`);
+    for (const [f, max] of Object.entries(SEGMENT_FIELDS)) checkInt(seg[f], `sregs.${n}.${f}`, 0, max);
+  }
+  for (const n of ['gdt', 'idt'] as const) {
+    const d = checkObject(s[n], `sregs.${n}`);
+    checkBigU64(d.base, `sregs.${n}.base`);
+    checkInt(d.limit, `sregs.${n}.limit`, 0, 0xffff);
+  }
+  for (const n of ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase'] as const) checkBigU64(s[n], `sregs.${n}`);
+  const bitmap = s.interruptBitmap;
+  if (!Array.isArray(bitmap) || bitmap.length !== 4) throw new TypeError('sregs.interruptBitmap must be an array of 4 bigints');
+  bitmap.forEach((x, i) => checkBigU64(x, `sregs.interruptBitmap[${i}]`));
+  return sregs as KvmSregs;
+}
+
 function checkInt(value: unknown, arg: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw new TypeError(`${arg} must be a number`);
-  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${arg} must be an integer in [${min}, ${max}]`);
+  if (typeof value !== 'number') throw new TypeError(`${arg} must be a number, got ${show(value)}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${arg} must be an integer in [${min}, ${max}], got ${value}`);
   return value;
 }
 
@@ -293,7 +333,7 @@ export class Vm {
   }
 
   #checkVcpu(vcpu: unknown, arg = 'vcpu'): number {
-    if (typeof vcpu !== 'number') throw new TypeError(`${arg} must be a number`);
+    if (typeof vcpu !== 'number') throw new TypeError(`${arg} must be a number, got ${show(vcpu)}`);
     if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpuCount) {
       throw new RangeError(`${arg} must be an integer in [0, ${this.vcpuCount - 1}], got ${vcpu}`);
     }
@@ -583,17 +623,21 @@ export class Vm {
   getKvmRegs(vcpu: number): KvmRegs {
     return this.#getRegs(this.#vcpu(vcpu, 'KVM_GET_REGS'));
   }
-  /** Write struct kvm_regs. */
+  /** Write struct kvm_regs (every field checked first: a bigint in 64 bits). */
   setKvmRegs(vcpu: number, regs: KvmRegs): void {
-    this.#vcpu(vcpu, 'KVM_SET_REGS').fd.setRegs(encodeRegs(regs));
+    this.#checkVcpu(vcpu);
+    const r = checkKvmRegs(regs);
+    this.#vcpu(vcpu, 'KVM_SET_REGS').fd.setRegs(encodeRegs(r));
   }
   /** Read struct kvm_sregs. */
   getKvmSregs(vcpu: number): KvmSregs {
     return decodeSregs(this.#vcpu(vcpu, 'KVM_GET_SREGS').fd.getSregs());
   }
-  /** Write struct kvm_sregs. */
+  /** Write struct kvm_sregs (every field checked first: no truncation of selectors, limits or flags). */
   setKvmSregs(vcpu: number, sregs: KvmSregs): void {
-    this.#vcpu(vcpu, 'KVM_SET_SREGS').fd.setSregs(encodeSregs(sregs));
+    this.#checkVcpu(vcpu);
+    const s = checkKvmSregs(sregs);
+    this.#vcpu(vcpu, 'KVM_SET_SREGS').fd.setSregs(encodeSregs(s));
   }
 
   // ---------------------------------------------------------------- pinning and running

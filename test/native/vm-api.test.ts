@@ -211,6 +211,22 @@ describe('register values are checked, never truncated', () => {
     expect(vm.getRegister(0, Reg.CS)).toBe(0xffffn);
     expect(() => vm.setDesc(0, Reg.CS, { base: 'x' as never, limit: 0, access: 0 })).toThrow(/desc.base must be a bigint or a number/);
   });
+  it('setKvmRegs / setKvmSregs check every field before the ioctl', () => {
+    const vm = track(Vm.create(uniqueName()));
+    expect(() => vm.setKvmRegs(0, null as never)).toThrow(new TypeError('regs must be an object, got null'));
+    const regs = vm.getKvmRegs(0);
+    expect(() => vm.setKvmRegs(0, { ...regs, rip: 5 as never })).toThrow(new TypeError('regs.rip must be a bigint, got 5'));
+    expect(() => vm.setKvmRegs(0, { ...regs, rax: 1n << 64n })).toThrow(/regs.rax must be in \[0, 2\^64\)/);
+    const sregs = vm.getKvmSregs(0);
+    expect(() => vm.setKvmSregs(0, undefined as never)).toThrow(TypeError);
+    expect(() => vm.setKvmSregs(0, { ...sregs, cs: { ...sregs.cs, selector: 0x12345 } })).toThrow(/sregs.cs.selector must be an integer in \[0, 65535\], got 74565/);
+    expect(() => vm.setKvmSregs(0, { ...sregs, ss: { ...sregs.ss, dpl: 4 } })).toThrow(/sregs.ss.dpl/);
+    expect(() => vm.setKvmSregs(0, { ...sregs, gdt: { base: 0n, limit: 0x10000 } })).toThrow(/sregs.gdt.limit/);
+    expect(() => vm.setKvmSregs(0, { ...sregs, interruptBitmap: [] })).toThrow(/interruptBitmap/);
+    expect(vm.getKvmSregs(0)).toEqual(sregs);
+    vm.setKvmSregs(0, { ...sregs, cs: { ...sregs.cs, selector: 0x10 } });
+    expect(vm.getRegister(0, Reg.CS)).toBe(0x10n);
+  });
   it('vm.run names rip', () => {
     const vm = track(Vm.create(uniqueName(), { irqchip: false }));
     vm.setupMemory(0, 0x10000);
