@@ -43,6 +43,16 @@ export interface MemoryOptions {
   readonly?: boolean;
 }
 
+/** Options for {@link Vm.run}. */
+export interface RunOptions {
+  /**
+   * Give up after this many milliseconds (an integer in [1, 2^31 - 1]): if the vCPU has not
+   * left KVM_RUN by then it is kicked out and run returns an 'interrupted' exit; run it
+   * again to continue. Without it, run blocks for as long as the guest stays in the kernel.
+   */
+  timeoutMs?: number;
+}
+
 /** A segment descriptor in bhyve's form: base, limit and VMX access rights. */
 export interface SegmentDescriptor {
   base: bigint;
@@ -224,6 +234,11 @@ export class Vm {
   #pinning: number[];
   #appliedPinning = new Map<number, number>();
   #mtrap: boolean[];
+  /**
+   * Per vCPU: KVM_GET_MP_STATE said it can leave KVM_RUN (not waiting for INIT/SIPI), and
+   * nothing this Vm knows of could have sent it an INIT since. See {@link run}.
+   */
+  #mpChecked: boolean[];
   #disabledExits = 0;
   #cpuid: CpuidOptions;
   #supportedCpuid: CpuidEntry[] | undefined;
@@ -242,6 +257,7 @@ export class Vm {
     this.#vcpus = new Array(vcpus).fill(undefined);
     this.#pinning = new Array(vcpus).fill(-1);
     this.#mtrap = new Array(vcpus).fill(false);
+    this.#mpChecked = new Array(vcpus).fill(false);
     this.#cpuid = cpuid;
     this.#maxSlots = Math.max(fd.checkExtension(KVM_CAP.NR_MEMSLOTS), 32);
     this.#ppt = new PassthroughDevices({
@@ -375,12 +391,16 @@ export class Vm {
 
   /** The raw native vCPU (escape hatch for ioctls without a libvmmapi wrapper). */
   vcpuFd(vcpu: number): NativeVcpuFd {
-    return this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd;
+    const fd = this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd;
+    this.#mpChecked[vcpu] = false; // its MP state may be set through it
+    return fd;
   }
 
   /** The raw native VM fd (escape hatch). */
   vmFd(): NativeVmFd {
-    return this.#live('vm_fd');
+    const fd = this.#live('vm_fd');
+    this.#mpChecked.fill(false); // an MSI through it may carry an INIT
+    return fd;
   }
 
   /**
@@ -391,6 +411,7 @@ export class Vm {
   claim(owner: string | undefined, guard?: (vcpu: number, syscall: string) => void, onDestroy?: () => void): void {
     if (owner !== undefined && this.#owner !== undefined) throw errnoError('EBUSY', 'claim', `VM '${this.name}' is already run by ${this.#owner}`);
     this.#owner = owner;
+    this.#mpChecked.fill(false); // a runner changes vCPU states
     this.#guard = owner === undefined ? undefined : guard;
     this.#onDestroy = owner === undefined ? undefined : onDestroy;
   }
@@ -685,22 +706,59 @@ export class Vm {
    * given, RIP is set first. For an IN or MMIO read, fill `exit.data` before the next run.
    *
    * With the in-kernel irqchip (the default) HLT stays in the kernel: a guest that halts with
-   * interrupts disabled, or spins, keeps this call blocked. Use the worker-thread runner
-   * (`VcpuRunner`, which can stop and notices such halts) or create the VM with
-   * `irqchip: false` to get 'hlt' exits.
+   * interrupts disabled, or spins, keeps this call blocked. Pass `opts.timeoutMs` to get an
+   * 'interrupted' exit instead, use the worker-thread runner (`VcpuRunner`, which can stop
+   * and notices such halts), or create the VM with `irqchip: false` to get 'hlt' exits.
+   *
+   * A vCPU that waits for INIT/SIPI (KVM_GET_MP_STATE: UNINITIALIZED or INIT_RECEIVED, as
+   * every AP does after creation or {@link vcpuReset} with the in-kernel irqchip) could never
+   * leave KVM_RUN here: only another vCPU can send the SIPI, and none runs while this call
+   * blocks the thread. Without `opts.timeoutMs` that is refused with KvmError EDEADLK, before
+   * anything changes: run the BSP until it has sent INIT/SIPI, set the MP state, or use the
+   * runner. (The state is read again after any other vCPU ran, after vcpuReset, and after
+   * the raw fds were handed out; a state set later through a raw fd kept from before is not.)
    */
-  run(vcpu: number, rip?: bigint | number): VmExit {
+  run(vcpu: number, rip?: bigint | number, opts: RunOptions = {}): VmExit {
     this.#checkVcpu(vcpu);
+    const ripValue = rip === undefined ? undefined : toU64(rip, 'rip');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object (RunOptions), got ${show(opts)}`);
+    const timeoutMs = opts.timeoutMs === undefined ? undefined : checkInt(opts.timeoutMs, 'opts.timeoutMs', 1, 2 ** 31 - 1);
     if (this.#owner !== undefined) throw errnoError('EBUSY', 'vm_run', `vCPUs of '${this.name}' are driven by ${this.#owner}`);
-    if (rip !== undefined) this.#setRegisters(vcpu, [{ loc: regLocation(Reg.RIP), value: toU64(rip, 'rip') }]);
     const v = this.#vcpu(vcpu, 'KVM_RUN');
+    if (timeoutMs === undefined && this.irqchip && !this.#mpChecked[vcpu]) this.#refuseIfWaitingForSipi(v, vcpu);
+    if (ripValue !== undefined) this.#setRegisters(vcpu, [{ loc: regLocation(Reg.RIP), value: ripValue }]);
     const pin = this.#pinning[vcpu];
     if (this.#appliedPinning.get(0) !== pin) {
       native().setThreadAffinity(pin);
       this.#appliedPinning.set(0, pin);
     }
-    v.fd.run();
+    try {
+      if (timeoutMs === undefined) v.fd.run();
+      else v.fd.run(timeoutMs);
+    } finally {
+      // this vCPU may have sent INIT to the others
+      for (let u = 0; u < this.vcpuCount; u++) if (u !== vcpu) this.#mpChecked[u] = false;
+    }
     return decodeExit(vcpu, v.run, v.view);
+  }
+
+  #refuseIfWaitingForSipi(v: VcpuHandle, vcpu: number): void {
+    let state: number;
+    try {
+      state = new DataView(v.fd.getMpState()).getUint32(0, true);
+    } catch (e) {
+      if (e instanceof KvmError) return; // no KVM_GET_MP_STATE: nothing to go by
+      throw e;
+    }
+    if (state === KVM_MP_STATE.UNINITIALIZED || state === KVM_MP_STATE.INIT_RECEIVED) {
+      const name = state === KVM_MP_STATE.UNINITIALIZED ? 'UNINITIALIZED' : 'INIT_RECEIVED';
+      throw errnoError(
+        'EDEADLK',
+        'vm_run',
+        `vcpu ${vcpu} waits for INIT/SIPI (KVM_MP_STATE_${name}) and would never leave KVM_RUN: no other vCPU runs while vm.run blocks this thread. Run the BSP until it has sent the SIPI, set the MP state, pass opts.timeoutMs, or use the runner`,
+      );
+    }
+    this.#mpChecked[vcpu] = true;
   }
 
   // ---------------------------------------------------------------- interrupts and events
@@ -929,6 +987,7 @@ export class Vm {
   vcpuReset(vcpu: number): void {
     this.#checkVcpu(vcpu);
     const v = this.#vcpu(vcpu, 'vcpu_reset');
+    this.#mpChecked[vcpu] = false;
     const cpuid = this.#supportedCpuid ?? [];
     const sig = cpuid.find((e) => e.function === 1)?.eax ?? 0x600;
     const sr = resetSregs(decodeSregs(v.fd.getSregs()), vcpu === 0);
