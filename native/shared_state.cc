@@ -101,6 +101,8 @@ struct Watchdog {
   std::vector<Deadline> deadlines;
   uint64_t next = 1;
   bool started = false;
+  // when the loop will next look (max: only when notified); Arm notifies only for sooner
+  std::chrono::steady_clock::time_point waitingUntil = std::chrono::steady_clock::time_point::min();
 
   void Loop() {
     std::unique_lock<std::mutex> l(lock);
@@ -116,8 +118,10 @@ struct Watchdog {
           soonest = d.at;
         }
       }
+      waitingUntil = soonest;
       if (soonest == std::chrono::steady_clock::time_point::max()) wake.wait(l);
       else wake.wait_until(l, soonest);
+      waitingUntil = std::chrono::steady_clock::time_point::min();  // awake: it will look
     }
   }
 };
@@ -143,8 +147,9 @@ uint64_t ArmKickDeadline(const std::shared_ptr<VcpuShared>& v, uint32_t ms) {
     w.started = true;
   }
   uint64_t token = w.next++;
-  w.deadlines.push_back({token, v, std::chrono::steady_clock::now() + std::chrono::milliseconds(ms), false});
-  w.wake.notify_one();
+  auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  w.deadlines.push_back({token, v, at, false});
+  if (at < w.waitingUntil) w.wake.notify_one();
   return token;
 }
 

@@ -118,8 +118,9 @@ Napi::Value VcpuFd::Run(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> g(v->lock);
     v->running = false;
   }
-  // a deadline that fired after KVM_RUN returned by itself must not cut the next run short
-  if (timed && DisarmKickDeadline(deadline) && r >= 0) __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+  // a deadline that fired after KVM_RUN returned (by itself or with an error) must not cut
+  // the next run short
+  if (timed && DisarmKickDeadline(deadline)) __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
   if (r < 0) {
     if (e == EINTR) {
       __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
