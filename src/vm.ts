@@ -613,13 +613,19 @@ export class Vm {
     const base = toU64(desc.base, 'desc.base');
     const limit = checkInt(desc.limit, 'desc.limit', 0, 0xffffffff);
     const l = regLocation(reg);
+    let access = 0;
+    if (l.in === 'dtable') {
+      if (limit > 0xffff) throw new RangeError(`desc.limit must be at most 0xffff for GDTR/IDTR, got 0x${limit.toString(16)}`);
+      if (desc.access !== undefined && desc.access !== 0) throw new RangeError(`desc.access must be 0 for GDTR/IDTR (they have no access rights), got ${String(desc.access)}`);
+    } else {
+      access = checkInt(desc.access, 'desc.access', 0, 0x1ffff);
+      if (access & 0xf00) throw new RangeError(`desc.access bits 8-11 are reserved in VMX access rights, got 0x${access.toString(16)}`);
+    }
     const v = this.#vcpu(vcpu, 'vm_set_desc');
     const sr = decodeSregs(v.fd.getSregs());
     if (l.in === 'dtable') {
-      if (limit > 0xffff) throw new RangeError('desc.limit must be at most 0xffff for GDTR/IDTR');
       sr[l.field] = { base, limit };
     } else if (l.in === 'segment') {
-      const access = checkInt(desc.access, 'desc.access', 0, 0x1ffff);
       const seg = sr[l.field];
       seg.base = base;
       seg.limit = limit;

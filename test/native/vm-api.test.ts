@@ -210,6 +210,12 @@ describe('register values are checked, never truncated', () => {
     vm.setRegister(0, Reg.CS, 0xffff);
     expect(vm.getRegister(0, Reg.CS)).toBe(0xffffn);
     expect(() => vm.setDesc(0, Reg.CS, { base: 'x' as never, limit: 0, access: 0 })).toThrow(/desc.base must be a bigint or a number/);
+    const cs = vm.getDesc(0, Reg.CS);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 0n, limit: 0xffff, access: 0x1f9b })).toThrow(/desc.access bits 8-11 are reserved/);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 0n, limit: 0xffff, access: 0x20000 })).toThrow(/desc.access must be an integer in \[0, 131071\]/);
+    expect(() => vm.setDesc(0, Reg.GDTR, { base: 0n, limit: 0x17, access: 0x93 })).toThrow(/desc.access must be 0 for GDTR\/IDTR/);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 0n, limit: 2 ** 32, access: 0x9b })).toThrow(/desc.limit/);
+    expect(vm.getDesc(0, Reg.CS)).toEqual(cs);
   });
   it('setKvmRegs / setKvmSregs check every field before the ioctl', () => {
     const vm = track(Vm.create(uniqueName()));
