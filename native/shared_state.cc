@@ -6,6 +6,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <unordered_map>
 
 namespace vmmapi {
@@ -69,13 +72,98 @@ void InstallKickHandler() {
   });
 }
 
+void KickShared(VcpuShared& v) {
+  std::lock_guard<std::mutex> g(v.lock);
+  __atomic_store_n(&v.run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  if (v.running) pthread_kill(v.thread, KickSignal());
+}
+
 bool Kick(int fd) {
   std::shared_ptr<VcpuShared> v = FindVcpu(fd);
   if (!v) return false;
-  std::lock_guard<std::mutex> g(v->lock);
-  __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-  if (v->running) pthread_kill(v->thread, KickSignal());
+  KickShared(*v);
   return true;
+}
+
+namespace {
+
+struct Deadline {
+  uint64_t token;
+  std::shared_ptr<VcpuShared> vcpu;
+  std::chrono::steady_clock::time_point at;
+  bool fired;
+};
+
+// Never destroyed: the detached watchdog thread may still wait on it at process exit.
+struct Watchdog {
+  std::mutex lock;  // order: Watchdog::lock, then VcpuShared::lock
+  std::condition_variable wake;
+  std::vector<Deadline> deadlines;
+  uint64_t next = 1;
+  bool started = false;
+  // when the loop will next look (max: only when notified); Arm notifies only for sooner
+  std::chrono::steady_clock::time_point waitingUntil = std::chrono::steady_clock::time_point::min();
+
+  void Loop() {
+    std::unique_lock<std::mutex> l(lock);
+    for (;;) {
+      auto now = std::chrono::steady_clock::now();
+      auto soonest = std::chrono::steady_clock::time_point::max();
+      for (auto& d : deadlines) {
+        if (d.fired) continue;
+        if (d.at <= now) {
+          d.fired = true;
+          KickShared(*d.vcpu);
+        } else if (d.at < soonest) {
+          soonest = d.at;
+        }
+      }
+      waitingUntil = soonest;
+      if (soonest == std::chrono::steady_clock::time_point::max()) wake.wait(l);
+      else wake.wait_until(l, soonest);
+      waitingUntil = std::chrono::steady_clock::time_point::min();  // awake: it will look
+    }
+  }
+};
+
+Watchdog& TheWatchdog() {
+  static auto* w = new Watchdog();
+  return *w;
+}
+
+}  // namespace
+
+uint64_t ArmKickDeadline(const std::shared_ptr<VcpuShared>& v, uint32_t ms) {
+  Watchdog& w = TheWatchdog();
+  std::lock_guard<std::mutex> g(w.lock);
+  if (!w.started) {
+    // the watchdog must not take the kick signal itself
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, KickSignal());
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    std::thread([&w] { w.Loop(); }).detach();
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    w.started = true;
+  }
+  uint64_t token = w.next++;
+  auto at = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  w.deadlines.push_back({token, v, at, false});
+  if (at < w.waitingUntil) w.wake.notify_one();
+  return token;
+}
+
+bool DisarmKickDeadline(uint64_t token) {
+  Watchdog& w = TheWatchdog();
+  std::lock_guard<std::mutex> g(w.lock);
+  for (auto it = w.deadlines.begin(); it != w.deadlines.end(); ++it) {
+    if (it->token == token) {
+      bool fired = it->fired;
+      w.deadlines.erase(it);
+      return fired;
+    }
+  }
+  return false;
 }
 
 }  // namespace vmmapi

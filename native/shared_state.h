@@ -9,6 +9,8 @@
 #include <linux/kvm.h>
 #include <pthread.h>
 
+#include <cstdint>
+
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -57,5 +59,12 @@ void InstallKickHandler();
 // Set immediate_exit and signal the thread inside KVM_RUN, if any. Returns false if the
 // fd names no registered vCPU.
 bool Kick(int fd);
+void KickShared(VcpuShared& v);
+
+// A one-shot deadline that kicks `v` (as Kick does) after `ms` milliseconds, served by one
+// process-wide watchdog thread. Disarm returns true if it fired: the kick may then have left
+// immediate_exit set after KVM_RUN returned on its own, and the caller clears it.
+uint64_t ArmKickDeadline(const std::shared_ptr<VcpuShared>& v, uint32_t ms);
+bool DisarmKickDeadline(uint64_t token);
 
 }  // namespace vmmapi

@@ -84,9 +84,13 @@ Napi::Value VcpuFd::GetFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), v_ ? v_->fd : -1);
 }
 
-// run(): one KVM_RUN. Returns kvm_run.exit_reason; a kick or a signal returns KVM_EXIT_INTR
-// (10) with immediate_exit cleared, ready to re-enter.
+// run(timeoutMs?): one KVM_RUN. Returns kvm_run.exit_reason; a kick or a signal returns
+// KVM_EXIT_INTR (10) with immediate_exit cleared, ready to re-enter. With timeoutMs, the
+// watchdog kicks this vCPU if KVM_RUN has not returned by then.
 Napi::Value VcpuFd::Run(const Napi::CallbackInfo& info) {
+  uint32_t timeoutMs = 0;
+  bool timed = info.Length() > 0 && !info[0].IsUndefined();
+  if (timed && !ArgU32(info, 0, "timeoutMs", &timeoutMs)) return info.Env().Undefined();
   if (!Live(info.Env(), "KVM_RUN")) return info.Env().Undefined();
   static thread_local bool unblocked = false;
   if (!unblocked) {
@@ -103,6 +107,7 @@ Napi::Value VcpuFd::Run(const Napi::CallbackInfo& info) {
     v->thread = pthread_self();
     v->running = true;
   }
+  uint64_t deadline = timed ? ArmKickDeadline(v_, timeoutMs) : 0;
   int r, e;
   do {
     // EAGAIN: a vCPU waiting for INIT/SIPI was woken and its state changed; re-enter.
@@ -113,6 +118,9 @@ Napi::Value VcpuFd::Run(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> g(v->lock);
     v->running = false;
   }
+  // a deadline that fired after KVM_RUN returned (by itself or with an error) must not cut
+  // the next run short
+  if (timed && DisarmKickDeadline(deadline)) __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
   if (r < 0) {
     if (e == EINTR) {
       __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);

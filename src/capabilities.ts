@@ -33,11 +33,28 @@ export function capabilityTypeToName(type: Capability | number): string {
   return n;
 }
 
-/** Resolve a capability given by type or by name. */
+/**
+ * Resolve a capability given by type or by name: TypeError unless a number or a string,
+ * RangeError for an unknown one (the message names `arg`).
+ */
 export function resolveCapability(cap: Capability | number | string, arg = 'cap'): Capability {
-  if (typeof cap === 'string') return capabilityNameToType(cap);
-  if (typeof cap !== 'number' || NAMES[cap] === undefined) {
-    throw new RangeError(`${arg}: unknown capability ${String(cap)}`);
+  if (typeof cap === 'string') {
+    const i = NAMES.indexOf(cap);
+    if (i < 0) throw new RangeError(`${arg}: unknown capability '${cap}' (known: ${NAMES.join(', ')})`);
+    return i as Capability;
   }
+  if (typeof cap !== 'number') throw new TypeError(`${arg} must be a capability type (a number) or name (a string), got ${cap === null ? 'null' : typeof cap}`);
+  if (NAMES[cap] === undefined) throw new RangeError(`${arg}: unknown capability type ${String(cap)} (known: 0-${NAMES.length - 1})`);
   return cap as Capability;
+}
+
+/**
+ * A capability value for vm_set_capability: a boolean, 0 or 1. Anything else (NaN, 2, -1,
+ * 0.5, '1') is refused, so a typo cannot silently turn a one-way capability off.
+ */
+export function capabilityValue(value: unknown, arg = 'value'): boolean {
+  if (typeof value === 'boolean') return value;
+  if (typeof value !== 'number') throw new TypeError(`${arg} must be a boolean, 0 or 1, got ${value === null ? 'null' : typeof value}`);
+  if (value !== 0 && value !== 1) throw new RangeError(`${arg} must be a boolean, 0 or 1, got ${value}`);
+  return value === 1;
 }

@@ -40,12 +40,48 @@ export interface CpuidOptions {
   clear?: readonly (string | CpuidBit)[];
 }
 
-/** Resolve a bit name; throws RangeError naming an unknown one. */
-export function resolveCpuidBit(b: string | CpuidBit): CpuidBit {
-  if (typeof b !== 'string') return b;
-  const r = CPUID_BITS[b];
-  if (!r) throw new RangeError(`cpuid.clear: unknown bit name '${b}' (known: ${Object.keys(CPUID_BITS).join(', ')})`);
-  return r;
+const CPUID_REGS: readonly string[] = ['eax', 'ebx', 'ecx', 'edx'];
+
+function checkU32(v: unknown, arg: string, max = 0xffffffff): void {
+  if (typeof v !== 'number') throw new TypeError(`${arg} must be a number, got ${v === null ? 'null' : typeof v}`);
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`${arg} must be an integer in [0, ${max}], got ${v}`);
+}
+
+/**
+ * Resolve a bit name, or check an explicit {@link CpuidBit}: RangeError naming an unknown
+ * name or an out-of-range field, TypeError for anything that is neither.
+ */
+export function resolveCpuidBit(b: string | CpuidBit, arg = 'cpuid.clear[]'): CpuidBit {
+  if (typeof b === 'string') {
+    const r = CPUID_BITS[b];
+    if (!r) throw new RangeError(`${arg}: unknown bit name '${b}' (known: ${Object.keys(CPUID_BITS).join(', ')})`);
+    return r;
+  }
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) {
+    throw new TypeError(`${arg} must be a bit name or a { leaf, index?, reg, bit } object, got ${b === null ? 'null' : typeof b}`);
+  }
+  checkU32(b.leaf, `${arg}.leaf`);
+  if (b.index !== undefined) checkU32(b.index, `${arg}.index`);
+  if (!CPUID_REGS.includes(b.reg as string)) throw new RangeError(`${arg}.reg must be one of ${CPUID_REGS.join(', ')}, got ${String(b.reg)}`);
+  checkU32(b.bit, `${arg}.bit`, 31);
+  return b;
+}
+
+/**
+ * Check CPUID options (`Vm.create`'s `opts.cpuid`, named `arg` in errors): an object whose
+ * only key is `clear`, an array of bit names or {@link CpuidBit}s. Returns them.
+ */
+export function checkCpuidOptions(opts: unknown, arg = 'cpuid'): CpuidOptions {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new TypeError(`${arg} must be an object ({ clear?: [...] }), got ${opts === null ? 'null' : Array.isArray(opts) ? 'an array' : typeof opts}`);
+  }
+  for (const k of Object.keys(opts)) if (k !== 'clear') throw new RangeError(`${arg}: unknown option '${k}' (known: clear)`);
+  const clear = (opts as CpuidOptions).clear;
+  if (clear !== undefined) {
+    if (!Array.isArray(clear)) throw new TypeError(`${arg}.clear must be an array of bit names or { leaf, index?, reg, bit } objects`);
+    clear.forEach((b, i) => resolveCpuidBit(b, `${arg}.clear[${i}]`));
+  }
+  return opts as CpuidOptions;
 }
 
 /**
@@ -54,7 +90,7 @@ export function resolveCpuidBit(b: string | CpuidBit): CpuidBit {
  */
 export function guestCpuid(supported: readonly CpuidEntry[], vcpu: number, vcpus: number, opts: CpuidOptions = {}): CpuidEntry[] {
   const out = supported.map((e) => ({ ...e }));
-  const clear = (opts.clear ?? []).map(resolveCpuidBit);
+  const clear = (opts.clear ?? []).map((b, i) => resolveCpuidBit(b, `cpuid.clear[${i}]`));
   for (const e of out) {
     if (e.function === 1) {
       e.ebx = ((e.ebx & 0x0000ffff) | ((Math.min(vcpus, 255) & 0xff) << 16) | ((vcpu & 0xff) << 24)) >>> 0;

@@ -3,7 +3,7 @@
  * @packageDocumentation
  */
 export { Vm, EventType, X2apicState, vmmGetMemTotal, vmmGetMemFree } from './vm.js';
-export type { VmCreateOptions, MemoryOptions, SegmentDescriptor, VcpuStats } from './vm.js';
+export type { VmCreateOptions, MemoryOptions, RunOptions, SegmentDescriptor, VcpuStats } from './vm.js';
 export { Reg } from './registers.js';
 export { Capability, capabilityNameToType, capabilityTypeToName } from './capabilities.js';
 export { KvmError, NotImplementedError, PassthroughUnavailableError } from './errors.js';

@@ -8,19 +8,18 @@ import { readFileSync } from 'node:fs';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
 import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
 import {
-  EVENTS, FPU, SIZEOF, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
+  EVENTS, FPU, REGS_FIELDS, SIZEOF, SREGS_SEGMENTS, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
   encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
 } from './kvm/structs.js';
 import { KvmError, errnoError } from './errors.js';
-import { GuestMemory } from './memory/guest-memory.js';
+import { GuestMemory, MAX_VIEW_LENGTH } from './memory/guest-memory.js';
 import { decodeExit, type VmExit } from './exits.js';
-import { Reg, isDescReg, isReg, regLocation } from './registers.js';
-import { Capability, resolveCapability } from './capabilities.js';
+import { Reg, isDescReg, isReg, regLocation, type RegLocation } from './registers.js';
+import { Capability, capabilityValue, resolveCapability } from './capabilities.js';
 import { StatsReader } from './stats.js';
-import { guestCpuid, type CpuidOptions } from './cpuid.js';
+import { checkCpuidOptions, guestCpuid, type CpuidOptions } from './cpuid.js';
 import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
 import { PassthroughDevices } from './passthrough.js';
-import type { VcpuRunner } from './runner/runner.js';
 
 /** Options for {@link Vm.create}. */
 export interface VmCreateOptions {
@@ -42,6 +41,16 @@ export interface VmCreateOptions {
 export interface MemoryOptions {
   /** Guest writes fault to userspace as MMIO exits (a ROM). Host writes still work. */
   readonly?: boolean;
+}
+
+/** Options for {@link Vm.run}. */
+export interface RunOptions {
+  /**
+   * Give up after this many milliseconds (an integer in [1, 2^31 - 1]): if the vCPU has not
+   * left KVM_RUN by then it is kicked out and run returns an 'interrupted' exit; run it
+   * again to continue. Without it, run blocks for as long as the guest stays in the kernel.
+   */
+  timeoutMs?: number;
 }
 
 /** A segment descriptor in bhyve's form: base, limit and VMX access rights. */
@@ -87,21 +96,88 @@ function kvm(): NativeKvmSystem {
   return system;
 }
 
+function show(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === null) return 'null';
+  if (typeof value === 'object') return (value as object).constructor?.name ?? 'an object';
+  return String(value);
+}
+
+/**
+ * A 64-bit value: an integer in [0, 2^64), or a negative one down to -2^63 taken as two's
+ * complement (`-1n` is all ones). Numbers must be safe integers (bigints beyond 2^53).
+ */
 function toU64(value: unknown, arg: string): bigint {
+  const range = `${arg} must be an integer in [0, 2^64) (or [-2^63, 0) as two's complement)`;
   if (typeof value === 'bigint') {
-    if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${arg} must fit in 64 bits`);
+    if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${range}, got ${value}n`);
     return BigInt.asUintN(64, value);
   }
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new RangeError(`${arg} must be a safe integer (use a bigint beyond 2^53)`);
+    if (!Number.isSafeInteger(value)) throw new RangeError(`${range}, got ${value} (use a bigint beyond 2^53)`);
     return BigInt.asUintN(64, BigInt(value));
   }
-  throw new TypeError(`${arg} must be a bigint or a number`);
+  throw new TypeError(`${arg} must be a bigint or a number, got ${show(value)}`);
+}
+
+/** A register value for `loc`, checked: selectors are 16 bits, the interrupt shadow 0 or 1. */
+function regValue(reg: Reg, loc: RegLocation, value: unknown, arg: string): bigint {
+  if (loc.in === 'segment' || loc.in === 'events') {
+    const what = loc.in === 'segment' ? `${arg} (${Reg[reg]} selector)` : `${arg} (${Reg[reg]})`;
+    const max = loc.in === 'segment' ? 0xffff : 1;
+    if (typeof value !== 'number' && typeof value !== 'bigint') throw new TypeError(`${what} must be a number or a bigint, got ${show(value)}`);
+    const ok = typeof value === 'bigint' ? value >= 0n && value <= BigInt(max) : Number.isInteger(value) && value >= 0 && value <= max;
+    const shown = typeof value === 'bigint' ? `${value}n` : value >= 0 && Number.isInteger(value) ? `0x${value.toString(16)}` : String(value);
+    if (!ok) throw new RangeError(`${what} must be an integer in [0, 0x${max.toString(16)}], got ${shown}`);
+    return BigInt(value);
+  }
+  return toU64(value, `${arg} (${Reg[reg]})`);
+}
+
+function checkObject(value: unknown, arg: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) throw new TypeError(`${arg} must be an object, got ${show(value)}`);
+  return value as Record<string, unknown>;
+}
+
+function checkBigU64(value: unknown, arg: string): void {
+  if (typeof value !== 'bigint') throw new TypeError(`${arg} must be a bigint, got ${show(value)}`);
+  if (value < -(1n << 63n) || value >= 1n << 64n) throw new RangeError(`${arg} must be in [0, 2^64) (or [-2^63, 0) as two's complement), got ${value}n`);
+}
+
+/** struct kvm_segment's small fields and their largest values. */
+const SEGMENT_FIELDS = { limit: 0xffffffff, selector: 0xffff, type: 15, present: 1, dpl: 3, db: 1, s: 1, l: 1, g: 1, avl: 1, unusable: 1 } as const;
+
+/** Check a struct kvm_regs object (setKvmRegs): every field a 64-bit bigint. */
+function checkKvmRegs(regs: unknown): KvmRegs {
+  const r = checkObject(regs, 'regs');
+  for (const f of REGS_FIELDS) checkBigU64(r[f], `regs.${f}`);
+  return regs as KvmRegs;
+}
+
+/** Check a struct kvm_sregs object (setKvmSregs): every field present and in range. */
+function checkKvmSregs(sregs: unknown): KvmSregs {
+  const s = checkObject(sregs, 'sregs');
+  for (const n of SREGS_SEGMENTS) {
+    const seg = checkObject(s[n], `sregs.${n}`);
+    checkBigU64(seg.base, `sregs.${n}.base`);
+    for (const [f, max] of Object.entries(SEGMENT_FIELDS)) checkInt(seg[f], `sregs.${n}.${f}`, 0, max);
+  }
+  for (const n of ['gdt', 'idt'] as const) {
+    const d = checkObject(s[n], `sregs.${n}`);
+    checkBigU64(d.base, `sregs.${n}.base`);
+    checkInt(d.limit, `sregs.${n}.limit`, 0, 0xffff);
+  }
+  for (const n of ['cr0', 'cr2', 'cr3', 'cr4', 'cr8', 'efer', 'apicBase'] as const) checkBigU64(s[n], `sregs.${n}`);
+  const bitmap = s.interruptBitmap;
+  if (!Array.isArray(bitmap) || bitmap.length !== 4) throw new TypeError('sregs.interruptBitmap must be an array of 4 bigints');
+  bitmap.forEach((x, i) => checkBigU64(x, `sregs.interruptBitmap[${i}]`));
+  return sregs as KvmSregs;
 }
 
 function checkInt(value: unknown, arg: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw new TypeError(`${arg} must be a number`);
-  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${arg} must be an integer in [${min}, ${max}]`);
+  if (typeof value !== 'number') throw new TypeError(`${arg} must be a number, got ${show(value)}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${arg} must be an integer in [${min}, ${max}], got ${value}`);
   return value;
 }
 
@@ -158,6 +234,11 @@ export class Vm {
   #pinning: number[];
   #appliedPinning = new Map<number, number>();
   #mtrap: boolean[];
+  /**
+   * Per vCPU: KVM_GET_MP_STATE said it can leave KVM_RUN (not waiting for INIT/SIPI), and
+   * nothing this Vm knows of could have sent it an INIT since. See {@link run}.
+   */
+  #mpChecked: boolean[];
   #disabledExits = 0;
   #cpuid: CpuidOptions;
   #supportedCpuid: CpuidEntry[] | undefined;
@@ -176,6 +257,7 @@ export class Vm {
     this.#vcpus = new Array(vcpus).fill(undefined);
     this.#pinning = new Array(vcpus).fill(-1);
     this.#mtrap = new Array(vcpus).fill(false);
+    this.#mpChecked = new Array(vcpus).fill(false);
     this.#cpuid = cpuid;
     this.#maxSlots = Math.max(fd.checkExtension(KVM_CAP.NR_MEMSLOTS), 32);
     this.#ppt = new PassthroughDevices({
@@ -203,8 +285,7 @@ export class Vm {
     const pit = opts.pit ?? irqchip;
     if (typeof pit !== 'boolean') throw new TypeError('opts.pit must be a boolean');
     if (pit && !irqchip) throw new RangeError('opts.pit needs opts.irqchip');
-    const cpuid = opts.cpuid ?? {};
-    for (const b of cpuid.clear ?? []) guestCpuid([], 0, 1, { clear: [b] }); // validates names
+    const cpuid = opts.cpuid === undefined ? {} : checkCpuidOptions(opts.cpuid, 'opts.cpuid');
     if (registry.has(name)) throw errnoError('EEXIST', 'vm_create', `a VM named '${name}' exists`);
     const n = native();
     const fd = new n.VmFd(sys.createVm(0), sys.vcpuMmapSize());
@@ -268,7 +349,7 @@ export class Vm {
   }
 
   #checkVcpu(vcpu: unknown, arg = 'vcpu'): number {
-    if (typeof vcpu !== 'number') throw new TypeError(`${arg} must be a number`);
+    if (typeof vcpu !== 'number') throw new TypeError(`${arg} must be a number, got ${show(vcpu)}`);
     if (!Number.isInteger(vcpu) || vcpu < 0 || vcpu >= this.vcpuCount) {
       throw new RangeError(`${arg} must be an integer in [0, ${this.vcpuCount - 1}], got ${vcpu}`);
     }
@@ -310,12 +391,16 @@ export class Vm {
 
   /** The raw native vCPU (escape hatch for ioctls without a libvmmapi wrapper). */
   vcpuFd(vcpu: number): NativeVcpuFd {
-    return this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd;
+    const fd = this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd;
+    this.#mpChecked[vcpu] = false; // its MP state may be set through it
+    return fd;
   }
 
   /** The raw native VM fd (escape hatch). */
   vmFd(): NativeVmFd {
-    return this.#live('vm_fd');
+    const fd = this.#live('vm_fd');
+    this.#mpChecked.fill(false); // an MSI through it may carry an INIT
+    return fd;
   }
 
   /**
@@ -326,6 +411,7 @@ export class Vm {
   claim(owner: string | undefined, guard?: (vcpu: number, syscall: string) => void, onDestroy?: () => void): void {
     if (owner !== undefined && this.#owner !== undefined) throw errnoError('EBUSY', 'claim', `VM '${this.name}' is already run by ${this.#owner}`);
     this.#owner = owner;
+    this.#mpChecked.fill(false); // a runner changes vCPU states
     this.#guard = owner === undefined ? undefined : guard;
     this.#onDestroy = owner === undefined ? undefined : onDestroy;
   }
@@ -340,6 +426,9 @@ export class Vm {
   /**
    * Back `[gpa, gpa + len)` with new guest RAM (bhyve's vm_setup_memory) and return it as a
    * SharedArrayBuffer. `gpa` and `len` must be page-aligned; an overlap is KvmError EEXIST.
+   * A segment may be larger than one typed array can view (over 4 GiB): {@link memory}
+   * handles that; take views of parts of it with {@link mapMemory}. If anything fails, the
+   * VM is left as it was: no KVM slot, no segment.
    */
   setupMemory(gpa: number, len: number, opts: MemoryOptions = {}): SharedArrayBuffer {
     const fd = this.#live('vm_setup_memory');
@@ -349,6 +438,7 @@ export class Vm {
     if (gpa % page !== 0) throw new RangeError(`gpa must be page-aligned (0x${gpa.toString(16)})`);
     if (len % page !== 0) throw new RangeError(`len must be a multiple of the page size (0x${len.toString(16)})`);
     if (gpa + len > 2 ** 52) throw new RangeError('gpa + len exceeds the 52-bit physical address space');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object (MemoryOptions), got ${opts === null ? 'null' : typeof opts}`);
     const readonly = opts.readonly ?? false;
     if (typeof readonly !== 'boolean') throw new TypeError('opts.readonly must be a boolean');
     for (const s of this.#segments) {
@@ -360,20 +450,27 @@ export class Vm {
       throw errnoError('EEXIST', 'vm_setup_memory', `0x${KVM_PRIVATE_BASE.toString(16)}-0x${(KVM_PRIVATE_END - 1).toString(16)} is reserved for KVM's real-mode TSS and identity map`);
     }
     const slot = this.#allocSlot();
-    const n = native();
-    const mapping = new n.GuestMapping(len);
+    let mapping: NativeGuestMapping | undefined;
+    let added = false;
+    let registered = false;
+    let buffer: SharedArrayBuffer;
     try {
+      mapping = new (native().GuestMapping)(len);
+      buffer = mapping.buffer();
+      this.memory.addSegment(gpa, buffer, readonly); // views over all of it, before KVM sees it
+      added = true;
       fd.setUserMemoryRegion(slot, readonly ? KVM_MEM.READONLY : 0, gpa, len, mapping, 0);
+      registered = true;
+      this.#ppt.onMemoryAdded(gpa, len, mapping);
     } catch (e) {
-      mapping.release();
-      this.#nextSlot--;
+      if (registered) fd.setUserMemoryRegion(slot, 0, gpa, 0, null); // size 0 deletes the slot
+      if (added) this.memory.removeSegment(gpa);
+      mapping?.release();
+      if (this.#nextSlot === slot + 1) this.#nextSlot = slot;
       throw e;
     }
-    const buffer = mapping.buffer();
     this.#segments.push({ gpa, length: len, slot, mapping, buffer, readonly });
     this.#segments.sort((a, b) => a.gpa - b.gpa);
-    this.memory.addSegment(gpa, new Uint8Array(buffer), readonly);
-    this.#ppt.onMemoryAdded(gpa, len, mapping);
     return buffer;
   }
 
@@ -384,7 +481,11 @@ export class Vm {
     return this.#segments.find((s) => s.gpa === gpa)?.length ?? 0;
   }
 
-  /** The SharedArrayBuffers of all segments, with their addresses. */
+  /**
+   * The SharedArrayBuffers of all segments, with their addresses, sorted by address. A
+   * buffer is the whole segment and may be longer than one typed array can view (over
+   * 4 GiB): view it in parts, or hand it to `new GuestMemory().addSegment(gpa, buffer)`.
+   */
   memorySegments(): { gpa: number; length: number; buffer: SharedArrayBuffer; readonly: boolean }[] {
     this.#live('vm_get_memory_seg');
     return this.#segments.map(({ gpa, length, buffer, readonly }) => ({ gpa, length, buffer, readonly }));
@@ -392,12 +493,13 @@ export class Vm {
 
   /**
    * A Uint8Array over guest memory `[gpa, gpa + len)` (bhyve's vm_map_gpa). RangeError
-   * unless the whole range lies in one segment.
+   * unless the whole range lies in one segment, or if `len` exceeds 2^32 (the longest
+   * typed array; use {@link memory} for larger ranges).
    */
   mapMemory(gpa: number, len: number): Uint8Array {
     this.#live('vm_map_memory');
     checkInt(gpa, 'gpa', 0, 2 ** 53 - 1);
-    checkInt(len, 'len', 0, 2 ** 53 - 1);
+    checkInt(len, 'len', 0, MAX_VIEW_LENGTH);
     const s = this.#segments.find((x) => gpa >= x.gpa && gpa - x.gpa < x.length);
     if (!s || len > s.length - (gpa - s.gpa)) {
       throw new RangeError(`gpa/len: 0x${gpa.toString(16)}+0x${len.toString(16)} does not lie within one memory segment`);
@@ -416,9 +518,14 @@ export class Vm {
     return this.getRegisters(vcpu, [reg])[0];
   }
 
-  /** Write one register (bhyve's vm_set_register). Segment registers take a selector. */
+  /**
+   * Write one register (bhyve's vm_set_register): `value` an integer in [0, 2^64). Segment
+   * registers take a selector in [0, 0xffff], INTR_SHADOW 0 or 1.
+   */
   setRegister(vcpu: number, reg: Reg, value: bigint | number): void {
-    this.setRegisters(vcpu, [[reg, value]]);
+    this.#checkVcpu(vcpu);
+    const loc = this.#location(reg, 'reg');
+    this.#setRegisters(vcpu, [{ loc, value: regValue(reg, loc, value, 'value') }]);
   }
 
   /** Read several registers with one ioctl per KVM struct (bhyve's vm_get_register_set). */
@@ -469,8 +576,13 @@ export class Vm {
     if (!Array.isArray(entries)) throw new TypeError('entries must be an array of [reg, value] pairs');
     const edits = entries.map((e, i) => {
       if (!Array.isArray(e) || e.length !== 2) throw new TypeError(`entries[${i}] must be a [reg, value] pair`);
-      return { loc: this.#location(e[0], `entries[${i}][0]`), value: toU64(e[1], `entries[${i}][1]`) };
+      const loc = this.#location(e[0], `entries[${i}][0]`);
+      return { loc, value: regValue(e[0] as Reg, loc, e[1], `entries[${i}][1]`) };
     });
+    this.#setRegisters(vcpu, edits);
+  }
+
+  #setRegisters(vcpu: number, edits: { loc: RegLocation; value: bigint }[]): void {
     const v = this.#vcpu(vcpu, 'vm_set_register');
     const need = (k: string) => edits.some((e) => e.loc.in === k);
     const gp = need('regs') ? this.#getRegs(v) : undefined;
@@ -480,7 +592,7 @@ export class Vm {
     for (const { loc, value } of edits) {
       if (loc.in === 'regs') gp![loc.field] = value;
       else if (loc.in === 'sregs') sr![loc.field] = value;
-      else if (loc.in === 'segment') sr![loc.field].selector = Number(value & 0xffffn);
+      else if (loc.in === 'segment') sr![loc.field].selector = Number(value);
       else if (loc.in === 'dtable') sr![loc.field].base = value;
       else if (loc.in === 'debugregs') {
         if (typeof loc.field === 'number') dr!.db[loc.field] = value;
@@ -501,13 +613,19 @@ export class Vm {
     const base = toU64(desc.base, 'desc.base');
     const limit = checkInt(desc.limit, 'desc.limit', 0, 0xffffffff);
     const l = regLocation(reg);
+    let access = 0;
+    if (l.in === 'dtable') {
+      if (limit > 0xffff) throw new RangeError(`desc.limit must be at most 0xffff for GDTR/IDTR, got 0x${limit.toString(16)}`);
+      if (desc.access !== undefined && desc.access !== 0) throw new RangeError(`desc.access must be 0 for GDTR/IDTR (they have no access rights), got ${String(desc.access)}`);
+    } else {
+      access = checkInt(desc.access, 'desc.access', 0, 0x1ffff);
+      if (access & 0xf00) throw new RangeError(`desc.access bits 8-11 are reserved in VMX access rights, got 0x${access.toString(16)}`);
+    }
     const v = this.#vcpu(vcpu, 'vm_set_desc');
     const sr = decodeSregs(v.fd.getSregs());
     if (l.in === 'dtable') {
-      if (limit > 0xffff) throw new RangeError('desc.limit must be at most 0xffff for GDTR/IDTR');
       sr[l.field] = { base, limit };
     } else if (l.in === 'segment') {
-      const access = checkInt(desc.access, 'desc.access', 0, 0x1ffff);
       const seg = sr[l.field];
       seg.base = base;
       seg.limit = limit;
@@ -532,17 +650,21 @@ export class Vm {
   getKvmRegs(vcpu: number): KvmRegs {
     return this.#getRegs(this.#vcpu(vcpu, 'KVM_GET_REGS'));
   }
-  /** Write struct kvm_regs. */
+  /** Write struct kvm_regs (every field checked first: a bigint in 64 bits). */
   setKvmRegs(vcpu: number, regs: KvmRegs): void {
-    this.#vcpu(vcpu, 'KVM_SET_REGS').fd.setRegs(encodeRegs(regs));
+    this.#checkVcpu(vcpu);
+    const r = checkKvmRegs(regs);
+    this.#vcpu(vcpu, 'KVM_SET_REGS').fd.setRegs(encodeRegs(r));
   }
   /** Read struct kvm_sregs. */
   getKvmSregs(vcpu: number): KvmSregs {
     return decodeSregs(this.#vcpu(vcpu, 'KVM_GET_SREGS').fd.getSregs());
   }
-  /** Write struct kvm_sregs. */
+  /** Write struct kvm_sregs (every field checked first: no truncation of selectors, limits or flags). */
   setKvmSregs(vcpu: number, sregs: KvmSregs): void {
-    this.#vcpu(vcpu, 'KVM_SET_SREGS').fd.setSregs(encodeSregs(sregs));
+    this.#checkVcpu(vcpu);
+    const s = checkKvmSregs(sregs);
+    this.#vcpu(vcpu, 'KVM_SET_SREGS').fd.setSregs(encodeSregs(s));
   }
 
   // ---------------------------------------------------------------- pinning and running
@@ -590,21 +712,59 @@ export class Vm {
    * given, RIP is set first. For an IN or MMIO read, fill `exit.data` before the next run.
    *
    * With the in-kernel irqchip (the default) HLT stays in the kernel: a guest that halts with
-   * interrupts disabled, or spins, keeps this call blocked. Use {@link VcpuRunner} (which can
-   * stop and notices such halts) or create the VM with `irqchip: false` to get 'hlt' exits.
+   * interrupts disabled, or spins, keeps this call blocked. Pass `opts.timeoutMs` to get an
+   * 'interrupted' exit instead, use the worker-thread runner (`VcpuRunner`, which can stop
+   * and notices such halts), or create the VM with `irqchip: false` to get 'hlt' exits.
+   *
+   * A vCPU that waits for INIT/SIPI (KVM_GET_MP_STATE: UNINITIALIZED or INIT_RECEIVED, as
+   * every AP does after creation or {@link vcpuReset} with the in-kernel irqchip) could never
+   * leave KVM_RUN here: only another vCPU can send the SIPI, and none runs while this call
+   * blocks the thread. Without `opts.timeoutMs` that is refused with KvmError EDEADLK, before
+   * anything changes: run the BSP until it has sent INIT/SIPI, set the MP state, or use the
+   * runner. (The state is read again after any other vCPU ran, after vcpuReset, and after
+   * the raw fds were handed out; a state set later through a raw fd kept from before is not.)
    */
-  run(vcpu: number, rip?: bigint | number): VmExit {
+  run(vcpu: number, rip?: bigint | number, opts: RunOptions = {}): VmExit {
     this.#checkVcpu(vcpu);
+    const ripValue = rip === undefined ? undefined : toU64(rip, 'rip');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object (RunOptions), got ${show(opts)}`);
+    const timeoutMs = opts.timeoutMs === undefined ? undefined : checkInt(opts.timeoutMs, 'opts.timeoutMs', 1, 2 ** 31 - 1);
     if (this.#owner !== undefined) throw errnoError('EBUSY', 'vm_run', `vCPUs of '${this.name}' are driven by ${this.#owner}`);
-    if (rip !== undefined) this.setRegister(vcpu, Reg.RIP, rip);
     const v = this.#vcpu(vcpu, 'KVM_RUN');
+    if (timeoutMs === undefined && this.irqchip && !this.#mpChecked[vcpu]) this.#refuseIfWaitingForSipi(v, vcpu);
+    if (ripValue !== undefined) this.#setRegisters(vcpu, [{ loc: regLocation(Reg.RIP), value: ripValue }]);
     const pin = this.#pinning[vcpu];
     if (this.#appliedPinning.get(0) !== pin) {
       native().setThreadAffinity(pin);
       this.#appliedPinning.set(0, pin);
     }
-    v.fd.run();
+    try {
+      if (timeoutMs === undefined) v.fd.run();
+      else v.fd.run(timeoutMs);
+    } finally {
+      // this vCPU may have sent INIT to the others
+      for (let u = 0; u < this.vcpuCount; u++) if (u !== vcpu) this.#mpChecked[u] = false;
+    }
     return decodeExit(vcpu, v.run, v.view);
+  }
+
+  #refuseIfWaitingForSipi(v: VcpuHandle, vcpu: number): void {
+    let state: number;
+    try {
+      state = new DataView(v.fd.getMpState()).getUint32(0, true);
+    } catch (e) {
+      if (e instanceof KvmError) return; // no KVM_GET_MP_STATE: nothing to go by
+      throw e;
+    }
+    if (state === KVM_MP_STATE.UNINITIALIZED || state === KVM_MP_STATE.INIT_RECEIVED) {
+      const name = state === KVM_MP_STATE.UNINITIALIZED ? 'UNINITIALIZED' : 'INIT_RECEIVED';
+      throw errnoError(
+        'EDEADLK',
+        'vm_run',
+        `vcpu ${vcpu} waits for INIT/SIPI (KVM_MP_STATE_${name}) and would never leave KVM_RUN: no other vCPU runs while vm.run blocks this thread. Run the BSP until it has sent the SIPI, set the MP state, pass opts.timeoutMs, or use the runner`,
+      );
+    }
+    this.#mpChecked[vcpu] = true;
   }
 
   // ---------------------------------------------------------------- interrupts and events
@@ -703,13 +863,13 @@ export class Vm {
   /**
    * bhyve's vm_set_capability. mtrap_exit (single-step) can change at any time; hlt_exit
    * and pause_exit can only be turned off, VM-wide, before any vCPU is used (KVM's rule);
-   * unrestricted_guest is fixed by the host.
+   * unrestricted_guest is fixed by the host. `value` is a boolean, 0 or 1: anything else is a
+   * TypeError/RangeError before anything changes.
    */
   setCapability(vcpu: number, cap: Capability | string, value: number | boolean): void {
     this.#checkVcpu(vcpu);
     const c = resolveCapability(cap);
-    if (typeof value !== 'number' && typeof value !== 'boolean') throw new TypeError('value must be a number or a boolean');
-    const on = Boolean(value);
+    const on = capabilityValue(value);
     const fd = this.#live('vm_set_capability');
     if (c === Capability.MtrapExit) {
       const dbg = new Uint8Array(SIZEOF.kvm_guest_debug);
@@ -777,12 +937,30 @@ export class Vm {
     return out;
   }
 
-  /** Add `delta` to vmmapi counter `name` of `vcpu` (created at 0 on first use). */
-  addStat(vcpu: number, name: string, delta = 1n): void {
+  /**
+   * Add `delta` to vmmapi counter `name` of `vcpu` (created at 0 on first use). `name` is a
+   * non-empty string; `delta` a bigint or a safe integer (default 1n), and the counter must
+   * stay in [0, 2^64): RangeError otherwise, with nothing changed.
+   */
+  addStat(vcpu: number, name: string, delta: bigint | number = 1n): void {
     this.#checkVcpu(vcpu);
-    let v = this.#userStats.get(name);
-    if (!v) this.#userStats.set(name, (v = new Array(this.vcpuCount).fill(0n)));
-    v[vcpu] += delta;
+    if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${show(name)}`);
+    if (name.length === 0) throw new RangeError('name must be a non-empty string');
+    let d: bigint;
+    if (typeof delta === 'bigint') d = delta;
+    else if (typeof delta === 'number') {
+      if (!Number.isSafeInteger(delta)) throw new RangeError(`delta must be a safe integer or a bigint, got ${delta}`);
+      d = BigInt(delta);
+    } else throw new TypeError(`delta must be a bigint or a number, got ${show(delta)}`);
+    const v = this.#userStats.get(name);
+    const next = (v?.[vcpu] ?? 0n) + d;
+    if (next < 0n || next >= 1n << 64n) throw new RangeError(`delta: counter '${name}' of vcpu ${vcpu} would become ${next}, outside [0, 2^64)`);
+    if (v) v[vcpu] = next;
+    else {
+      const fresh = new Array<bigint>(this.vcpuCount).fill(0n);
+      fresh[vcpu] = next;
+      this.#userStats.set(name, fresh);
+    }
   }
 
   // ---------------------------------------------------------------- x2APIC and reset
@@ -815,6 +993,7 @@ export class Vm {
   vcpuReset(vcpu: number): void {
     this.#checkVcpu(vcpu);
     const v = this.#vcpu(vcpu, 'vcpu_reset');
+    this.#mpChecked[vcpu] = false;
     const cpuid = this.#supportedCpuid ?? [];
     const sig = cpuid.find((e) => e.function === 1)?.eax ?? 0x600;
     const sr = resetSregs(decodeSregs(v.fd.getSregs()), vcpu === 0);

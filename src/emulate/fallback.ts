@@ -28,9 +28,10 @@ export type FallbackResult =
   | { kind: 'exception'; mnemonic: string; vector: number }
   | { kind: 'unsupported'; mnemonic?: string; reason: string };
 
-/** Guest memory segments as the worker receives them. */
+/** Guest memory segments as the worker receives them (from `vm.memorySegments()`). */
 export interface SharedSegment {
   gpa: number;
+  /** The whole segment; it may be larger than one typed array can view (over 4 GiB). */
   buffer: SharedArrayBuffer;
   /** A ROM: the guest's writes do not land (the fallback refuses them). */
   readonly?: boolean;
@@ -39,7 +40,7 @@ export interface SharedSegment {
 /** Build the guest's view of shared segments (in any thread): ROM writes are refused. */
 export function sharedMemory(segments: readonly SharedSegment[]): GuestMemory {
   const m = new GuestMemory({ enforceReadonly: true });
-  for (const s of segments) m.addSegment(s.gpa, new Uint8Array(s.buffer), s.readonly ?? false);
+  for (const s of segments) m.addSegment(s.gpa, s.buffer, s.readonly ?? false);
   return m;
 }
 
@@ -48,19 +49,19 @@ function atomicCmpxchg(mem: GuestMemory): (gpa: number, size: 8 | 16, expected: 
   const fallback = memoryCmpxchg(mem);
   return (gpa, size, expected, replacement) => {
     const seg = mem.segmentAt(gpa);
-    const bytes = seg?.bytes;
-    if (!seg || !bytes || gpa + size > seg.gpa + seg.length || !(bytes.buffer instanceof SharedArrayBuffer)) {
+    if (!seg || gpa + size > seg.gpa + seg.length || !(seg.buffer instanceof SharedArrayBuffer)) {
       return fallback(gpa, size, expected, replacement);
     }
-    const off = bytes.byteOffset + (gpa - seg.gpa);
+    const buffer = seg.buffer;
+    const off = seg.byteOffset + (gpa - seg.gpa);
     if (size === 8 && off % 8 === 0) {
-      const cells = new BigUint64Array(bytes.buffer, off, 1);
+      const cells = new BigUint64Array(buffer, off, 1);
       const old = Atomics.compareExchange(cells, 0, BigInt.asUintN(64, expected), BigInt.asUintN(64, replacement));
       return { ok: old === BigInt.asUintN(64, expected), old };
     }
     if (size === 16 && off % 16 === 0) {
       const m64 = (1n << 64n) - 1n;
-      const [ok, lo, hi] = native().cmpxchg16b(new Uint8Array(bytes.buffer, off, 16), expected & m64, (expected >> 64n) & m64, replacement & m64, (replacement >> 64n) & m64);
+      const [ok, lo, hi] = native().cmpxchg16b(new Uint8Array(buffer, off, 16), expected & m64, (expected >> 64n) & m64, replacement & m64, (replacement >> 64n) & m64);
       return { ok, old: (hi << 64n) | lo };
     }
     return fallback(gpa, size, expected, replacement); // unaligned: split-locked on hardware, rare

@@ -56,7 +56,12 @@ export interface NativeVmFd {
 export interface NativeVcpuFd {
   readonly fd: number;
   close(): void;
-  run(): number;
+  /**
+   * One KVM_RUN; returns the exit reason (KVM_EXIT_INTR after a kick or a signal). With
+   * `timeoutMs` (an integer in [0, 2^32)), a watchdog thread kicks the vCPU if KVM_RUN has
+   * not returned by then.
+   */
+  run(timeoutMs?: number): number;
   runBuffer(): ArrayBuffer;
   getRegs(): ArrayBuffer; setRegs(b: ArrayBuffer | Uint8Array): void;
   getSregs(): ArrayBuffer; setSregs(b: ArrayBuffer | Uint8Array): void;

@@ -6,6 +6,9 @@
  * Addresses are guest-physical, as JavaScript numbers (x86 physical addresses are at most
  * 52 bits wide, so they are exact). Every access checks the whole range and throws a
  * {@link GuestMemoryError} carrying the address when any byte of it is not backed.
+ * Arguments are checked before anything is written: a non-number address, length or value
+ * is a TypeError, one out of range (a value that does not fit the access width, a fill
+ * value that is not a byte) a RangeError naming the argument.
  */
 export interface GuestMemoryAccess {
   readU8(gpa: number): number;

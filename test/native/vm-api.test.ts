@@ -53,6 +53,11 @@ describe('vm_create / vm_open / vm_destroy', () => {
     expect(() => Vm.create(uniqueName(), { vcpus: 1.5 })).toThrow(/opts.vcpus/);
     expect(() => Vm.create('' as string)).toThrow(TypeError);
     expect(() => Vm.create(uniqueName(), { irqchip: 'yes' as unknown as boolean })).toThrow(TypeError);
+    expect(() => Vm.create(uniqueName(), { cpuid: 5 as never })).toThrow(new TypeError('opts.cpuid must be an object ({ clear?: [...] }), got number'));
+    expect(() => Vm.create(uniqueName(), { cpuid: { clear: 'cx16' as never } })).toThrow(/opts.cpuid.clear must be an array/);
+    expect(() => Vm.create(uniqueName(), { cpuid: { clear: ['cx17'] } })).toThrow(/opts.cpuid.clear\[0\]: unknown bit name 'cx17'/);
+    expect(() => Vm.create(uniqueName(), { cpuid: { clear: [{ leaf: 1, reg: 'ecx', bit: 32 }] } })).toThrow(/opts.cpuid.clear\[0\].bit must be an integer in \[0, 31\]/);
+    expect(() => Vm.create(uniqueName(), { cpuid: { clera: [] } as never })).toThrow(/unknown option 'clera'/);
   });
   it('destroy closes the VM: later calls throw EBADF, the name is free again', () => {
     const name = uniqueName();
@@ -184,6 +189,55 @@ describe('vm_set_register / vm_get_register / vm_set_desc / vm_get_desc', () => 
     vm.setRegister(0, Reg.RBX, 7);
     expect(() => vm.setRegisters(0, [[Reg.RBX, 8], [Reg.RIP, 'x' as unknown as number]])).toThrow(TypeError);
     expect(vm.getRegister(0, Reg.RBX)).toBe(7n);
+  });
+});
+
+describe('register values are checked, never truncated', () => {
+  it('selectors are 16 bits, INTR_SHADOW 0 or 1, others 64 bits; errors name the argument and the register', () => {
+    const vm = track(Vm.create(uniqueName()));
+    vm.setRegisters(0, [[Reg.CS, 0x08], [Reg.RBX, 5]]);
+    expect(() => vm.setRegister(0, Reg.CS, 0x12345)).toThrow(new RangeError('value (CS selector) must be an integer in [0, 0xffff], got 0x12345'));
+    expect(() => vm.setRegisters(0, [[Reg.RBX, 6], [Reg.CS, 0x12345]])).toThrow(/entries\[1\]\[1\] \(CS selector\) must be an integer in \[0, 0xffff\]/);
+    expect(() => vm.setRegister(0, Reg.SS, -1)).toThrow(RangeError);
+    expect(() => vm.setRegister(0, Reg.DS, 0x10000n)).toThrow(/DS selector/);
+    expect(() => vm.setRegister(0, Reg.TR, 1.5)).toThrow(RangeError);
+    expect(() => vm.setRegister(0, Reg.ES, 'x' as never)).toThrow(TypeError);
+    expect(() => vm.setRegister(0, Reg.INTR_SHADOW, 5)).toThrow(/value \(INTR_SHADOW\) must be an integer in \[0, 0x1\]/);
+    expect(() => vm.setRegister(0, Reg.RIP, Number.NaN)).toThrow(/value \(RIP\) must be an integer in \[0, 2\^64\)/);
+    expect(() => vm.setRegister(0, Reg.RAX, 1n << 64n)).toThrow(RangeError);
+    expect(() => vm.setRegister(0, Reg.RAX, -(1n << 63n) - 1n)).toThrow(RangeError);
+    expect(vm.getRegisters(0, [Reg.CS, Reg.RBX])).toEqual([0x08n, 5n]); // nothing written
+    vm.setRegister(0, Reg.CS, 0xffff);
+    expect(vm.getRegister(0, Reg.CS)).toBe(0xffffn);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 'x' as never, limit: 0, access: 0 })).toThrow(/desc.base must be a bigint or a number/);
+    const cs = vm.getDesc(0, Reg.CS);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 0n, limit: 0xffff, access: 0x1f9b })).toThrow(/desc.access bits 8-11 are reserved/);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 0n, limit: 0xffff, access: 0x20000 })).toThrow(/desc.access must be an integer in \[0, 131071\]/);
+    expect(() => vm.setDesc(0, Reg.GDTR, { base: 0n, limit: 0x17, access: 0x93 })).toThrow(/desc.access must be 0 for GDTR\/IDTR/);
+    expect(() => vm.setDesc(0, Reg.CS, { base: 0n, limit: 2 ** 32, access: 0x9b })).toThrow(/desc.limit/);
+    expect(vm.getDesc(0, Reg.CS)).toEqual(cs);
+  });
+  it('setKvmRegs / setKvmSregs check every field before the ioctl', () => {
+    const vm = track(Vm.create(uniqueName()));
+    expect(() => vm.setKvmRegs(0, null as never)).toThrow(new TypeError('regs must be an object, got null'));
+    const regs = vm.getKvmRegs(0);
+    expect(() => vm.setKvmRegs(0, { ...regs, rip: 5 as never })).toThrow(new TypeError('regs.rip must be a bigint, got 5'));
+    expect(() => vm.setKvmRegs(0, { ...regs, rax: 1n << 64n })).toThrow(/regs.rax must be in \[0, 2\^64\)/);
+    const sregs = vm.getKvmSregs(0);
+    expect(() => vm.setKvmSregs(0, undefined as never)).toThrow(TypeError);
+    expect(() => vm.setKvmSregs(0, { ...sregs, cs: { ...sregs.cs, selector: 0x12345 } })).toThrow(/sregs.cs.selector must be an integer in \[0, 65535\], got 74565/);
+    expect(() => vm.setKvmSregs(0, { ...sregs, ss: { ...sregs.ss, dpl: 4 } })).toThrow(/sregs.ss.dpl/);
+    expect(() => vm.setKvmSregs(0, { ...sregs, gdt: { base: 0n, limit: 0x10000 } })).toThrow(/sregs.gdt.limit/);
+    expect(() => vm.setKvmSregs(0, { ...sregs, interruptBitmap: [] })).toThrow(/interruptBitmap/);
+    expect(vm.getKvmSregs(0)).toEqual(sregs);
+    vm.setKvmSregs(0, { ...sregs, cs: { ...sregs.cs, selector: 0x10 } });
+    expect(vm.getRegister(0, Reg.CS)).toBe(0x10n);
+  });
+  it('vm.run names rip', () => {
+    const vm = track(Vm.create(uniqueName(), { irqchip: false }));
+    vm.setupMemory(0, 0x10000);
+    expect(() => vm.run(0, Number.NaN)).toThrow(new RangeError("rip must be an integer in [0, 2^64) (or [-2^63, 0) as two's complement), got NaN (use a bigint beyond 2^53)"));
+    expect(() => vm.run(0, '0x1000' as never)).toThrow(new TypeError('rip must be a bigint or a number, got "0x1000"'));
   });
 });
 
@@ -326,6 +380,35 @@ describe('capabilities', () => {
     expect(() => vm.getCapability(0, 'nope')).toThrow(/unknown capability/);
     expect(() => vm.setCapability(0, 7, 1)).toThrow(RangeError);
   });
+  it('refuses capability values other than a boolean, 0 or 1, before changing anything', () => {
+    const vm = track(realModeVm([0xf4], { irqchip: false })); // hlt
+    // the vCPU exists (realModeVm set its registers): use a fresh VM for the one-way caps
+    const fresh = track(Vm.create(uniqueName(), { irqchip: false }));
+    for (const cap of ['hlt_exit', 'pause_exit', 'mtrap_exit', 'unrestricted_guest']) {
+      for (const bad of [Number.NaN, 2, -1, 0.5, Infinity]) {
+        expect(() => fresh.setCapability(0, cap, bad)).toThrow(new RangeError(`value must be a boolean, 0 or 1, got ${bad}`));
+      }
+      for (const bad of ['1', null, undefined, 1n, {}]) {
+        expect(() => fresh.setCapability(0, cap, bad as never)).toThrow(/value must be a boolean, 0 or 1, got/);
+        expect(() => fresh.setCapability(0, cap, bad as never)).toThrow(TypeError);
+      }
+    }
+    expect(fresh.getCapability(0, 'hlt_exit')).toBe(1);
+    expect(fresh.getCapability(0, 'pause_exit')).toBe(1);
+    expect(fresh.getCapability(0, 'mtrap_exit')).toBe(0);
+    expect(() => fresh.setCapability(0, null as never, 1)).toThrow(new TypeError('cap must be a capability type (a number) or name (a string), got null'));
+    expect(() => fresh.setCapability(0, 'hlt', 0)).toThrow(/cap: unknown capability 'hlt'/);
+    // HLT still exits to userspace (a silent disable would have made this run block)
+    expect(() => vm.setCapability(0, 'hlt_exit', Number.NaN)).toThrow(RangeError);
+    expect(vm.getCapability(0, 'hlt_exit')).toBe(1);
+    expect(vm.run(0).kind).toBe('hlt');
+    // true/false are accepted like 1/0
+    fresh.setCapability(0, 'pause_exit', false);
+    expect(fresh.getCapability(0, 'pause_exit')).toBe(0);
+    fresh.setCapability(0, 'pause_exit', 0); // already off: no-op
+    fresh.setCapability(0, 'mtrap_exit', true);
+    expect(fresh.getCapability(0, 'mtrap_exit')).toBe(1);
+  });
   it('mtrap_exit gives one debug exit per guest instruction', () => {
     const vm = track(realModeVm(fixture('steps.bin'), { irqchip: false }));
     vm.setCapability(0, 'mtrap_exit', 1);
@@ -408,6 +491,25 @@ describe('vm_get_stats / vm_get_stat_desc', () => {
     expect(after.exits - before.exits).toBeGreaterThanOrEqual(22n);
     expect(after.halt_exits - before.halt_exits).toBe(1n);
     expect(() => vm.getStatDesc(-1)).toThrow(RangeError);
+  });
+  it('addStat checks name and delta before creating or changing a counter', () => {
+    const vm = track(Vm.create(uniqueName(), { vcpus: 2 }));
+    const count = () => Object.keys(vm.getStatsByName(0)).length;
+    const base = count();
+    expect(() => vm.addStat(0, 5 as never)).toThrow(new TypeError('name must be a string, got 5'));
+    expect(() => vm.addStat(0, '')).toThrow(RangeError);
+    expect(() => vm.addStat(0, 'mine', 'x' as never)).toThrow(/delta must be a bigint or a number, got "x"/);
+    expect(() => vm.addStat(0, 'mine', 0.5)).toThrow(/delta must be a safe integer or a bigint/);
+    expect(() => vm.addStat(0, 'mine', -1n)).toThrow(/counter 'mine' of vcpu 0 would become -1/);
+    expect(() => vm.addStat(2, 'mine')).toThrow(/vcpu must be an integer in \[0, 1\]/);
+    expect(count()).toBe(base); // no counter was created
+    vm.addStat(1, 'mine', 3);
+    vm.addStat(1, 'mine');
+    vm.addStat(1, 'mine', -2n);
+    expect(vm.getStatsByName(1).mine).toBe(2n);
+    expect(vm.getStatsByName(0).mine).toBe(0n);
+    expect(() => vm.addStat(1, 'mine', 1n << 64n)).toThrow(RangeError);
+    expect(vm.getStatsByName(1).mine).toBe(2n);
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CPUID_BITS, guestCpuid, ineffectiveClears } from '../../src/cpuid.js';
+import { CPUID_BITS, checkCpuidOptions, guestCpuid, ineffectiveClears } from '../../src/cpuid.js';
 import type { CpuidEntry } from '../../src/kvm/structs.js';
 
 const entry = (fn: number, index: number, regs: Partial<CpuidEntry> = {}): CpuidEntry => ({
@@ -50,5 +50,20 @@ describe('ineffectiveClears', () => {
     expect(ineffectiveClears([], ['cx16'])).toEqual(['cx16']);
     expect(ineffectiveClears(SUPPORTED, [])).toEqual([]);
     expect(Object.keys(CPUID_BITS)).toContain('smap');
+  });
+});
+
+describe('checkCpuidOptions', () => {
+  it('accepts names and explicit bits, refuses everything else with the argument named', () => {
+    expect(checkCpuidOptions({ clear: ['cx16', { leaf: 7, index: 0, reg: 'ebx', bit: 20 }] })).toEqual({ clear: ['cx16', { leaf: 7, index: 0, reg: 'ebx', bit: 20 }] });
+    expect(checkCpuidOptions({})).toEqual({});
+    expect(() => checkCpuidOptions(5)).toThrow(new TypeError('cpuid must be an object ({ clear?: [...] }), got number'));
+    expect(() => checkCpuidOptions(null)).toThrow(TypeError);
+    expect(() => checkCpuidOptions([])).toThrow(/got an array/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: -1, reg: 'eax', bit: 0 }] })).toThrow(/cpuid.clear\[0\].leaf must be an integer/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: 1, reg: 'rax', bit: 0 }] })).toThrow(/cpuid.clear\[0\].reg must be one of eax, ebx, ecx, edx/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: 1, index: 1.5, reg: 'eax', bit: 0 }] })).toThrow(/index/);
+    expect(() => checkCpuidOptions({ clear: [7] })).toThrow(TypeError);
+    expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: [{ leaf: 1, reg: 'ecx', bit: 40 }] })).toThrow(RangeError);
   });
 });
