@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { buildFirmwareE820, e820ToBytes } from '../../src/boot/e820.js';
 import { BootImageError } from '../../src/boot/errors.js';
 import { fixturePath } from '../../src/fixtures.js';
 import { createPc, type Pc, type PcOptions } from '../../src/platform/index.js';
@@ -159,6 +160,14 @@ describe('createPc: firmware layout', () => {
     expect(m.vm.memorySegments().find((s) => s.gpa === plan.romGpa)).toMatchObject({ length: rom.length, readonly: true });
     expect(m.memory.readBytes(0xffff_fff0, 16)).toEqual(rom.subarray(rom.length - 16));
     expect(m.memory.readBytes(0xe0000, 16)).toEqual(rom.subarray(rom.length - 0x20000, rom.length - 0x20000 + 16));
+  });
+
+  it("fw_cfg's etc/e820 is boot/e820.ts's firmware map, encoded by boot/e820.ts, and matches the RAM segments", () => {
+    const m = pc({ memory: 3 * 2 ** 30 + 2 * MiB });
+    const map = buildFirmwareE820(m.memoryBytes);
+    const file = m.devices.fwCfg.fileList.find((f) => f.name === 'etc/e820');
+    expect(file?.bytes).toEqual(e820ToBytes(map));
+    expect(m.vm.memorySegments().map((s) => ({ addr: s.gpa, size: s.length, type: 1 }))).toEqual(map);
   });
 
   it('puts RAM beyond 3 GiB at 4 GiB', () => {
