@@ -76,7 +76,9 @@ function outcome(r: PcRunResult, timeout: number | undefined, signal: NodeJS.Sig
 
 /** Run the configured guest to completion; returns the process exit code. Throws UsageError/KvmError before the guest starts. */
 export async function runGuest(cfg: RunConfig, log: (line: string) => void): Promise<number> {
-  const stdout = ByteSink.stdout();
+  const stdout = ByteSink.stdout({
+    onFirstDrop: (held) => log(`stdout is not keeping up: ${held} bytes of guest output are waiting; more is dropped (counted at exit)`),
+  });
   let debugcon: ByteSink | undefined;
   if (cfg.debugcon === '-') debugcon = stdout;
   else if (cfg.debugcon !== undefined) {
@@ -139,7 +141,8 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     input?.close();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
-    stdout.flush();
+    stdout.close();
+    if (stdout.dropped > 0) log(`dropped ${stdout.dropped} bytes of guest output: stdout did not keep up`);
     if (debugcon !== stdout) debugcon?.close();
     pc.destroy();
   }
