@@ -40,12 +40,45 @@ export interface CpuidOptions {
   clear?: readonly (string | CpuidBit)[];
 }
 
-/** Resolve a bit name; throws RangeError naming an unknown one. */
-export function resolveCpuidBit(b: string | CpuidBit): CpuidBit {
-  if (typeof b !== 'string') return b;
+const CPUID_REGS: readonly string[] = ['eax', 'ebx', 'ecx', 'edx'];
+
+/** True if `v` is an integer 0-0xffffffff. */
+const isU32 = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
+
+/** Check an explicit bit's fields; TypeError/RangeError naming `name`. */
+function checkCpuidBit(b: CpuidBit, name: string): CpuidBit {
+  if (!isU32(b.leaf)) throw new RangeError(`${name}.leaf must be an integer 0-0xffffffff, got ${String(b.leaf)}`);
+  if (b.index !== undefined && !isU32(b.index)) throw new RangeError(`${name}.index must be an integer 0-0xffffffff, got ${String(b.index)}`);
+  if (!CPUID_REGS.includes(b.reg)) throw new RangeError(`${name}.reg must be one of ${CPUID_REGS.join(', ')}, got ${String(b.reg)}`);
+  if (typeof b.bit !== 'number' || !Number.isInteger(b.bit) || b.bit < 0 || b.bit > 31)
+    throw new RangeError(`${name}.bit must be an integer 0-31, got ${String(b.bit)}`);
+  return b;
+}
+
+/**
+ * Resolve a bit name, or check an explicit bit; throws RangeError naming (as `name`) an
+ * unknown name or a field out of range, TypeError for anything else.
+ */
+export function resolveCpuidBit(b: string | CpuidBit, name = 'cpuid.clear'): CpuidBit {
+  if (typeof b === 'object' && b !== null) return checkCpuidBit(b, name);
+  if (typeof b !== 'string') throw new TypeError(`${name} must be a CPUID bit name or { leaf, index?, reg, bit }, got ${String(b)}`);
   const r = CPUID_BITS[b];
-  if (!r) throw new RangeError(`cpuid.clear: unknown bit name '${b}' (known: ${Object.keys(CPUID_BITS).join(', ')})`);
+  if (!r) throw new RangeError(`${name}: unknown bit name '${b}' (known: ${Object.keys(CPUID_BITS).join(', ')})`);
   return r;
+}
+
+/**
+ * Check a {@link CpuidOptions} value (`undefined` means none) before anything uses it;
+ * TypeError/RangeError naming `name` (e.g. `'cpuid'`) and the bad field. Returns the options.
+ */
+export function checkCpuidOptions(value: unknown, name: string): CpuidOptions {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null)
+    throw new TypeError(`${name} must be an object such as { clear: ['cx16'] }, got ${value === null ? 'null' : typeof value}`);
+  const clear = (value as CpuidOptions).clear;
+  if (clear !== undefined && !Array.isArray(clear)) throw new TypeError(`${name}.clear must be an array of CPUID bit names or bits`);
+  clear?.forEach((b, i) => resolveCpuidBit(b, `${name}.clear[${i}]`));
+  return value as CpuidOptions;
 }
 
 /**
@@ -54,7 +87,7 @@ export function resolveCpuidBit(b: string | CpuidBit): CpuidBit {
  */
 export function guestCpuid(supported: readonly CpuidEntry[], vcpu: number, vcpus: number, opts: CpuidOptions = {}): CpuidEntry[] {
   const out = supported.map((e) => ({ ...e }));
-  const clear = (opts.clear ?? []).map(resolveCpuidBit);
+  const clear = (opts.clear ?? []).map((b) => resolveCpuidBit(b));
   for (const e of out) {
     if (e.function === 1) {
       e.ebx = ((e.ebx & 0x0000ffff) | ((Math.min(vcpus, 255) & 0xff) << 16) | ((vcpu & 0xff) << 24)) >>> 0;

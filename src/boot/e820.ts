@@ -3,7 +3,7 @@
  * `[0, min(ram, lowMemEnd))` with the remainder relocated above 4 GiB, plus the 20-byte
  * wire format used by the Linux zero page.
  */
-import { hex } from './util.js';
+import { hex, requireAddress } from './util.js';
 
 /** E820 range types. */
 export const E820Type = {
@@ -197,4 +197,33 @@ export function ramRanges(entries: readonly E820Entry[]): Array<[number, number]
 export function inRam(entries: readonly E820Entry[], start: number, length: number): boolean {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || !Number.isSafeInteger(start + length)) return false;
   return ramRanges(entries).some(([s, e]) => start >= s && start + length <= e);
+}
+
+/**
+ * Throw RangeError naming `name` unless every RAM range of `entries` is backed by guest
+ * memory (`mem.isBacked`): a map must not promise the OS RAM that does not exist.
+ */
+export function requireBackedRam(mem: { isBacked(gpa: number, length: number): boolean }, entries: readonly E820Entry[], name: string): void {
+  for (const [start, end] of ramRanges(entries)) {
+    if (!mem.isBacked(start, end - start))
+      throw new RangeError(`${name} describes RAM [${hex(start)}, ${hex(end)}) that guest memory does not back`);
+  }
+}
+
+/**
+ * The map a boot loader hands the OS: `opts.e820` if given, else `buildE820(opts.ramBytes)`;
+ * checked (TypeError/RangeError naming the option), and its RAM must exist in `mem`, so a
+ * `ramBytes` larger than the guest's memory is a RangeError, not a kernel told of phantom RAM.
+ */
+export function loaderE820(mem: { isBacked(gpa: number, length: number): boolean }, opts: { ramBytes: number; e820?: readonly E820Entry[] }): E820Entry[] {
+  const ramBytes = requireAddress(opts.ramBytes, 'opts.ramBytes');
+  if (opts.e820 !== undefined) {
+    const e820 = checkE820(opts.e820, 'opts.e820');
+    requireBackedRam(mem, e820, 'opts.e820');
+    return e820;
+  }
+  if (ramBytes < EXTENDED_START) throw new RangeError(`opts.ramBytes must be at least 1 MiB, got ${ramBytes}`);
+  const e820 = buildE820(ramBytes);
+  requireBackedRam(mem, e820, `opts.ramBytes (${ramBytes} bytes)`);
+  return e820;
 }

@@ -144,7 +144,9 @@ describe('vmmapi run', () => {
       expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--cpus', 'two']), /--cpus/);
       expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--memory', 'lots']), /--memory/);
       expectOneLineError(await vmmapi(['run', '--flat', 'x@zz']), /--flat address/);
-      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--timeout', '-1']), /timeout|Option/);
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--timeout', '-1']), /^vmmapi: --timeout must be a positive number of seconds, at most 2147483, got '-1'$/);
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--cpus', '-1']), /^vmmapi: --cpus must be an integer from 1 to 254, got '-1'$/);
+      expectOneLineError(await vmmapi(['run', '--flat', 'x@0x1000', '--memory', '-5']), /^vmmapi: --memory must be a size such as 128M or 1G, got '-5'$/);
       expectOneLineError(await vmmapi(['run', '--bogus']), /Unknown option '--bogus'/);
       expectOneLineError(await vmmapi(['run']), /nothing to boot/);
       expectOneLineError(await vmmapi([]), /missing command/);

@@ -194,6 +194,36 @@ describe('createPc: errors', () => {
     expectOneLine(() => createPc({ memory: 512 * 1024 }), RangeError, /at least 1 MiB/);
     expectOneLine(() => createPc({ memory: MiB + 1 }), RangeError, /multiple of 4 KiB/);
     expectOneLine(() => createPc({ memory: MiB, cpus: 0 }), RangeError, /cpus must be an integer 1-254/);
+    expectOneLine(() => createPc({ memory: MiB, cpus: '2' as never }), TypeError, /^cpus must be a number/);
+  });
+
+  it('rejects wrongly typed options with a TypeError/RangeError naming them, and builds nothing', () => {
+    const bad: [Partial<PcOptions>, new (...a: never[]) => Error, RegExp][] = [
+      [{ serial: { onOutput: 'stdout' as never } }, TypeError, /^serial\.onOutput must be a function, got string$/],
+      [{ serial: { input: 5 as never } }, TypeError, /^serial\.input must be a readable stream$/],
+      [{ serial: 'COM1' as never }, TypeError, /^serial must be an object/],
+      [{ cpuid: 5 as never }, TypeError, /^cpuid must be an object such as \{ clear: \['cx16'\] \}, got number$/],
+      [{ cpuid: { clear: 'cx16' as never } }, TypeError, /^cpuid\.clear must be an array/],
+      [{ cpuid: { clear: ['sse9'] } }, RangeError, /^cpuid\.clear\[0\]: unknown bit name 'sse9'/],
+      [{ cpuid: { clear: [{ leaf: 1, reg: 'ecx', bit: 40 }] } }, RangeError, /^cpuid\.clear\[0\]\.bit must be an integer 0-31, got 40$/],
+      [{ cpuid: { clear: [{ leaf: 1, reg: 'xmm0' as never, bit: 1 }] } }, RangeError, /^cpuid\.clear\[0\]\.reg must be one of eax, ebx, ecx, edx/],
+      [{ cpuid: { clear: [7 as never] } }, TypeError, /^cpuid\.clear\[0\] must be a CPUID bit name/],
+      [{ emulate: 'yes' as never }, TypeError, /^emulate must be a boolean, got string$/],
+      [{ name: 7 as never }, TypeError, /^name must be a non-empty string$/],
+      [{ debugcon: true as never }, TypeError, /^debugcon must be a function, got boolean$/],
+    ];
+    for (const [opts, cls, re] of bad) expectOneLine(() => createPc({ memory: MiB, name: 'pc-bad-options', ...opts }), cls, re);
+    const ok = createPc({ memory: MiB, name: 'pc-bad-options' }); // no VM of that name was left behind
+    pcs.push(ok);
+  });
+
+  it('run() checks its options before the machine starts', async () => {
+    const m = pc();
+    m.loadFlat(code(0xf4), 0x1000);
+    await expect(m.run({ timeoutMs: '5' as never })).rejects.toThrow(TypeError);
+    await expect(m.run({ timeoutMs: -1 })).rejects.toThrow(/^opts\.timeoutMs must be a positive number/);
+    await expect(m.run(null as never)).rejects.toThrow(/^opts must be an object$/);
+    expect(m.runner.started).toBe(false);
   });
 
   it('Multiboot: wrong magic, bad checksum, truncated image, kernel that does not fit', () => {
@@ -210,6 +240,9 @@ describe('createPc: errors', () => {
   it('Linux: wrong magic and truncated bzImage', () => {
     expectOneLine(() => pc().loadLinux(fixture('mb-fwcfg.elf')), BootImageError, /^kernel: /);
     expectOneLine(() => pc().loadLinux(new Uint8Array(100)), BootImageError, /^kernel: /);
+    expectOneLine(() => pc().loadLinux(new Uint8Array(100), null as never), TypeError, /^opts must be an object$/);
+    expectOneLine(() => pc().loadMultiboot(fixture('mb-fwcfg.elf'), 5 as never), TypeError, /^opts must be an object$/);
+    expectOneLine(() => pc().loadLinux(new Uint8Array(100), { cmdline: 5 as never }), TypeError, /^opts\.cmdline must be a string/);
   });
 
   it('firmware: empty or badly sized ROM', () => {

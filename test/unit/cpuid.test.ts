@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CPUID_BITS, guestCpuid, ineffectiveClears } from '../../src/cpuid.js';
+import { checkCpuidOptions, CPUID_BITS, guestCpuid, ineffectiveClears } from '../../src/cpuid.js';
 import type { CpuidEntry } from '../../src/kvm/structs.js';
 
 const entry = (fn: number, index: number, regs: Partial<CpuidEntry> = {}): CpuidEntry => ({
@@ -41,6 +41,28 @@ describe('guestCpuid', () => {
   it('rejects unknown bit names with a RangeError listing the known ones', () => {
     expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: ['sse9'] })).toThrow(RangeError);
     expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: ['sse9'] })).toThrow(/unknown bit name 'sse9' \(known: cx16/);
+  });
+});
+
+describe('checkCpuidOptions', () => {
+  it('accepts names and explicit bits; undefined is no options', () => {
+    expect(checkCpuidOptions(undefined, 'cpuid')).toEqual({});
+    const opts = { clear: ['cx16', { leaf: 7, index: 0, reg: 'ebx' as const, bit: 20 }] };
+    expect(checkCpuidOptions(opts, 'cpuid')).toBe(opts);
+  });
+
+  it('a bad value is a TypeError/RangeError naming the option and field, never silently ignored', () => {
+    expect(() => checkCpuidOptions(5, 'cpuid')).toThrow(new TypeError("cpuid must be an object such as { clear: ['cx16'] }, got number"));
+    expect(() => checkCpuidOptions(null, 'cpuid')).toThrow(/got null/);
+    expect(() => checkCpuidOptions({ clear: 'cx16' }, 'cpuid')).toThrow(TypeError);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: -1, reg: 'eax', bit: 0 }] }, 'opts.cpuid')).toThrow(/^opts\.cpuid\.clear\[0\]\.leaf must be/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: 1, index: 1.5, reg: 'eax', bit: 0 }] }, 'cpuid')).toThrow(/\.index must be/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: 1, reg: 'eax', bit: 32 }] }, 'cpuid')).toThrow(RangeError);
+    expect(() => checkCpuidOptions({ clear: ['cx16', null] }, 'cpuid')).toThrow(/^cpuid\.clear\[1\] must be a CPUID bit name/);
+  });
+
+  it('guestCpuid no longer applies an out-of-range bit as another bit (1 << 33 was bit 1)', () => {
+    expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: [{ leaf: 1, reg: 'ecx', bit: 33 }] })).toThrow(/bit must be an integer 0-31, got 33/);
   });
 });
 
