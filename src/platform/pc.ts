@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BootState } from '../boot/boot-state.js';
-import type { CpuidOptions } from '../cpuid.js';
+import { ineffectiveClears, type CpuidBit, type CpuidOptions } from '../cpuid.js';
 import type { FirmwarePlan } from '../boot/firmware.js';
 import type { FlatOptions } from '../boot/flat.js';
 import type { LinuxBootState } from '../boot/linux.js';
@@ -28,6 +28,7 @@ import { Vm } from '../vm.js';
 import type { ResetKind } from '../devices/reset-port.js';
 import { attachDevices, type PcDevices } from './devices.js';
 import { allParked } from './parked.js';
+import { emulatedTotals } from './emulated.js';
 import { ramRanges } from './layout.js';
 import { checkPcOptions } from './options.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
@@ -215,6 +216,23 @@ export class Pc {
     }
     this.#result ??= fromRunner(end);
     return this.#result;
+  }
+
+  /**
+   * The bits of the `cpuid.clear` option that KVM does not offer on this host
+   * (KVM_GET_SUPPORTED_CPUID lacks them): clearing them changes nothing KVM controls, and on
+   * PVM hosts the guest still sees the host's bit.
+   */
+  ineffectiveCpuidClears(): (string | CpuidBit)[] {
+    return ineffectiveClears(Vm.supportedCpuid(), this.#opts.cpuid?.clear ?? []);
+  }
+
+  /**
+   * The instructions the runner finished in userspace (KVM's emulator gave up on them), per
+   * mnemonic, summed over the vCPUs; empty if none, or once the machine is destroyed.
+   */
+  emulatedInstructions(): Map<string, bigint> {
+    return emulatedTotals(this.vm);
   }
 
   /** Stop the machine; {@link run} resolves with `{ reason: 'stopped' }` (unless it already ended). */

@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildFirmwareE820, e820ToBytes } from '../../src/boot/e820.js';
 import { BootImageError } from '../../src/boot/errors.js';
+import { ineffectiveClears } from '../../src/cpuid.js';
 import { fixturePath } from '../../src/fixtures.js';
+import { Vm } from '../../src/vm.js';
 import { createPc, type Pc, type PcOptions } from '../../src/platform/index.js';
 
 const MiB = 2 ** 20;
@@ -148,6 +150,29 @@ describe('createPc: flat binaries', () => {
     const m = pc();
     m.loadFlat(code(0x0f, 0x0b), 0x100000, { mode: 'protected' }); // ud2 without an IDT
     expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'triple-fault' });
+  });
+});
+
+describe('createPc: what the CLI reports', () => {
+  it('emulatedInstructions() is the per-mnemonic sum of the VM\'s emulated_* stats', async () => {
+    const m = pc({ memory: 2 * MiB });
+    // mov $0xff,%rbx ; popcnt %rbx,%rax ; stac ; clac ; cli ; hlt
+    m.loadFlat(Uint8Array.from([0x48, 0xc7, 0xc3, 0xff, 0, 0, 0, 0xf3, 0x48, 0x0f, 0xb8, 0xc3, 0x0f, 0x01, 0xcb, 0x0f, 0x01, 0xca, 0xfa, 0xf4]), 0x2000, { mode: 'long' });
+    expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'halted' });
+    const expected = new Map<string, bigint>();
+    for (const [k, n] of Object.entries(m.vm.getStatsByName(0))) if (k.startsWith('emulated_') && n > 0n) expected.set(k.slice(9), n);
+    expect(m.emulatedInstructions()).toEqual(expected);
+    // on hosts whose KVM gives up on popcnt (PVM) the fallback finished exactly one
+    if (expected.has('popcnt')) expect(m.emulatedInstructions().get('popcnt')).toBe(1n);
+    m.destroy();
+    expect(m.emulatedInstructions()).toEqual(new Map());
+  });
+
+  it('ineffectiveCpuidClears() names the cleared bits KVM does not offer on this host', () => {
+    const clear = ['cx16', 'la57', 'popcnt'];
+    const m = pc({ cpuid: { clear } });
+    expect(m.ineffectiveCpuidClears()).toEqual(ineffectiveClears(Vm.supportedCpuid(), clear));
+    expect(pc().ineffectiveCpuidClears()).toEqual([]);
   });
 });
 
