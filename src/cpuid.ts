@@ -69,9 +69,10 @@ export function resolveCpuidBit(b: string | CpuidBit, arg = 'cpuid.clear[]'): Cp
 
 /**
  * Check CPUID options (`Vm.create`'s `opts.cpuid`, named `arg` in errors): an object whose
- * only key is `clear`, an array of bit names or {@link CpuidBit}s. Returns them.
+ * only key is `clear` (undefined means none), an array of bit names or {@link CpuidBit}s. Returns them.
  */
 export function checkCpuidOptions(opts: unknown, arg = 'cpuid'): CpuidOptions {
+  if (opts === undefined) return {};
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
     throw new TypeError(`${arg} must be an object ({ clear?: [...] }), got ${opts === null ? 'null' : Array.isArray(opts) ? 'an array' : typeof opts}`);
   }

@@ -3,7 +3,7 @@
  * `[0, min(ram, lowMemEnd))` with the remainder relocated above 4 GiB, plus the 20-byte
  * wire format used by the Linux zero page.
  */
-import { hex } from './util.js';
+import { hex, requireAddress } from './util.js';
 
 /** E820 range types. */
 export const E820Type = {
@@ -92,6 +92,25 @@ function normalize(entries: E820Entry[]): E820Entry[] {
   return out;
 }
 
+/** Check `ramBytes` and `opts.lowMemEnd` (TypeError/RangeError naming them); returns the low-memory end. */
+function checkLayout(ramBytes: number, opts: E820Options): number {
+  if (typeof ramBytes !== 'number') throw new TypeError('ramBytes must be a number');
+  if (!Number.isSafeInteger(ramBytes) || ramBytes < EXTENDED_START)
+    throw new RangeError(`ramBytes must be a safe integer of at least 1 MiB, got ${ramBytes}`);
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
+  const lowMemEnd = opts.lowMemEnd ?? LOW_MEMORY_END;
+  if (typeof lowMemEnd !== 'number') throw new TypeError('opts.lowMemEnd must be a number');
+  if (!Number.isSafeInteger(lowMemEnd) || lowMemEnd < EXTENDED_START || lowMemEnd > HIGH_MEMORY_START)
+    throw new RangeError(`opts.lowMemEnd must be within [1 MiB, 4 GiB], got ${lowMemEnd}`);
+  if (ramBytes > lowMemEnd && !Number.isSafeInteger(HIGH_MEMORY_START + ramBytes - lowMemEnd)) throw new RangeError('ramBytes is too large');
+  return lowMemEnd;
+}
+
+/** The RAM relocated to 4 GiB. */
+function highRam(size: number): E820Entry {
+  return { addr: HIGH_MEMORY_START, size, type: E820Type.RAM };
+}
+
 /**
  * Build the standard PC memory map for a VM with `ramBytes` of RAM:
  * `[0, 0x9fc00)` RAM, `[0x9fc00, 0xa0000)` reserved (EBDA), `[0xf0000, 0x100000)` reserved
@@ -102,14 +121,7 @@ function normalize(entries: E820Entry[]): E820Entry[] {
  * @throws RangeError if `ramBytes` or an option is out of range; TypeError on wrong types.
  */
 export function buildE820(ramBytes: number, opts: E820Options = {}): E820Entry[] {
-  if (typeof ramBytes !== 'number') throw new TypeError('ramBytes must be a number');
-  if (!Number.isSafeInteger(ramBytes) || ramBytes < EXTENDED_START)
-    throw new RangeError(`ramBytes must be a safe integer of at least 1 MiB, got ${ramBytes}`);
-  if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
-  const lowMemEnd = opts.lowMemEnd ?? LOW_MEMORY_END;
-  if (typeof lowMemEnd !== 'number') throw new TypeError('opts.lowMemEnd must be a number');
-  if (!Number.isSafeInteger(lowMemEnd) || lowMemEnd < EXTENDED_START || lowMemEnd > HIGH_MEMORY_START)
-    throw new RangeError(`opts.lowMemEnd must be within [1 MiB, 4 GiB], got ${lowMemEnd}`);
+  const lowMemEnd = checkLayout(ramBytes, opts);
   const reserved = opts.reserved ?? [];
   if (!Array.isArray(reserved)) throw new TypeError('opts.reserved must be an array');
   reserved.forEach((e, i) => checkEntry(e, `opts.reserved[${i}]`));
@@ -121,11 +133,7 @@ export function buildE820(ramBytes: number, opts: E820Options = {}): E820Entry[]
     { addr: BIOS_AREA_START, size: EXTENDED_START - BIOS_AREA_START, type: E820Type.RESERVED },
   ];
   if (lowRam > EXTENDED_START) entries.push({ addr: EXTENDED_START, size: lowRam - EXTENDED_START, type: E820Type.RAM });
-  if (ramBytes > lowRam) {
-    const high = ramBytes - lowRam;
-    if (!Number.isSafeInteger(HIGH_MEMORY_START + high)) throw new RangeError('ramBytes is too large');
-    entries.push({ addr: HIGH_MEMORY_START, size: high, type: E820Type.RAM });
-  }
+  if (ramBytes > lowRam) entries.push(highRam(ramBytes - lowRam));
   for (const r of reserved) {
     entries = subtract(entries, r.addr, r.addr + r.size);
     entries.push({ addr: r.addr, size: r.size, type: r.type });
@@ -133,12 +141,28 @@ export function buildE820(ramBytes: number, opts: E820Options = {}): E820Entry[]
   return normalize(entries);
 }
 
+/**
+ * The map QEMU hands firmware in fw_cfg's `etc/e820`: only the RAM, `[0, min(ram, lowMemEnd))`
+ * and the rest at 4 GiB (the firmware reserves the EBDA and its own areas itself).
+ *
+ * @param ramBytes Total guest RAM in bytes (a safe integer, at least 1 MiB).
+ * @throws RangeError/TypeError as {@link buildE820}.
+ */
+export function buildFirmwareE820(ramBytes: number, opts: Pick<E820Options, 'lowMemEnd'> = {}): E820Entry[] {
+  const lowMemEnd = checkLayout(ramBytes, opts);
+  const lowRam = Math.min(ramBytes, lowMemEnd);
+  const out: E820Entry[] = [{ addr: 0, size: lowRam, type: E820Type.RAM }];
+  if (ramBytes > lowRam) out.push(highRam(ramBytes - lowRam));
+  return out;
+}
+
 /** Size of one entry in the boot_params / INT 15h E820 wire format. */
 export const E820_ENTRY_SIZE = 20;
 
 /**
  * Encode entries in the 20-byte format (`u64 addr, u64 size, u32 type`, little-endian)
- * used by the Linux zero page's `e820_table`.
+ * used by the Linux zero page's `e820_table` and by fw_cfg's `etc/e820` file (the one
+ * encoder of both). Throws TypeError/RangeError naming the bad entry field.
  */
 export function e820ToBytes(entries: readonly E820Entry[]): Uint8Array {
   if (!Array.isArray(entries)) throw new TypeError('entries must be an array');
@@ -173,4 +197,33 @@ export function ramRanges(entries: readonly E820Entry[]): Array<[number, number]
 export function inRam(entries: readonly E820Entry[], start: number, length: number): boolean {
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || !Number.isSafeInteger(start + length)) return false;
   return ramRanges(entries).some(([s, e]) => start >= s && start + length <= e);
+}
+
+/**
+ * Throw RangeError naming `name` unless every RAM range of `entries` is backed by guest
+ * memory (`mem.isBacked`): a map must not promise the OS RAM that does not exist.
+ */
+export function requireBackedRam(mem: { isBacked(gpa: number, length: number): boolean }, entries: readonly E820Entry[], name: string): void {
+  for (const [start, end] of ramRanges(entries)) {
+    if (!mem.isBacked(start, end - start))
+      throw new RangeError(`${name} describes RAM [${hex(start)}, ${hex(end)}) that guest memory does not back`);
+  }
+}
+
+/**
+ * The map a boot loader hands the OS: `opts.e820` if given, else `buildE820(opts.ramBytes)`;
+ * checked (TypeError/RangeError naming the option), and its RAM must exist in `mem`, so a
+ * `ramBytes` larger than the guest's memory is a RangeError, not a kernel told of phantom RAM.
+ */
+export function loaderE820(mem: { isBacked(gpa: number, length: number): boolean }, opts: { ramBytes: number; e820?: readonly E820Entry[] }): E820Entry[] {
+  const ramBytes = requireAddress(opts.ramBytes, 'opts.ramBytes');
+  if (opts.e820 !== undefined) {
+    const e820 = checkE820(opts.e820, 'opts.e820');
+    requireBackedRam(mem, e820, 'opts.e820');
+    return e820;
+  }
+  if (ramBytes < EXTENDED_START) throw new RangeError(`opts.ramBytes must be at least 1 MiB, got ${ramBytes}`);
+  const e820 = buildE820(ramBytes);
+  requireBackedRam(mem, e820, `opts.ramBytes (${ramBytes} bytes)`);
+  return e820;
 }

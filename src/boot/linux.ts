@@ -18,7 +18,7 @@
  */
 import type { GuestMemoryAccess } from '../memory/access.js';
 import { defaultLdtRegister, defaultTaskRegister, type BootState } from './boot-state.js';
-import { buildE820, checkE820, e820ToBytes, inRam, ramRanges, type E820Entry } from './e820.js';
+import { e820ToBytes, inRam, loaderE820, ramRanges, type E820Entry } from './e820.js';
 import { BootImageError } from './errors.js';
 import {
   BOOT_CS,
@@ -243,7 +243,7 @@ export interface LinuxOptions {
   cmdline: string;
   /** Initial ramdisk image, if any. */
   initrd?: Uint8Array;
-  /** Guest RAM size in bytes (used to build the default E820 map). */
+  /** Guest RAM size in bytes (used to build the default E820 map): at most the RAM `mem` backs. */
   ramBytes: number;
   /** The E820 map handed to the kernel. Default `buildE820(ramBytes)`. */
   e820?: E820Entry[];
@@ -329,8 +329,7 @@ export interface LinuxBootPlan {
 export function planLinuxBoot(mem: GuestMemoryAccess, opts: LinuxOptions, cmdlineSize = Number.MAX_SAFE_INTEGER): LinuxBootPlan {
   if (typeof mem !== 'object' || mem === null) throw new TypeError('mem must be a GuestMemoryAccess');
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
-  const ramBytes = requireAddress(opts.ramBytes, 'opts.ramBytes');
-  const e820 = opts.e820 === undefined ? buildE820(ramBytes) : checkE820(opts.e820, 'opts.e820');
+  const e820 = loaderE820(mem, opts);
   if (e820.length > E820_MAX_ZEROPAGE) throw new RangeError(`opts.e820 has ${e820.length} entries; the zero page holds at most ${E820_MAX_ZEROPAGE}`);
   const zeroPageAt = optAddress(opts.zeroPageAt, 'opts.zeroPageAt', DEFAULT_ZERO_PAGE_AT);
   if (zeroPageAt % 0x1000 !== 0) throw new RangeError(`opts.zeroPageAt must be 4 KiB aligned, got ${hex(zeroPageAt)}`);

@@ -18,7 +18,7 @@
  */
 import type { GuestMemoryAccess } from '../memory/access.js';
 import { defaultLdtRegister, defaultTaskRegister, type BootState } from './boot-state.js';
-import { buildE820, checkE820, inRam, ramRanges, type E820Entry } from './e820.js';
+import { inRam, loaderE820, ramRanges, type E820Entry } from './e820.js';
 import { EM_386, EM_X86_64, ET_EXEC, isElf, loadableSegments, loadElfSegments, parseElf, segmentExtent } from './elf.js';
 import { BootImageError } from './errors.js';
 import { GDT_CODE32, GDT_DATA, GDT_NULL, segmentFromDescriptor, writeGdt } from './paging.js';
@@ -147,7 +147,7 @@ export interface MultibootOptions {
   cmdline: string;
   /** Boot modules, placed page aligned after the kernel in this order. */
   modules?: MultibootModule[];
-  /** Guest RAM size in bytes (used to build the default E820 map). */
+  /** Guest RAM size in bytes (used to build the default E820 map): at most the RAM `mem` backs. */
   ramBytes: number;
   /** The memory map passed to the OS. Default `buildE820(ramBytes)`. */
   e820?: E820Entry[];
@@ -271,8 +271,7 @@ export function loadMultiboot(mem: GuestMemoryAccess, image: Uint8Array, opts: M
   if (typeof mem !== 'object' || mem === null) throw new TypeError('mem must be a GuestMemoryAccess');
   requireBytes(image, 'image');
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
-  const ramBytes = requireAddress(opts.ramBytes, 'opts.ramBytes');
-  const e820 = opts.e820 === undefined ? buildE820(ramBytes) : checkE820(opts.e820, 'opts.e820');
+  const e820 = loaderE820(mem, opts);
   const infoAt = opts.infoAt === undefined ? DEFAULT_MULTIBOOT_INFO_AT : requireAddress(opts.infoAt, 'opts.infoAt');
   if (infoAt % 4 !== 0) throw new RangeError(`opts.infoAt must be 4-byte aligned, got ${hex(infoAt)}`);
   const cmdline = cString(opts.cmdline, 'opts.cmdline');

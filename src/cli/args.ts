@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { CPUID_BITS } from '../cpuid.js';
 import { MAX_CPUS } from '../platform/layout.js';
 import { UsageError } from './errors.js';
-import { parseAddress, parseCount, parseSeconds, parseSize } from './units.js';
+import { parseAddress, parseCount, parseMemory, parseSeconds } from './units.js';
 
 /** What to boot. */
 export type BootSpec =
@@ -93,11 +93,32 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** True if `--name` is an option that takes a value. */
+function takesValue(name: string): boolean {
+  return Object.hasOwn(OPTIONS, name) && OPTIONS[name as keyof typeof OPTIONS].type === 'string';
+}
+
+/**
+ * `--opt VALUE` → `--opt=VALUE` for every option that takes a value: the word after such an
+ * option is its value even when it starts with '-' (`--cpus -1` is a bad CPU count, checked
+ * as such, not parseArgs' "argument is ambiguous"). Words after `--` are left alone.
+ */
+export function joinOptionValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i];
+    if (word === '--') return out.concat(argv.slice(i));
+    if (word.startsWith('--') && takesValue(word.slice(2)) && i + 1 < argv.length) out.push(`${word}=${argv[++i]}`);
+    else out.push(word);
+  }
+  return out;
+}
+
 /** Parse `argv` (without the node and script paths). Throws UsageError on any problem. */
 export function parseCommand(argv: readonly string[]): Command {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinOptionValues(argv), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError(`${(e as Error).message.split('\n')[0]} (see vmmapi --help)`);
   }
@@ -139,7 +160,7 @@ export function parseCommand(argv: readonly string[]): Command {
     if (at <= 0 || at === spec.length - 1) throw new UsageError(`--flat: '${spec}' is not FILE@ADDR (e.g. guest.bin@0x1000)`);
     const addr = parseAddress(spec.slice(at + 1), '--flat address');
     const mode = v.mode ?? (addr < 0x100000 ? 'real' : 'protected');
-    if (mode !== 'real' && mode !== 'protected' && mode !== 'long') throw new UsageError(`--mode: '${mode}' is not real, protected or long`);
+    if (mode !== 'real' && mode !== 'protected' && mode !== 'long') throw new UsageError(`--mode must be real, protected or long, got '${mode}'`);
     boot = { kind, file: spec.slice(0, at), at: addr, mode };
   }
 
@@ -148,7 +169,7 @@ export function parseCommand(argv: readonly string[]): Command {
     config: {
       boot,
       cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, MAX_CPUS),
-      memory: v.memory === undefined ? 128 * 2 ** 20 : parseSize(v.memory, '--memory'),
+      memory: v.memory === undefined ? 128 * 2 ** 20 : parseMemory(v.memory, '--memory'),
       clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
       debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
       timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),

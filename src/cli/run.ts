@@ -1,9 +1,7 @@
 /** `vmmapi run`: build a PC from a {@link RunConfig}, run it, map the result to an exit code. */
 import { readFileSync } from 'node:fs';
 import { BootImageError } from '../boot/errors.js';
-import { ineffectiveClears } from '../cpuid.js';
 import { createPc, type Pc, type PcRunResult } from '../platform/pc.js';
-import { Vm } from '../vm.js';
 import { GuestError } from '../runner/errors.js';
 import type { BootSpec, RunConfig } from './args.js';
 import { ByteSink, SerialInput } from './console.js';
@@ -76,7 +74,9 @@ function outcome(r: PcRunResult, timeout: number | undefined, signal: NodeJS.Sig
 
 /** Run the configured guest to completion; returns the process exit code. Throws UsageError/KvmError before the guest starts. */
 export async function runGuest(cfg: RunConfig, log: (line: string) => void): Promise<number> {
-  const stdout = ByteSink.stdout();
+  const stdout = ByteSink.stdout({
+    onFirstDrop: (held) => log(`stdout is not keeping up: ${held} bytes of guest output are waiting; more is dropped (counted at exit)`),
+  });
   let debugcon: ByteSink | undefined;
   if (cfg.debugcon === '-') debugcon = stdout;
   else if (cfg.debugcon !== undefined) {
@@ -102,7 +102,7 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     if (e instanceof RangeError || e instanceof TypeError) throw new UsageError(e.message);
     throw e;
   }
-  const ineffective = ineffectiveClears(Vm.supportedCpuid(), cfg.clearCpuid);
+  const ineffective = pc.ineffectiveCpuidClears();
   if (ineffective.length > 0)
     log(
       `note: --clear-cpuid ${ineffective.join(',')}: KVM does not offer ${ineffective.length > 1 ? 'these bits' : 'this bit'}, so clearing changes nothing (on PVM hosts the guest still sees the host's bit; for Linux use clearcpuid= on its command line)`,
@@ -139,23 +139,14 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     input?.close();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
-    stdout.flush();
+    stdout.close();
+    if (stdout.dropped > 0) log(`dropped ${stdout.dropped} bytes of guest output: stdout did not keep up`);
     if (debugcon !== stdout) debugcon?.close();
     pc.destroy();
   }
 }
 
-/** "clac ×12, popcnt ×3" from the VM's emulated_* stats summed over vCPUs, or '' if none. */
+/** "clac ×12, popcnt ×3": what the machine's instruction fallback finished, or '' if nothing. */
 function emulationSummary(pc: Pc): string {
-  const totals = new Map<string, bigint>();
-  try {
-    for (let v = 0; v < pc.vm.vcpuCount; v++) {
-      for (const [k, n] of Object.entries(pc.vm.getStatsByName(v))) {
-        if (k.startsWith('emulated_') && n > 0n) totals.set(k.slice(9), (totals.get(k.slice(9)) ?? 0n) + n);
-      }
-    }
-  } catch {
-    return ''; // stats unavailable (e.g. the VM never ran)
-  }
-  return [...totals].map(([k, n]) => `${k} ×${n}`).join(', ');
+  return [...pc.emulatedInstructions()].map(([k, n]) => `${k} ×${n}`).join(', ');
 }

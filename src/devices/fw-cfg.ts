@@ -28,6 +28,7 @@
  */
 
 import type { AccessSize, Device } from './device.js';
+import { checkE820, e820ToBytes, type E820Entry } from '../boot/e820.js';
 import { allOnes, toByteArray, toU16 } from './io-util.js';
 
 /** Well-known fw_cfg selector keys. */
@@ -101,18 +102,18 @@ export const FW_CFG_DIR_ENTRY_SIZE = 64;
 /** Largest selector a named file can get (the item index is 14 bits). */
 const FILE_LAST = 0x3fff;
 
-/** E820 memory types (the boot loaders' definition). */
+/** E820 memory types (src/boot/e820.ts, the one owner of the E820 map and its encoding). */
 export { E820Type } from '../boot/e820.js';
 
-/** One E820 memory map entry. */
-export interface E820Entry {
-  /** Start address. */
-  addr: bigint | number;
-  /** Length in bytes. */
-  size: bigint | number;
-  /** Type (see {@link E820Type}). */
-  type: number;
-}
+/** One E820 memory map entry (src/boot/e820.ts). */
+export type { E820Entry } from '../boot/e820.js';
+
+/**
+ * Encode an E820 table as the contents of fw_cfg file `etc/e820`: 20 bytes per entry,
+ * u64 address, u64 size, u32 type, all little-endian — the zero page's format, so this is
+ * src/boot/e820.ts `e820ToBytes` under its fw_cfg name.
+ */
+export { e820ToBytes as buildE820Bytes } from '../boot/e820.js';
 
 /** Options for {@link FwCfg}. */
 export interface FwCfgOptions {
@@ -122,7 +123,7 @@ export interface FwCfgOptions {
   cpus: number;
   /** Maximum number of CPUs (item 0x000f), at least `cpus`; default `cpus`. */
   maxCpus?: number;
-  /** If given, encoded with {@link buildE820Bytes} and added as the file `etc/e820`. */
+  /** If given, encoded by src/boot/e820.ts (`e820ToBytes`) and added as the file `etc/e820`. */
   e820?: readonly E820Entry[];
 }
 
@@ -156,29 +157,6 @@ function toU64(v: bigint | number, name: string): bigint {
   return v;
 }
 
-/**
- * Encode an E820 table as the contents of fw_cfg file `etc/e820`: 20 bytes per entry,
- * u64 address, u64 size, u32 type, all little-endian. Throws `TypeError`/`RangeError`
- * naming the bad entry field.
- */
-export function buildE820Bytes(entries: readonly E820Entry[]): Uint8Array {
-  if (!Array.isArray(entries)) throw new TypeError('entries must be an array');
-  const out = new Uint8Array(entries.length * 20);
-  const view = new DataView(out.buffer);
-  entries.forEach((e, i) => {
-    if (typeof e !== 'object' || e === null) throw new TypeError(`entries[${i}] must be an object`);
-    const addr = toU64(e.addr, `entries[${i}].addr`);
-    const size = toU64(e.size, `entries[${i}].size`);
-    if (!Number.isInteger(e.type) || e.type < 0 || e.type > 0xffff_ffff) {
-      throw new RangeError(`entries[${i}].type must be a u32`);
-    }
-    view.setBigUint64(i * 20, addr, true);
-    view.setBigUint64(i * 20 + 8, size, true);
-    view.setUint32(i * 20 + 16, e.type, true);
-  });
-  return out;
-}
-
 /** The fw_cfg device. See the module comment. */
 export class FwCfg implements Device {
   private readonly items = new Map<number, Uint8Array>();
@@ -195,13 +173,14 @@ export class FwCfg implements Device {
     if (!Number.isInteger(maxCpus) || maxCpus < cpus || maxCpus > 0xffff) {
       throw new RangeError('options.maxCpus must be an integer between options.cpus and 65535');
     }
+    const e820Bytes = e820 === undefined ? undefined : e820ToBytes(checkE820(e820, 'options.e820'));
     this.items.set(FwCfgItem.SIGNATURE, new TextEncoder().encode('QEMU'));
     this.items.set(FwCfgItem.ID, le(4, 1n)); // traditional interface only, no DMA
     this.items.set(FwCfgItem.RAM_SIZE, le(8, ram));
     this.items.set(FwCfgItem.NB_CPUS, le(2, BigInt(cpus)));
     this.items.set(FwCfgItem.MAX_CPUS, le(2, BigInt(maxCpus)));
     this.rebuildDirectory();
-    if (e820 !== undefined) this.addFile('etc/e820', buildE820Bytes(e820));
+    if (e820Bytes !== undefined) this.addFile('etc/e820', e820Bytes);
   }
 
   // ---------------------------------------------------------------- guest side

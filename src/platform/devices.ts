@@ -1,11 +1,12 @@
 /** The PC's legacy devices, created and registered on a runner's port bus. */
 import { AcpiPm } from './acpi-pm.js';
 import { KvmIrqLine } from './irq.js';
-import { IRQS, LOW_RAM_LIMIT, PORTS, ramRanges } from './layout.js';
+import { IRQS, LOW_RAM_LIMIT, PORTS } from './layout.js';
+import { buildFirmwareE820 } from '../boot/e820.js';
 import { Cmos } from '../devices/cmos.js';
 import { DebugExit } from '../devices/debug-exit.js';
 import { Debugcon } from '../devices/debugcon.js';
-import { FwCfg, E820Type } from '../devices/fw-cfg.js';
+import { FwCfg } from '../devices/fw-cfg.js';
 import { I8042 } from '../devices/i8042.js';
 import { PostPort } from '../devices/post-port.js';
 import { ResetPort, type ResetKind } from '../devices/reset-port.js';
@@ -51,7 +52,6 @@ export interface DeviceHooks {
 /** Create the devices for `memoryBytes` of RAM and `cpus` vCPUs and register them on `runner`. */
 export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: number, hooks: DeviceHooks): PcDevices {
   const vm = runner.vm;
-  const e820 = ramRanges(memoryBytes).map((r) => ({ addr: r.gpa, size: r.length, type: E820Type.RAM }));
   const d: PcDevices = {
     uart: new Uart16550({ irq: new KvmIrqLine(vm, IRQS.com1), onTransmit: hooks.serialOut }),
     i8042: new I8042({ onReset: () => hooks.reset('keyboard'), irq: new KvmIrqLine(vm, IRQS.keyboard), auxIrq: new KvmIrqLine(vm, IRQS.mouse) }),
@@ -60,7 +60,7 @@ export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: num
     reset: new ResetPort({ onReset: (kind) => hooks.reset(kind) }),
     debugExit: new DebugExit({ onExit: (status) => hooks.debugExit(status) }),
     debugcon: hooks.debugcon ? new Debugcon({ onOutput: hooks.debugcon }) : undefined,
-    fwCfg: new FwCfg({ ramBytes: memoryBytes, cpus, e820 }),
+    fwCfg: new FwCfg({ ramBytes: memoryBytes, cpus, e820: buildFirmwareE820(memoryBytes, { lowMemEnd: LOW_RAM_LIMIT }) }),
     acpiPm: new AcpiPm({ onSleep: hooks.sleep }),
   };
   const pio = runner.pio;

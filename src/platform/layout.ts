@@ -3,7 +3,7 @@
  * use. One place to read the machine's map.
  */
 
-import { EXTENDED_START, HIGH_MEMORY_START, LOW_MEMORY_END } from '../boot/e820.js';
+import { buildFirmwareE820, EXTENDED_START, HIGH_MEMORY_START, LOW_MEMORY_END } from '../boot/e820.js';
 
 /** RAM below 4 GiB ends here at most (the E820 map's hole); the rest is placed at {@link HIGH_RAM_BASE}. */
 export const LOW_RAM_LIMIT = LOW_MEMORY_END;
@@ -67,13 +67,11 @@ export interface RamRange {
 
 /**
  * Split `bytes` of RAM into the PC layout: `[0, min(bytes, 3 GiB))`, then the rest at 4 GiB.
- * Returns one or two ranges.
+ * Returns one or two ranges: the RAM of the E820 map firmware gets (src/boot/e820.ts
+ * `buildFirmwareE820`, the one owner of the split). RangeError below 1 MiB.
  */
 export function ramRanges(bytes: number): RamRange[] {
-  const low = Math.min(bytes, LOW_RAM_LIMIT);
-  const out: RamRange[] = [{ gpa: 0, length: low }];
-  if (bytes > low) out.push({ gpa: HIGH_RAM_BASE, length: bytes - low });
-  return out;
+  return buildFirmwareE820(bytes, { lowMemEnd: LOW_RAM_LIMIT }).map((e) => ({ gpa: e.addr, length: e.size }));
 }
 
 /** Format a byte count the way error messages show it (e.g. `64 KiB`, `3 MiB`, `4097 bytes`). */

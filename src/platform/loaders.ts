@@ -64,6 +64,7 @@ export function bootFirmware(vm: Vm, memoryBytes: number, rom: Uint8Array): Firm
 
 /** Load a Multiboot kernel; vCPU 0 enters it in 32-bit protected mode. */
 export function bootMultiboot(vm: Vm, memoryBytes: number, image: Uint8Array, opts: PcMultibootOptions): MultibootBootState {
+  requireOptions(opts);
   const state = loadMultiboot(vm.memory, image, {
     cmdline: opts.cmdline ?? '',
     modules: opts.modules,
@@ -80,6 +81,7 @@ export function bootMultiboot(vm: Vm, memoryBytes: number, image: Uint8Array, op
  * and is also passed in the zero page; the tables are E820 type 3 (ACPI).
  */
 export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts: PcLinuxOptions): LinuxBootState {
+  requireOptions(opts);
   const decompress = opts.decompress ?? 'guest';
   if (decompress !== 'guest' && decompress !== 'host') throw new TypeError(`opts.decompress must be 'guest' or 'host', got ${String(decompress)}`);
   const acpi = buildAcpiTables(vm.memory, {
@@ -108,6 +110,11 @@ export function bootFlat(vm: Vm, image: Uint8Array, at: number, opts: FlatOption
   const state = loadFlat(vm.memory, image, at, opts);
   start(vm, state);
   return state;
+}
+
+/** TypeError unless a loader's `opts` is an object. */
+function requireOptions(opts: unknown): void {
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
 }
 
 function start(vm: Vm, state: BootState): void {

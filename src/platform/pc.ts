@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { BootState } from '../boot/boot-state.js';
-import type { CpuidOptions } from '../cpuid.js';
+import { ineffectiveClears, type CpuidBit, type CpuidOptions } from '../cpuid.js';
 import type { FirmwarePlan } from '../boot/firmware.js';
 import type { FlatOptions } from '../boot/flat.js';
 import type { LinuxBootState } from '../boot/linux.js';
@@ -28,7 +28,9 @@ import { Vm } from '../vm.js';
 import type { ResetKind } from '../devices/reset-port.js';
 import { attachDevices, type PcDevices } from './devices.js';
 import { allParked } from './parked.js';
-import { formatBytes, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY, ramRanges } from './layout.js';
+import { emulatedTotals } from './emulated.js';
+import { ramRanges } from './layout.js';
+import { checkPcOptions } from './options.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
 
 /** Where COM1's bytes go and come from. */
@@ -83,23 +85,6 @@ export interface PcRunOptions {
   timeoutMs?: number;
 }
 
-/** Validate the options; RangeError/TypeError with a one-line message. */
-function checkOptions(opts: PcOptions): { memory: number; cpus: number } {
-  if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
-  const { memory, cpus = 1 } = opts;
-  if (typeof memory !== 'number' || !Number.isSafeInteger(memory)) throw new TypeError('memory must be a byte count (an integer)');
-  if (memory < MIN_MEMORY) throw new RangeError(`memory: ${formatBytes(memory)} is too little; the PC needs at least 1 MiB`);
-  if (memory > MAX_MEMORY) throw new RangeError(`memory: ${formatBytes(memory)} is more than the supported 1 TiB`);
-  if (memory % MEMORY_ALIGN !== 0) throw new RangeError(`memory: ${memory} bytes is not a multiple of 4 KiB`);
-  if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1 || cpus > MAX_CPUS) {
-    throw new RangeError(`cpus must be an integer 1-${MAX_CPUS}, got ${String(cpus)}`);
-  }
-  for (const k of ['debugcon', 'onExit', 'traceExits'] as const) {
-    if (opts[k] !== undefined && typeof opts[k] !== 'function') throw new TypeError(`${k} must be a function`);
-  }
-  return { memory, cpus };
-}
-
 /** A PC-compatible machine. Create it with {@link createPc}; {@link destroy} it when done. */
 export class Pc {
   /** The VM. */
@@ -121,7 +106,7 @@ export class Pc {
 
   /** @internal Use {@link createPc}. */
   constructor(opts: PcOptions) {
-    const { memory, cpus } = checkOptions(opts);
+    const { memory, cpus } = checkPcOptions(opts);
     this.#opts = opts;
     this.memoryBytes = memory;
     this.cpus = cpus;
@@ -211,9 +196,11 @@ export class Pc {
    */
   async run(opts: PcRunOptions = {}): Promise<PcRunResult> {
     if (this.#ran) throw new Error('the machine has already run');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
     const timeoutMs = opts.timeoutMs;
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !(timeoutMs > 0) || timeoutMs > 2 ** 31 - 1)) {
-      throw new RangeError('timeoutMs must be a positive number of milliseconds');
+    if (timeoutMs !== undefined && typeof timeoutMs !== 'number') throw new TypeError(`opts.timeoutMs must be a number, got ${typeof timeoutMs}`);
+    if (timeoutMs !== undefined && (!(timeoutMs > 0) || timeoutMs > 2 ** 31 - 1)) {
+      throw new RangeError(`opts.timeoutMs must be a positive number of milliseconds, at most 2^31-1, got ${timeoutMs}`);
     }
     this.#ran = true;
     const input = this.#opts.serial?.input;
@@ -229,6 +216,23 @@ export class Pc {
     }
     this.#result ??= fromRunner(end);
     return this.#result;
+  }
+
+  /**
+   * The bits of the `cpuid.clear` option that KVM does not offer on this host
+   * (KVM_GET_SUPPORTED_CPUID lacks them): clearing them changes nothing KVM controls, and on
+   * PVM hosts the guest still sees the host's bit.
+   */
+  ineffectiveCpuidClears(): (string | CpuidBit)[] {
+    return ineffectiveClears(Vm.supportedCpuid(), this.#opts.cpuid?.clear ?? []);
+  }
+
+  /**
+   * The instructions the runner finished in userspace (KVM's emulator gave up on them), per
+   * mnemonic, summed over the vCPUs; empty if none, or once the machine is destroyed.
+   */
+  emulatedInstructions(): Map<string, bigint> {
+    return emulatedTotals(this.vm);
   }
 
   /** Stop the machine; {@link run} resolves with `{ reason: 'stopped' }` (unless it already ended). */

@@ -41,6 +41,14 @@ describe('parseCommand', () => {
     expect(run('--flat', 'g.bin@4096', '--mode', 'long').boot).toMatchObject({ at: 4096, mode: 'long' });
   });
 
+  it('the word after an option that takes a value is its value, even when it starts with -', () => {
+    expect(run('--kernel', 'k', '--append', '-v quiet').boot).toMatchObject({ append: '-v quiet' });
+    expect(run('--multiboot', 'k', '--module', '-m', '--append', '--x').boot).toMatchObject({ append: '--x', modules: [{ file: '-m', cmdline: '-m' }] });
+    expect(run('--flat', 'g.bin@0x1000', '--debugcon', '-').debugcon).toBe('-');
+    expect(() => run('--bios', '--kernel')).not.toThrow(); // a BIOS file named '--kernel'
+    expect(run('--bios', '--kernel').boot).toEqual({ kind: 'bios', file: '--kernel' });
+  });
+
   it('help', () => {
     expect(parseCommand(['--help'])).toEqual({ kind: 'help' });
     expect(parseCommand(['run', '-h'])).toEqual({ kind: 'help' });
@@ -55,7 +63,18 @@ describe('parseCommand', () => {
     [['run', '--flat', 'a@0', '--append', 'x'], /--append needs --kernel or --multiboot/],
     [['run', '--flat', 'a'], /not FILE@ADDR/],
     [['run', '--flat', 'a@0', '--mode', 'virtual'], /--mode/],
-    [['run', '--bios', 'a', '--cpus', '255'], /--cpus: '255' is not a whole number in 1-254/],
+    [['run', '--bios', 'a', '--cpus', '255'], /^--cpus must be an integer from 1 to 254, got '255'$/],
+    [['run', '--bios', 'a', '--cpus', '-1'], /^--cpus must be an integer from 1 to 254, got '-1'$/],
+    [['run', '--bios', 'a', '--cpus=-1'], /^--cpus must be an integer from 1 to 254, got '-1'$/],
+    [['run', '--bios', 'a', '--cpus', '1.5'], /^--cpus must be an integer from 1 to 254/],
+    [['run', '--bios', 'a', '--memory', '-5'], /^--memory must be a size such as 128M or 1G, got '-5'$/],
+    [['run', '--bios', 'a', '--memory', '0'], /^--memory must be at least 1 MiB, at most 1 TiB and a multiple of 4 KiB .*got '0'$/],
+    [['run', '--bios', 'a', '--memory', '2T'], /^--memory must be at least 1 MiB, at most 1 TiB/],
+    [['run', '--bios', 'a', '--memory', '1025K'], /multiple of 4 KiB .*got '1025K'$/],
+    [['run', '--bios', 'a', '--timeout', '-1'], /^--timeout must be a positive number of seconds, at most 2147483, got '-1'$/],
+    [['run', '--bios', 'a', '--timeout', '2147484'], /^--timeout must be a positive number of seconds/],
+    [['run', '--bios', 'a', '--cpus'], /Option '--cpus <value>' argument missing/],
+    [['run', '--flat', 'a@-1'], /^--flat address must be an address/],
     [['run', '--bios', 'a', '--memory', '12Q'], /--memory/],
     [['run', '--bios', 'a', '--timeout', '0'], /--timeout/],
     [['run', '--bios', 'a', 'extra'], /unexpected argument/],

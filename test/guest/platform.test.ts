@@ -5,8 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { buildFirmwareE820, e820ToBytes } from '../../src/boot/e820.js';
 import { BootImageError } from '../../src/boot/errors.js';
+import { ineffectiveClears } from '../../src/cpuid.js';
 import { fixturePath } from '../../src/fixtures.js';
+import { Vm } from '../../src/vm.js';
 import { createPc, type Pc, type PcOptions } from '../../src/platform/index.js';
 
 const MiB = 2 ** 20;
@@ -150,6 +153,29 @@ describe('createPc: flat binaries', () => {
   });
 });
 
+describe('createPc: what the CLI reports', () => {
+  it('emulatedInstructions() is the per-mnemonic sum of the VM\'s emulated_* stats', async () => {
+    const m = pc({ memory: 2 * MiB });
+    // mov $0xff,%rbx ; popcnt %rbx,%rax ; stac ; clac ; cli ; hlt
+    m.loadFlat(Uint8Array.from([0x48, 0xc7, 0xc3, 0xff, 0, 0, 0, 0xf3, 0x48, 0x0f, 0xb8, 0xc3, 0x0f, 0x01, 0xcb, 0x0f, 0x01, 0xca, 0xfa, 0xf4]), 0x2000, { mode: 'long' });
+    expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'halted' });
+    const expected = new Map<string, bigint>();
+    for (const [k, n] of Object.entries(m.vm.getStatsByName(0))) if (k.startsWith('emulated_') && n > 0n) expected.set(k.slice(9), n);
+    expect(m.emulatedInstructions()).toEqual(expected);
+    // on hosts whose KVM gives up on popcnt (PVM) the fallback finished exactly one
+    if (expected.has('popcnt')) expect(m.emulatedInstructions().get('popcnt')).toBe(1n);
+    m.destroy();
+    expect(m.emulatedInstructions()).toEqual(new Map());
+  });
+
+  it('ineffectiveCpuidClears() names the cleared bits KVM does not offer on this host', () => {
+    const clear = ['cx16', 'la57', 'popcnt'];
+    const m = pc({ cpuid: { clear } });
+    expect(m.ineffectiveCpuidClears()).toEqual(ineffectiveClears(Vm.supportedCpuid(), clear));
+    expect(pc().ineffectiveCpuidClears()).toEqual([]);
+  });
+});
+
 describe('createPc: firmware layout', () => {
   it('maps the ROM read-only below 4 GiB and copies its last 128 KiB to 0xE0000', () => {
     const m = pc({ memory: 2 * MiB });
@@ -159,6 +185,14 @@ describe('createPc: firmware layout', () => {
     expect(m.vm.memorySegments().find((s) => s.gpa === plan.romGpa)).toMatchObject({ length: rom.length, readonly: true });
     expect(m.memory.readBytes(0xffff_fff0, 16)).toEqual(rom.subarray(rom.length - 16));
     expect(m.memory.readBytes(0xe0000, 16)).toEqual(rom.subarray(rom.length - 0x20000, rom.length - 0x20000 + 16));
+  });
+
+  it("fw_cfg's etc/e820 is boot/e820.ts's firmware map, encoded by boot/e820.ts, and matches the RAM segments", () => {
+    const m = pc({ memory: 3 * 2 ** 30 + 2 * MiB });
+    const map = buildFirmwareE820(m.memoryBytes);
+    const file = m.devices.fwCfg.fileList.find((f) => f.name === 'etc/e820');
+    expect(file?.bytes).toEqual(e820ToBytes(map));
+    expect(m.vm.memorySegments().map((s) => ({ addr: s.gpa, size: s.length, type: 1 }))).toEqual(map);
   });
 
   it('puts RAM beyond 3 GiB at 4 GiB', () => {
@@ -185,6 +219,36 @@ describe('createPc: errors', () => {
     expectOneLine(() => createPc({ memory: 512 * 1024 }), RangeError, /at least 1 MiB/);
     expectOneLine(() => createPc({ memory: MiB + 1 }), RangeError, /multiple of 4 KiB/);
     expectOneLine(() => createPc({ memory: MiB, cpus: 0 }), RangeError, /cpus must be an integer 1-254/);
+    expectOneLine(() => createPc({ memory: MiB, cpus: '2' as never }), TypeError, /^cpus must be a number/);
+  });
+
+  it('rejects wrongly typed options with a TypeError/RangeError naming them, and builds nothing', () => {
+    const bad: [Partial<PcOptions>, new (...a: never[]) => Error, RegExp][] = [
+      [{ serial: { onOutput: 'stdout' as never } }, TypeError, /^serial\.onOutput must be a function, got string$/],
+      [{ serial: { input: 5 as never } }, TypeError, /^serial\.input must be a readable stream$/],
+      [{ serial: 'COM1' as never }, TypeError, /^serial must be an object/],
+      [{ cpuid: 5 as never }, TypeError, /^cpuid must be an object such as \{ clear: \['cx16'\] \}, got number$/],
+      [{ cpuid: { clear: 'cx16' as never } }, TypeError, /^cpuid\.clear must be an array/],
+      [{ cpuid: { clear: ['sse9'] } }, RangeError, /^cpuid\.clear\[0\]: unknown bit name 'sse9'/],
+      [{ cpuid: { clear: [{ leaf: 1, reg: 'ecx', bit: 40 }] } }, RangeError, /^cpuid\.clear\[0\]\.bit must be an integer 0-31, got 40$/],
+      [{ cpuid: { clear: [{ leaf: 1, reg: 'xmm0' as never, bit: 1 }] } }, RangeError, /^cpuid\.clear\[0\]\.reg must be one of eax, ebx, ecx, edx/],
+      [{ cpuid: { clear: [7 as never] } }, TypeError, /^cpuid\.clear\[0\] must be a CPUID bit name/],
+      [{ emulate: 'yes' as never }, TypeError, /^emulate must be a boolean, got string$/],
+      [{ name: 7 as never }, TypeError, /^name must be a non-empty string$/],
+      [{ debugcon: true as never }, TypeError, /^debugcon must be a function, got boolean$/],
+    ];
+    for (const [opts, cls, re] of bad) expectOneLine(() => createPc({ memory: MiB, name: 'pc-bad-options', ...opts }), cls, re);
+    const ok = createPc({ memory: MiB, name: 'pc-bad-options' }); // no VM of that name was left behind
+    pcs.push(ok);
+  });
+
+  it('run() checks its options before the machine starts', async () => {
+    const m = pc();
+    m.loadFlat(code(0xf4), 0x1000);
+    await expect(m.run({ timeoutMs: '5' as never })).rejects.toThrow(TypeError);
+    await expect(m.run({ timeoutMs: -1 })).rejects.toThrow(/^opts\.timeoutMs must be a positive number/);
+    await expect(m.run(null as never)).rejects.toThrow(/^opts must be an object$/);
+    expect(m.runner.started).toBe(false);
   });
 
   it('Multiboot: wrong magic, bad checksum, truncated image, kernel that does not fit', () => {
@@ -201,6 +265,9 @@ describe('createPc: errors', () => {
   it('Linux: wrong magic and truncated bzImage', () => {
     expectOneLine(() => pc().loadLinux(fixture('mb-fwcfg.elf')), BootImageError, /^kernel: /);
     expectOneLine(() => pc().loadLinux(new Uint8Array(100)), BootImageError, /^kernel: /);
+    expectOneLine(() => pc().loadLinux(new Uint8Array(100), null as never), TypeError, /^opts must be an object$/);
+    expectOneLine(() => pc().loadMultiboot(fixture('mb-fwcfg.elf'), 5 as never), TypeError, /^opts must be an object$/);
+    expectOneLine(() => pc().loadLinux(new Uint8Array(100), { cmdline: 5 as never }), TypeError, /^opts\.cmdline must be a string/);
   });
 
   it('firmware: empty or badly sized ROM', () => {

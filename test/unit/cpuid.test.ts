@@ -44,6 +44,28 @@ describe('guestCpuid', () => {
   });
 });
 
+describe('checkCpuidOptions', () => {
+  it('accepts names and explicit bits; undefined is no options', () => {
+    expect(checkCpuidOptions(undefined, 'cpuid')).toEqual({});
+    const opts = { clear: ['cx16', { leaf: 7, index: 0, reg: 'ebx' as const, bit: 20 }] };
+    expect(checkCpuidOptions(opts, 'cpuid')).toBe(opts);
+  });
+
+  it('a bad value is a TypeError/RangeError naming the option and field, never silently ignored', () => {
+    expect(() => checkCpuidOptions(5, 'cpuid')).toThrow(new TypeError('cpuid must be an object ({ clear?: [...] }), got number'));
+    expect(() => checkCpuidOptions(null, 'cpuid')).toThrow(/got null/);
+    expect(() => checkCpuidOptions({ clear: 'cx16' }, 'cpuid')).toThrow(TypeError);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: -1, reg: 'eax', bit: 0 }] }, 'opts.cpuid')).toThrow(/^opts\.cpuid\.clear\[0\]\.leaf must be/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: 1, index: 1.5, reg: 'eax', bit: 0 }] }, 'cpuid')).toThrow(/\.index must be/);
+    expect(() => checkCpuidOptions({ clear: [{ leaf: 1, reg: 'eax', bit: 32 }] }, 'cpuid')).toThrow(RangeError);
+    expect(() => checkCpuidOptions({ clear: ['cx16', null] }, 'cpuid')).toThrow(/^cpuid\.clear\[1\] must be a bit name/);
+  });
+
+  it('guestCpuid no longer applies an out-of-range bit as another bit (1 << 33 was bit 1)', () => {
+    expect(() => guestCpuid(SUPPORTED, 0, 1, { clear: [{ leaf: 1, reg: 'ecx', bit: 33 }] })).toThrow(/bit must be an integer in \[0, 31\], got 33/);
+  });
+});
+
 describe('ineffectiveClears', () => {
   it('names the bits KVM does not offer (clearing them changes nothing)', () => {
     expect(ineffectiveClears(SUPPORTED, ['cx16', 'smap', 'popcnt', 'avx2', 'la57'])).toEqual(['popcnt', 'avx2', 'la57']);

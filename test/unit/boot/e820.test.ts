@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildE820, E820Type, e820ToBytes, inRam, LOW_MEMORY_END, ramRanges } from '../../../src/boot/e820.js';
+import { buildE820, buildFirmwareE820, E820Type, e820ToBytes, inRam, LOW_MEMORY_END, ramRanges } from '../../../src/boot/e820.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -53,6 +53,31 @@ describe('buildE820', () => {
     expect(() => buildE820(MiB * 64, { lowMemEnd: 5 * GiB })).toThrow(/lowMemEnd/);
     expect(() => buildE820(MiB * 64, { reserved: [{ addr: -1, size: 1, type: 2 }] })).toThrow(/reserved\[0\]\.addr/);
     expect(() => buildE820(MiB * 64, { reserved: [{ addr: 2 ** 52, size: 2 ** 52, type: 2 }] })).toThrow(RangeError);
+  });
+});
+
+describe('buildFirmwareE820', () => {
+  it('is the RAM only: low RAM from 0, the rest at 4 GiB', () => {
+    expect(buildFirmwareE820(64 * MiB)).toEqual([{ addr: 0, size: 64 * MiB, type: E820Type.RAM }]);
+    expect(buildFirmwareE820(4 * GiB)).toEqual([
+      { addr: 0, size: LOW_MEMORY_END, type: E820Type.RAM },
+      { addr: 4 * GiB, size: 4 * GiB - LOW_MEMORY_END, type: E820Type.RAM },
+    ]);
+    expect(buildFirmwareE820(3 * GiB, { lowMemEnd: 2 * GiB })).toEqual([
+      { addr: 0, size: 2 * GiB, type: E820Type.RAM },
+      { addr: 4 * GiB, size: GiB, type: E820Type.RAM },
+    ]);
+  });
+
+  it('covers the same RAM as buildE820 plus the holes firmware reserves itself', () => {
+    const os = buildE820(8 * GiB);
+    for (const [s, e] of ramRanges(os)) expect(inRam(buildFirmwareE820(8 * GiB), s, e - s)).toBe(true);
+  });
+
+  it('rejects bad arguments like buildE820', () => {
+    expect(() => buildFirmwareE820(512 * 1024)).toThrow(/ramBytes/);
+    expect(() => buildFirmwareE820('1' as unknown as number)).toThrow(TypeError);
+    expect(() => buildFirmwareE820(64 * MiB, { lowMemEnd: 5 * GiB })).toThrow(/lowMemEnd/);
   });
 });
 

@@ -13,6 +13,7 @@ describe('BootImageError', () => {
   it('is re-exported with every loader from the index', () => {
     for (const name of [
       'buildE820',
+      'buildFirmwareE820',
       'e820ToBytes',
       'buildAcpiTables',
       'buildIdentityPageTables',

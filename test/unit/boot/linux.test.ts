@@ -225,6 +225,20 @@ describe('loadBzImage', () => {
     expect(() => load(fakeBzImage(), { e820: many })).toThrow(/at most 128/);
   });
 
+  it('rejects ramBytes (or an e820 map) promising more RAM than the memory backs, before writing anything', () => {
+    const mem = bufferMemory(RAM);
+    const opts = { cmdline: '', ramBytes: 2 * RAM };
+    expect(() => loadBzImage(mem, fakeBzImage(), opts)).toThrow(RangeError);
+    expect(() => loadBzImage(mem, fakeBzImage(), opts)).toThrow(
+      `opts.ramBytes (${2 * RAM} bytes) describes RAM [0x100000, 0x8000000) that guest memory does not back`,
+    );
+    const e820 = buildE820(RAM + 0x1000);
+    expect(() => loadBzImage(mem, fakeBzImage(), { cmdline: '', ramBytes: RAM, e820 })).toThrow(/^opts\.e820 describes RAM/);
+    expect(() => loadBzImage(mem, fakeBzImage(), { cmdline: '', ramBytes: 512 * 1024 })).toThrow(/^opts\.ramBytes must be at least 1 MiB/);
+    expect(mem.readBytes(0, RAM).every((b) => b === 0)).toBe(true);
+    expect(() => loadBzImage(mem, fakeBzImage(), { cmdline: '', ramBytes: RAM })).not.toThrow();
+  });
+
   it('rejects malformed kernels before touching memory', () => {
     const mem = bufferMemory(RAM);
     const bad = fakeBzImage();

@@ -150,6 +150,14 @@ describe('loadMultiboot (ELF)', () => {
     expect(mem.readU32(0x20000 + 44)).toBe(e820.length * 24);
   });
 
+  it('rejects ramBytes larger than the memory that exists, before writing anything', () => {
+    const mem = bufferMemory(RAM);
+    expect(() => loadMultiboot(mem, mbElf().image, { cmdline: '', ramBytes: 2 * RAM })).toThrow(RangeError);
+    expect(() => loadMultiboot(mem, mbElf().image, { cmdline: '', ramBytes: 2 * RAM })).toThrow(/^opts\.ramBytes \(67108864 bytes\) describes RAM \[0x100000, 0x4000000\)/);
+    expect(() => loadMultiboot(mem, mbElf().image, { cmdline: '', ramBytes: RAM, e820: buildE820(2 * RAM) })).toThrow(/^opts\.e820 describes RAM/);
+    expect(mem.readBytes(0, RAM).every((b) => b === 0)).toBe(true);
+  });
+
   it('loads ELF64 multiboot kernels', () => {
     const { image } = mbElf({ bits: 64 });
     const { state } = load(image);

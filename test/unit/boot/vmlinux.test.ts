@@ -106,6 +106,8 @@ describe('loadVmlinux', () => {
     expect(mem.readBytes(0x1000000, 16)).toEqual(new Uint8Array(16)); // nothing half-done
     expect(() => loadVmlinux(mem, vmlinux(), { ...opts, kernelAt: 0x2000000 })).toThrow(RangeError);
     expect(() => loadVmlinux(mem, vmlinux(), { cmdline: 'x'.repeat(3000), ramBytes: RAM })).toThrow(/at most 2047/);
+    expect(() => loadVmlinux(mem, vmlinux(), { cmdline: '', ramBytes: 2 * RAM })).toThrow(/^opts\.ramBytes \(\d+ bytes\) describes RAM .* that guest memory does not back/);
+    expect(mem.readBytes(0x1000000, 16)).toEqual(new Uint8Array(16));
   });
 });
 

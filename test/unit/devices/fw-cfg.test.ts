@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { buildE820, buildFirmwareE820, e820ToBytes } from '../../../src/boot/e820.js';
 import { buildE820Bytes, E820Type, FwCfg, FwCfgItem } from '../../../src/devices/fw-cfg.js';
 
 function make(opts: Partial<ConstructorParameters<typeof FwCfg>[0]> = {}) {
@@ -51,8 +52,8 @@ describe('FwCfg', () => {
   it('file directory is big-endian and lists host files from 0x20 with etc/e820', () => {
     const e820 = [
       { addr: 0, size: 0x9fc00, type: E820Type.RAM },
-      { addr: 0x100000n, size: 0x7ff00000n, type: E820Type.RAM },
-      { addr: 0x1_0000_0000n, size: 0x8000_0000, type: E820Type.RAM },
+      { addr: 0x100000, size: 0x7ff00000, type: E820Type.RAM },
+      { addr: 0x1_0000_0000, size: 0x8000_0000, type: E820Type.RAM },
     ];
     const { fw, item } = make({ e820 });
     expect(fw.addFile('etc/boot-fail-wait', [0x10, 0x27, 0, 0])).toBe(0x21);
@@ -77,14 +78,31 @@ describe('FwCfg', () => {
     expect(make().item(FwCfgItem.FILE_DIR, 6)).toEqual([0, 0, 0, 0, 0, 0]);
   });
 
-  it('buildE820Bytes encodes 20-byte little-endian entries and validates', () => {
-    const b = buildE820Bytes([{ addr: 0x1_0000_0000n, size: 0x1234, type: 2 }]);
+  it('buildE820Bytes is boot/e820.ts e820ToBytes: 20-byte little-endian entries, validated', () => {
+    expect(buildE820Bytes).toBe(e820ToBytes);
+    const b = buildE820Bytes([{ addr: 0x1_0000_0000, size: 0x1234, type: 2 }]);
     expect(Array.from(b)).toEqual([0, 0, 0, 0, 1, 0, 0, 0, 0x34, 0x12, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
     expect(buildE820Bytes([]).length).toBe(0);
-    expect(() => buildE820Bytes([{ addr: -1, size: 0, type: 1 }])).toThrow(/entries\[0\]\.addr/);
-    expect(() => buildE820Bytes([{ addr: 0, size: 1n << 64n, type: 1 }])).toThrow(/size/);
-    expect(() => buildE820Bytes([{ addr: 0, size: 0, type: 2 ** 32 }])).toThrow(/type/);
+    expect(() => buildE820Bytes([{ addr: -1, size: 1, type: 1 }])).toThrow(/entries\[0\]\.addr/);
+    expect(() => buildE820Bytes([{ addr: 0, size: 2 ** 53, type: 1 }])).toThrow(/size/);
+    expect(() => buildE820Bytes([{ addr: 0, size: 1, type: 2 ** 32 }])).toThrow(/type/);
+    expect(() => buildE820Bytes([{ addr: 0n, size: 1, type: 1 }] as never)).toThrow(TypeError);
     expect(() => buildE820Bytes('x' as never)).toThrow(TypeError);
+  });
+
+  it('etc/e820 is byte for byte the encoding of boot/e820.ts, for the firmware and the OS maps', () => {
+    for (const e820 of [buildFirmwareE820(6 * 2 ** 30), buildE820(64 * 2 ** 20)]) {
+      const fw = new FwCfg({ ramBytes: 1, cpus: 1, e820 });
+      const file = fw.fileList.find((f) => f.name === 'etc/e820');
+      expect(file?.bytes).toEqual(e820ToBytes(e820));
+      fw.write(0, 2, file!.select);
+      expect(Array.from({ length: e820.length * 20 }, () => fw.read(1, 1))).toEqual(Array.from(e820ToBytes(e820)));
+    }
+  });
+
+  it('a bad e820 option is a TypeError/RangeError naming it, before the device exists', () => {
+    expect(() => new FwCfg({ ramBytes: 1, cpus: 1, e820: [{ addr: 0, size: 0, type: 1 }] })).toThrow(/options\.e820\[0\]\.size/);
+    expect(() => new FwCfg({ ramBytes: 1, cpus: 1, e820: 'x' as never })).toThrow(TypeError);
   });
 
   it('addFile validates names and copies bytes', () => {
