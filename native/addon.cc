@@ -152,6 +152,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("execSse", Napi::Function::New(env, ExecSse));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   InitVfio(env, exports);
+  InitFutex(env, exports);
   return exports;
 }
 

@@ -12,8 +12,8 @@ import type { Bus } from '../src/bus/bus.js';
 import { newAccess, serveAccess, type Access } from '../src/bus/dispatch.js';
 import { COUNTED_MNEMONICS, InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
 import type { SyscallRepair } from '../src/emulate/syscall-repair.js';
-import { CB, CONTROL, REQUEST, RING_BATCH, RING_LAYOUT, STATUS, type VcpuTask } from '../src/runner/protocol.js';
-import { MailboxClient } from '../src/runner/mailbox.js';
+import { BELL, CB, CONTROL, MAIN_WAIT, REQUEST, RING_BATCH, RING_LAYOUT, STATUS, type VcpuTask } from '../src/runner/protocol.js';
+import { MailboxClient, wakeMain } from '../src/runner/mailbox.js';
 import { RING_SPACE, WriteRing } from '../src/runner/write-ring.js';
 
 /** The buses a worker serves itself: its worker-side devices, and the posted ranges. */
@@ -36,6 +36,7 @@ const MNEMONIC_INDEX = new Map(COUNTED_MNEMONICS.map((m, i) => [m, i]));
 export class VcpuLoop {
   readonly #vcpu: NativeVcpuFd;
   readonly #ctl: Int32Array;
+  readonly #bell: Int32Array;
   readonly #mail: MailboxClient;
   readonly #ring: WriteRing;
   readonly #buses: WorkerBuses;
@@ -49,7 +50,8 @@ export class VcpuLoop {
   constructor(task: VcpuTask, vcpu: NativeVcpuFd, buses: WorkerBuses) {
     this.#vcpu = vcpu;
     this.#ctl = new Int32Array(task.control);
-    this.#mail = new MailboxClient(this.#ctl, new Int32Array(task.spare));
+    this.#bell = new Int32Array(task.bell);
+    this.#mail = new MailboxClient(this.#ctl, this.#bell, new Int32Array(task.spare));
     this.#ring = new WriteRing(this.#ctl, RING_LAYOUT);
     this.#buses = buses;
     this.#run = new Uint8Array(vcpu.runBuffer());
@@ -79,6 +81,7 @@ export class VcpuLoop {
       if (this.#mail.request(REQUEST.EXIT)) break;
     }
     this.#mail.setStatus(STATUS.FINISHED);
+    if (process.env.VMMAPI_DEBUG_SPIN) console.error('worker spin', this.#mail.spinStats);
     return this.#mail.stopRequested() ? 'stopped' : 'replied-stop';
   }
 
@@ -116,11 +119,14 @@ export class VcpuLoop {
       Atomics.wait(ctl, CB.RING_HEAD, this.#ring.headCounter(), 100);
     }
     Atomics.add(ctl, CB.POSTED_WRITES, 1);
-    Atomics.add(ctl, CB.SEQ, 1);
-    // Wake a sleeping main thread at once; an awake one (it spins after each drain) sees
-    // SEQ move, and is only notified when a batch has piled up. MAIN_SLEEPING is read after
-    // the SEQ bump: a main thread that goes to sleep later sees the new SEQ and does not.
-    if (pending >= RING_BATCH || Atomics.load(ctl, CB.MAIN_SLEEPING) === 1) Atomics.notify(ctl, CB.SEQ);
+    const bell = this.#bell;
+    Atomics.add(bell, BELL.SEQ, 1);
+    // Wake a sleeping main thread at once; an awake one (it spins or waits briefly after
+    // each round) sees the doorbell move, and is only notified when a batch has piled up.
+    // MAIN_SLEEPING is read after the bump: a main thread that goes to sleep later sees the
+    // new SEQ and does not sleep.
+    const how = Atomics.load(bell, BELL.MAIN_SLEEPING);
+    if (how === MAIN_WAIT.ASLEEP || (how === MAIN_WAIT.BLOCKED && pending >= RING_BATCH)) wakeMain(bell, how);
   }
 
   /** The main thread asked whether the blocked vCPU halted for good; true to stop. */

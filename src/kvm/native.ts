@@ -122,6 +122,13 @@ export interface NativeAddon {
   setThreadAffinity(cpu: number): void;
   getThreadAffinity(): number[];
   threadId(): number;
+  /**
+   * futex(FUTEX_WAIT) on `cells[index]`: sleep while it equals `expected`, at most `timeoutUs`
+   * microseconds (0: no limit). 0 woken, 1 not equal, 2 timed out, 3 interrupted by a signal.
+   */
+  futexWait(cells: Int32Array, index: number, expected: number, timeoutUs: number): 0 | 1 | 2 | 3;
+  /** futex(FUTEX_WAKE) on `cells[index]`: wake up to `count` waiters; returns how many woke. */
+  futexWake(cells: Int32Array, index: number, count: number): number;
   layout(): Record<string, number>;
   execSse(code: Uint8Array, regs: Uint8Array, fx: Uint8Array, scratch: Uint8Array): number;
   /** Locked 16-byte compare-exchange on `cell` (16 bytes, 16-byte aligned): [ok, oldLo, oldHi]. */

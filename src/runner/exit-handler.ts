@@ -122,6 +122,20 @@ export async function deliverPostedWrites(ring: WriteRing, vcpu: number, ctx: Ex
   }
 }
 
+/**
+ * The synchronous shortcut of {@link deliverPostedWrites}: deliver, oldest first, the posted
+ * writes that a device claims while nobody observes 'exit'. Returns true once the ring is
+ * empty, false when the next entry needs deliverPostedWrites (it stays in the ring).
+ */
+export function deliverClaimedPostedWrites(ring: WriteRing, ctx: ExitContext, scratch: Access): boolean {
+  if (ctx.events.listenerCount('exit') !== 0) return ring.pending() === 0;
+  for (let space = ring.peek(scratch); space !== 0; space = ring.peek(scratch)) {
+    if (!serveAccess(space === RING_SPACE.PIO ? ctx.pio : ctx.mmio, scratch)) return false;
+    ring.consume();
+  }
+  return true;
+}
+
 /** The exit object of a posted write (its data a copy, not the scratch buffer). */
 function postedWriteExit(space: number, vcpu: number, a: Access): InoutExit | MmioExit {
   const data = new Uint8Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.size));

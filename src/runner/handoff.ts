@@ -8,14 +8,32 @@
  * cut hand-offs to 0.06–0.19× where sleeping at once kept 0.45× (DESIGN.md §4).
  *
  * So each waiting side keeps a {@link SpinPolicy}: it spins only while the host has a CPU
- * to spare (src/runner/host-load.ts publishes that as a shared flag) and recent spins paid —
- * the awaited change came, and came quickly (the peer was running on another CPU). A spin
- * that times out or only succeeds late means the peer was not running: the next hand-offs
- * sleep at once, and the policy probes again after an exponentially growing number of them.
+ * to spare (src/runner/host-load.ts publishes that as a shared flag: the peer then has a CPU
+ * of its own) and recent spins paid — the awaited change came before the spin's deadline.
+ * A spin that times out means the peer is busy elsewhere (a guest computing between exits):
+ * the next hand-offs sleep at once, and the policy probes again after an exponentially
+ * growing number of them.
  */
+import { native } from '../kvm/native.js';
 
-/** A spin that succeeds later than this (ms) did not pay: the peer was likely descheduled. */
-const SLOW_SPIN_MS = 0.03;
+
+/** What {@link futexWait} returns. */
+export const FUTEX = { WOKEN: 0, NOT_EQUAL: 1, TIMED_OUT: 2, INTERRUPTED: 3 } as const;
+
+/**
+ * Sleep while `cells[index] === value`, at most `timeoutUs` µs (0: no limit): the bare futex
+ * (V8's Atomics.wait goes through a mutex and a condition variable, which costs extra context
+ * switches on a busy host). Only {@link futexWake} wakes it.
+ */
+export function futexWait(cells: Int32Array, index: number, value: number, timeoutUs: number): number {
+  return native().futexWait(cells, index, value, timeoutUs);
+}
+
+/** Wake the {@link futexWait} waiters of `cells[index]`. */
+export function futexWake(cells: Int32Array, index: number): void {
+  native().futexWake(cells, index, 0x7fffffff);
+}
+
 /** Most hand-offs that sleep at once before the policy probes spinning again. */
 const MAX_SKIP = 256;
 
@@ -52,12 +70,10 @@ export class SpinPolicy {
       this.stats.skipped++;
       return false;
     }
-    const start = performance.now();
-    const deadline = start + this.#maxMs;
+    const deadline = performance.now() + this.#maxMs;
     for (let i = 1; ; i++) {
       if (Atomics.load(cells, index) !== value) {
-        if (performance.now() - start <= SLOW_SPIN_MS) this.#paid();
-        else this.#wasted();
+        this.#paid();
         return true;
       }
       if ((i & 63) === 0 && performance.now() >= deadline) {
@@ -65,6 +81,22 @@ export class SpinPolicy {
         return false;
       }
     }
+  }
+
+  /**
+   * Report how long a wait that did not spin (it slept) took: if a spin would have caught
+   * the change, spinning pays again from now on (the peer is active again after a pause).
+   */
+  slept(ms: number): void {
+    if (ms <= this.#maxMs) {
+      this.#skip = 0;
+      this.#backoff = 1;
+    }
+  }
+
+  /** The longest spin (ms). */
+  get maxMs(): number {
+    return this.#maxMs;
   }
 
   #paid(): void {
@@ -76,5 +108,47 @@ export class SpinPolicy {
     this.stats.wasted++;
     this.#skip = this.#backoff;
     this.#backoff = Math.min(this.#backoff * 2, MAX_SKIP);
+  }
+}
+
+/**
+ * When the main thread may block in a short futex wait instead of returning to the event
+ * loop: a futex wake-up is much cheaper than the event loop's (an async wait's wake-up is a
+ * task posted to the loop), which is what keeps hand-offs fast on a busy host where spinning
+ * does not pay. Its waker must use {@link futexWake}. It blocks the event loop for at most `maxMs` per wait, and only while waits
+ * pay — the event came before the timeout; a wait that times out makes the next ones go to
+ * the event loop at once, probing again after an exponentially growing number of them.
+ */
+export class BlockPolicy {
+  readonly #maxMs: number;
+  #skip = 0;
+  #backoff = 1;
+  /** Waits that were woken in time, waits that timed out, waits skipped (diagnostics). */
+  readonly stats = { paid: 0, wasted: 0, skipped: 0 };
+
+  /** `maxMs`: the longest a wait blocks the calling thread. */
+  constructor(maxMs: number) {
+    this.#maxMs = maxMs;
+  }
+
+  /**
+   * Block while `cells[index] === value`, if blocking pays now. Returns true if it changed;
+   * false if the caller must wait asynchronously.
+   */
+  wait(cells: Int32Array, index: number, value: number): boolean {
+    if (this.#skip > 0) {
+      this.#skip--;
+      this.stats.skipped++;
+      return false;
+    }
+    if (futexWait(cells, index, value, Math.ceil(this.#maxMs * 1000)) !== FUTEX.TIMED_OUT) {
+      this.stats.paid++;
+      this.#backoff = 1;
+      return true;
+    }
+    this.stats.wasted++;
+    this.#skip = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, MAX_SKIP);
+    return false;
   }
 }

@@ -4,8 +4,8 @@
  * answers continue or stop. Waiting on either side goes through the adaptive hand-off
  * (src/runner/handoff.ts).
  */
-import { CB, CONTROL, MAILBOX, REPLY } from './protocol.js';
-import { SpinPolicy } from './handoff.js';
+import { BELL, CB, CONTROL, MAILBOX, MAIN_WAIT, REPLY } from './protocol.js';
+import { SpinPolicy, futexWait, futexWake } from './handoff.js';
 
 /** How long (ms) the worker spins for the main thread's answer, when spinning pays. */
 const WORKER_SPIN_MS = 0.1;
@@ -14,18 +14,25 @@ const WORKER_SPIN_MS = 0.1;
 export class MailboxClient {
   /** The control block. */
   readonly ctl: Int32Array;
+  /** The runner's doorbell. */
+  readonly bell: Int32Array;
   readonly #policy: SpinPolicy;
 
   /** `spare`: the host-load flag (src/runner/host-load.ts). */
-  constructor(ctl: Int32Array, spare?: Int32Array) {
+  constructor(ctl: Int32Array, bell: Int32Array, spare?: Int32Array) {
     this.ctl = ctl;
+    this.bell = bell;
     this.#policy = new SpinPolicy(WORKER_SPIN_MS, spare);
   }
 
-  /** Wake the main thread's serve loop for this vCPU. */
+  /** The hand-off policy's counts (diagnostics). */
+  get spinStats(): SpinPolicy['stats'] {
+    return this.#policy.stats;
+  }
+
+  /** Ring the doorbell: the main thread's serve loop looks at every vCPU again. */
   signal(): void {
-    Atomics.add(this.ctl, CB.SEQ, 1);
-    Atomics.notify(this.ctl, CB.SEQ);
+    ringBell(this.bell);
   }
 
   /** Publish the worker's status ({@link STATUS}) and signal. */
@@ -46,10 +53,17 @@ export class MailboxClient {
     Atomics.store(ctl, CB.REQUEST, kind);
     Atomics.store(ctl, CB.STATE, MAILBOX.WAITING);
     this.signal();
-    this.#policy.spin(ctl, CB.STATE, MAILBOX.WAITING);
-    while (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) {
-      if (this.stopRequested()) return true;
-      Atomics.wait(ctl, CB.STATE, MAILBOX.WAITING);
+    if (!this.#policy.spin(ctl, CB.STATE, MAILBOX.WAITING)) {
+      const t0 = performance.now();
+      // SLEEPING is set before the last look at STATE: an answer after it sees the flag and notifies
+      Atomics.store(ctl, CB.WORKER_SLEEPING, 1);
+      while (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) {
+        if (this.stopRequested()) break;
+        futexWait(ctl, CB.STATE, MAILBOX.WAITING, 0);
+      }
+      Atomics.store(ctl, CB.WORKER_SLEEPING, 0);
+      if (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) return true; // told to stop
+      this.#policy.slept(performance.now() - t0);
     }
     Atomics.store(ctl, CB.STATE, MAILBOX.IDLE);
     return Atomics.load(ctl, CB.REPLY) === REPLY.STOP;
@@ -60,10 +74,31 @@ export class MailboxClient {
 export function answerRequest(ctl: Int32Array, stop: boolean): void {
   Atomics.store(ctl, CB.REPLY, stop ? REPLY.STOP : REPLY.CONTINUE);
   Atomics.store(ctl, CB.STATE, MAILBOX.ANSWERED);
-  Atomics.notify(ctl, CB.STATE);
+  // a spinning worker sees the store; only a sleeping one needs the (costly) notify
+  if (Atomics.load(ctl, CB.WORKER_SLEEPING) !== 0) futexWake(ctl, CB.STATE);
+}
+
+/** Wake the worker of `ctl` if it sleeps waiting for an answer (to see a stop or pause request). */
+export function wakeWaitingWorker(ctl: Int32Array): void {
+  futexWake(ctl, CB.STATE);
 }
 
 /** True while the worker of `ctl` waits for an answer. */
 export function requestWaiting(ctl: Int32Array): boolean {
   return Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING;
+}
+
+/**
+ * Ring a runner's doorbell (from either thread). A waiting main thread is woken the way it
+ * waits: a futex wake for a short blocking wait, Atomics.notify for an async one.
+ */
+export function ringBell(bell: Int32Array): void {
+  Atomics.add(bell, BELL.SEQ, 1);
+  wakeMain(bell, Atomics.load(bell, BELL.MAIN_SLEEPING));
+}
+
+/** Wake the main thread waiting on `bell` in wait state `how` ({@link MAIN_WAIT}). */
+export function wakeMain(bell: Int32Array, how: number): void {
+  if (how === MAIN_WAIT.BLOCKED) futexWake(bell, BELL.SEQ);
+  else if (how === MAIN_WAIT.ASLEEP) Atomics.notify(bell, BELL.SEQ);
 }

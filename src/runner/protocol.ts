@@ -3,43 +3,63 @@
  * control block per vCPU (in a SharedArrayBuffer), holding a mailbox for exits that need
  * the main thread, control words, and the posted-write ring (src/runner/write-ring.ts).
  *
- * Wake-ups: the worker bumps SEQ (and notifies it) for anything the main thread must look
- * at; the main thread re-reads everything after every wake, since a late notify from an
- * earlier round can wake it early.
+ * Wake-ups: a worker rings the runner's doorbell ({@link BELL}) for anything the main thread
+ * must look at; the main thread re-reads every control block after every wake, since a late
+ * notify from an earlier round can wake it early.
  */
 import { ringWords, type RingLayout } from './write-ring.js';
 
-/** Indices (in Int32 units) of the control block. */
+/** Indices (in Int32 units) of a vCPU's control block. */
 export const CB = {
-  /** Bumped by the worker for every event the main thread must see. */
-  SEQ: 0,
   /** Mailbox state: {@link MAILBOX}. */
-  STATE: 1,
+  STATE: 0,
   /** Main → worker request: {@link CONTROL}. */
-  CONTROL: 2,
+  CONTROL: 1,
   /** Worker status: {@link STATUS}. */
-  STATUS: 3,
+  STATUS: 2,
   /** Main sets 1 to ask the worker whether its vCPU halted for good. */
-  CHECK_HALT: 4,
+  CHECK_HALT: 3,
   /** Posted-write ring: next entry the main thread consumes. */
-  RING_HEAD: 5,
+  RING_HEAD: 4,
   /** Posted-write ring: next entry the worker produces. */
-  RING_TAIL: 6,
+  RING_TAIL: 5,
   /** What the waiting mailbox request is: {@link REQUEST}. */
-  REQUEST: 7,
+  REQUEST: 6,
   /** Main's answer to the request: {@link REPLY}. */
-  REPLY: 8,
+  REPLY: 7,
   /** Counters kept by the worker. */
-  EXITS: 9,
-  WORKER_HANDLED: 10,
-  POSTED_WRITES: 11,
-  HOPS: 12,
-  EMULATED: 13,
-  /** 1 while the main thread sleeps on SEQ (the worker then wakes it for a single posted write). */
-  MAIN_SLEEPING: 14,
+  EXITS: 8,
+  WORKER_HANDLED: 9,
+  POSTED_WRITES: 10,
+  HOPS: 11,
+  EMULATED: 12,
+  /** 1 while the worker sleeps waiting for its answer (only then does the main thread notify). */
+  WORKER_SLEEPING: 13,
   /** First Int32 of the posted-write ring. */
   RING: 16,
 } as const;
+
+/**
+ * The runner's doorbell, one Int32Array shared by the main thread and every vCPU worker of
+ * a runner: a worker rings it (bumps SEQ, notifies) for anything the main thread must look
+ * at, so one serve loop waits for all vCPUs at once.
+ */
+export const BELL = {
+  /** Bumped for every event the main thread must see. */
+  SEQ: 0,
+  /** How the main thread waits: {@link MAIN_WAIT}. Workers notify only a waiting main thread. */
+  MAIN_SLEEPING: 1,
+} as const;
+
+/**
+ * The main thread's wait states. A worker notifies the doorbell only when the main thread
+ * waits (a notify costs over a microsecond here, a spinning main thread sees the bump
+ * anyway); a single posted write wakes only an ASLEEP one (a BLOCKED one wakes within its
+ * short timeout, and batching the writes is the point of posting them).
+ */
+export const MAIN_WAIT = { AWAKE: 0, ASLEEP: 1, BLOCKED: 2 } as const;
+/** Bytes of the doorbell. */
+export const BELL_BYTES = 8;
 
 /** Mailbox states: a request is WAITING for the main thread until it is ANSWERED. */
 export const MAILBOX = { IDLE: 0, WAITING: 1, ANSWERED: 2 } as const;
@@ -91,6 +111,8 @@ export interface VcpuTask {
   pin: number;
   /** This vCPU's control block. */
   control: SharedArrayBuffer;
+  /** The runner's doorbell ({@link BELL}). */
+  bell: SharedArrayBuffer;
   /** The host-load flag (src/runner/host-load.ts): 1 while spinning may pay. */
   spare: SharedArrayBuffer;
   /** 65536 bytes: non-zero for ports whose OUTs are posted. */

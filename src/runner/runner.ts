@@ -16,7 +16,8 @@ import { Piscina } from 'piscina';
 import type { Vm } from '../vm.js';
 import { native, packageRoot } from '../kvm/native.js';
 import { StatsReader } from '../stats.js';
-import { CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, STATUS, type VcpuTask, type VcpuTaskResult } from './protocol.js';
+import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, STATUS, type VcpuTask, type VcpuTaskResult } from './protocol.js';
+import { ringBell, wakeWaitingWorker } from './mailbox.js';
 import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../emulate/fallback.js';
 import { SYSCALL_REPAIR_BYTES, removeRepairBreakpoint } from '../emulate/syscall-repair.js';
 import { RunnerError, fromWorkerFailure } from './errors.js';
@@ -24,7 +25,7 @@ import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
 import { RunnerBus } from './runner-bus.js';
 import { hostLoad } from './host-load.js';
-import { VcpuServer, type ServerHooks, type VcpuSlot } from './vcpu-server.js';
+import { VcpuServer, serveAll, type ServerHooks, type VcpuSlot } from './vcpu-server.js';
 import { callListeners, type ExitAction, type ExitContext } from './exit-handler.js';
 import type { RunResult, RunnerCounters, RunnerEvents, VcpuRunnerOptions, VcpuState } from './types.js';
 
@@ -85,6 +86,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   readonly #opts: RunnerSettings;
   readonly #ctx: ExitContext;
   readonly #hooks: ServerHooks;
+  /** The doorbell every worker rings (src/runner/protocol.ts BELL). */
+  readonly #bell = new Int32Array(new SharedArrayBuffer(BELL_BYTES));
   #slots: VcpuSlot[] = [];
   #pool: Piscina<VcpuTask, VcpuTaskResult> | undefined;
   #started = false;
@@ -111,6 +114,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     this.#kickable = { kickAll: () => this.#requestAll(CONTROL.STOP) };
     this.#hooks = {
       ctx: this.#ctx,
+      bell: this.#bell,
       stopping: () => this.#stopping,
       apply: (s, a) => this.#apply(s, a),
       halted: (s, parked) => this.#halted(s, parked),
@@ -213,7 +217,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       const emulationCounts = new SharedArrayBuffer((SUPPORTED_MNEMONICS.length + 1) * 4);
       this.#emuCounts.push(new Int32Array(emulationCounts));
       tasks.push({
-        syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, spare: hostLoad.flag.buffer as SharedArrayBuffer, postedPorts, postedMmio: this.mmio.posted,
+        syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, bell: this.#bell.buffer as SharedArrayBuffer, spare: hostLoad.flag.buffer as SharedArrayBuffer, postedPorts, postedMmio: this.mmio.posted,
         workerDevices, emulate: this.#opts.emulate, memory, emulationCounts,
       });
     }
@@ -232,22 +236,20 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     installExitHook(runnerPool);
     hostLoad.acquire();
     if (this.#opts.haltPollMs > 0) this.#haltTimer = setInterval(() => this.#poll(), this.#opts.haltPollMs);
-    const loops = this.#slots.map((s, i) =>
-      Promise.all([
-        pool
-          .run(tasks[i])
-          .then((r) => {
-            if (r.failure) this.#fail(fromWorkerFailure(r.failure, s.index));
-          })
-          .catch((e: unknown) => this.#fail(toError(e)))
-          .finally(() => {
-            s.taskDone = true;
-            Atomics.add(s.ctl, CB.SEQ, 1);
-            Atomics.notify(s.ctl, CB.SEQ);
-          }),
-        new VcpuServer(s, this.#hooks).serve().catch((e: unknown) => this.#fail(toError(e))),
-      ]),
+    const done = this.#slots.map((s, i) =>
+      pool
+        .run(tasks[i])
+        .then((r) => {
+          if (r.failure) this.#fail(fromWorkerFailure(r.failure, s.index));
+        })
+        .catch((e: unknown) => this.#fail(toError(e)))
+        .finally(() => {
+          s.taskDone = true;
+          ringBell(this.#bell);
+        }),
     );
+    const servers = this.#slots.map((s) => new VcpuServer(s, this.#hooks));
+    const loops = [...done, serveAll(servers, this.#bell).catch((e: unknown) => this.#fail(toError(e)))];
     try {
       await Promise.all(loops);
     } finally {
@@ -355,7 +357,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   /** Wake vCPU `s` wherever it waits: the mailbox, the full ring, a pause, or KVM_RUN. */
   #wake(s: VcpuSlot): void {
     Atomics.notify(s.ctl, CB.CONTROL);
-    Atomics.notify(s.ctl, CB.STATE);
+    wakeWaitingWorker(s.ctl);
     Atomics.notify(s.ctl, CB.RING_HEAD);
     // a finished worker's vCPU is not in KVM_RUN; a kick would only leave immediate_exit set
     if (!s.taskDone) native().kick(s.fd);
@@ -471,7 +473,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   #poll(): void {
     this.#syncEmulation();
     for (const s of this.#slots) {
-      if (Atomics.load(s.ctl, CB.RING_HEAD) !== Atomics.load(s.ctl, CB.RING_TAIL)) Atomics.notify(s.ctl, CB.SEQ);
+      if (Atomics.load(s.ctl, CB.RING_HEAD) !== Atomics.load(s.ctl, CB.RING_TAIL)) ringBell(this.#bell);
       if (!this.vm.irqchip || s.status !== 'running' || Atomics.load(s.ctl, CB.STATE) !== MAILBOX.IDLE) continue;
       if (!s.stats || s.blockingIndex < 0) continue;
       try {

@@ -1,17 +1,20 @@
 /**
- * The main thread's side of one vCPU: wait for its worker's signals, deliver its posted
- * writes, answer its mailbox requests through the exit handler. The runner
- * (src/runner/runner.ts) owns the lifecycle and the decisions that span vCPUs (halts).
+ * The main thread's side of the vCPUs: one serve loop per runner ({@link serveAll}) waits on
+ * the runner's doorbell and steps every vCPU's {@link VcpuServer} — deliver its posted
+ * writes, answer its mailbox request through the exit handler. Claimed port I/O and MMIO are
+ * answered synchronously; anything that needs listeners runs asynchronously and parks only
+ * its own vCPU. The runner (src/runner/runner.ts) owns the lifecycle and the decisions that
+ * span vCPUs (halts).
  */
 import { decodeExit } from '../exits.js';
 import { newAccess } from '../bus/dispatch.js';
 import type { StatsReader } from '../stats.js';
-import { CB, REQUEST, RING_LAYOUT, STATUS } from './protocol.js';
-import { answerRequest, requestWaiting } from './mailbox.js';
-import { SpinPolicy } from './handoff.js';
+import { BELL, CB, MAIN_WAIT, REQUEST, RING_LAYOUT, STATUS } from './protocol.js';
+import { answerRequest, requestWaiting, ringBell } from './mailbox.js';
+import { BlockPolicy, SpinPolicy } from './handoff.js';
 import { hostLoad } from './host-load.js';
 import { WriteRing } from './write-ring.js';
-import { deliverPostedWrites, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
+import { deliverClaimedPostedWrites, deliverPostedWrites, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
 import type { RunResult, VcpuState } from './types.js';
 
 /** How a vCPU finished. */
@@ -38,10 +41,12 @@ export interface VcpuSlot {
   halted?: boolean;
 }
 
-/** What the server asks of the runner. */
+/** What the servers ask of the runner. */
 export interface ServerHooks {
   /** Exit handling context (buses, listeners, counters). */
   readonly ctx: ExitContext;
+  /** The runner's doorbell. */
+  readonly bell: Int32Array;
   /** True once the run is stopping: every answer is then "stop". */
   stopping(): boolean;
   /** Apply an exit action that concerns more than this vCPU; returns true to stop this vCPU. */
@@ -54,78 +59,168 @@ export interface ServerHooks {
   fail(err: Error): void;
 }
 
-/** A sleeping serve loop re-checks its vCPU at least this often (ms). */
-const SAFETY_WAKE_MS = 250;
-/** How long (ms) a serve loop spins for its vCPU's next event, when spinning pays. */
-const MAIN_SPIN_MS = 0.05;
-
-/** Serves one vCPU until its worker has finished. */
+/** Serves one vCPU, a step at a time. */
 export class VcpuServer {
   readonly #s: VcpuSlot;
   readonly #h: ServerHooks;
   readonly #ring: WriteRing;
   readonly #io = newAccess();
   readonly #posted = newAccess();
-  readonly #policy: SpinPolicy;
+  #busy = false;
+  /** The worker has finished and everything it sent was handled. */
+  done = false;
 
   constructor(slot: VcpuSlot, hooks: ServerHooks) {
     this.#s = slot;
     this.#h = hooks;
     this.#ring = new WriteRing(slot.ctl, RING_LAYOUT);
-    this.#policy = new SpinPolicy(MAIN_SPIN_MS, hostLoad.flag);
   }
 
-  /** The serve loop: resolves once the worker has finished and everything it sent is handled. */
-  async serve(): Promise<void> {
+  /** True while an asynchronous handler of this vCPU is pending (the vCPU waits for it). */
+  get busy(): boolean {
+    return this.#busy;
+  }
+
+  /** Do what this vCPU needs now, synchronously or by starting its asynchronous path; true if there was something. */
+  step(): boolean {
+    if (this.#busy || this.done) return false;
     const s = this.#s;
-    const ctl = s.ctl;
-    for (;;) {
-      const seen = Atomics.load(ctl, CB.SEQ);
-      this.#h.status(s, Atomics.load(ctl, CB.STATUS));
-      await this.#deliverPosted();
-      if (requestWaiting(ctl)) {
-        // the worker pushes before it posts: deliver again so every earlier write lands first
-        await this.#deliverPosted();
-        const stop = await this.#answer();
-        answerRequest(ctl, stop || this.#h.stopping());
-        continue;
-      }
-      if (s.status === 'finished' || s.taskDone) {
-        s.finished ??= s.halted ? 'halted' : 'stopped';
-        if (s.status !== 'finished') this.#h.status(s, STATUS.FINISHED);
-        return;
-      }
-      if (this.#policy.spin(ctl, CB.SEQ, seen)) continue;
-      Atomics.store(ctl, CB.MAIN_SLEEPING, 1);
-      // the timeout is a safety net: the loop re-reads everything after any wake-up anyway
-      const w = Atomics.waitAsync(ctl, CB.SEQ, seen, SAFETY_WAKE_MS);
-      if (w.async) await w.value;
-      Atomics.store(ctl, CB.MAIN_SLEEPING, 0);
+    this.#h.status(s, Atomics.load(s.ctl, CB.STATUS));
+    const hadPosted = this.#ring.pending() !== 0;
+    // the worker pushes before it posts: every earlier write lands before the request is answered
+    if (hadPosted && !this.#deliverClaimed()) {
+      this.#async(() => this.#deliverThenAnswer());
+      return true;
     }
+    if (requestWaiting(s.ctl)) {
+      if (!this.#answerClaimed()) this.#async(() => this.#answer());
+      return true;
+    }
+    if (s.status === 'finished' || s.taskDone) {
+      s.finished ??= s.halted ? 'halted' : 'stopped';
+      if (s.status !== 'finished') this.#h.status(s, STATUS.FINISHED);
+      this.done = true;
+      return true;
+    }
+    return hadPosted;
   }
 
-  async #deliverPosted(): Promise<void> {
-    if (this.#ring.pending() === 0) return;
+  #deliverClaimed(): boolean {
+    const all = deliverClaimedPostedWrites(this.#ring, this.#h.ctx, this.#posted);
+    Atomics.notify(this.#s.ctl, CB.RING_HEAD);
+    return all;
+  }
+
+  /** The common exit answered at once: claimed port I/O or MMIO. */
+  #answerClaimed(): boolean {
+    const s = this.#s;
+    if (Atomics.load(s.ctl, CB.REQUEST) !== REQUEST.EXIT) return false;
+    if (!handleClaimedIo(s.view, s.run.length, this.#h.ctx, this.#io)) return false;
+    s.halted = false;
+    answerRequest(s.ctl, this.#h.stopping());
+    return true;
+  }
+
+  #async(fn: () => Promise<void>): void {
+    this.#busy = true;
+    fn()
+      .catch((e: unknown) => this.#h.fail(e instanceof Error ? e : new Error(String(e))))
+      .finally(() => {
+        this.#busy = false;
+        ringBell(this.#h.bell);
+      });
+  }
+
+  async #deliverThenAnswer(): Promise<void> {
     try {
       await deliverPostedWrites(this.#ring, this.#s.index, this.#h.ctx, this.#posted);
     } finally {
       Atomics.notify(this.#s.ctl, CB.RING_HEAD);
     }
+    if (requestWaiting(this.#s.ctl)) await this.#answer();
   }
 
-  /** Answer the waiting request; true to stop the vCPU. */
-  async #answer(): Promise<boolean> {
+  /** Answer the waiting request through the exit handler (or the halt decision). */
+  async #answer(): Promise<void> {
     const s = this.#s;
+    let stop: boolean;
     try {
       const kind = Atomics.load(s.ctl, CB.REQUEST);
-      if (kind === REQUEST.HALTED || kind === REQUEST.PARKED) return await this.#h.halted(s, kind === REQUEST.PARKED);
-      s.halted = false;
-      if (handleClaimedIo(s.view, s.run.length, this.#h.ctx, this.#io)) return false;
-      const action = await handleExit(decodeExit(s.index, s.run, s.view), this.#h.ctx);
-      return action.kind === 'continue' ? false : this.#h.apply(s, action);
+      if (kind === REQUEST.HALTED || kind === REQUEST.PARKED) stop = await this.#h.halted(s, kind === REQUEST.PARKED);
+      else {
+        s.halted = false;
+        const action = await handleExit(decodeExit(s.index, s.run, s.view), this.#h.ctx);
+        stop = action.kind === 'continue' ? false : this.#h.apply(s, action);
+      }
     } catch (e) {
       this.#h.fail(e instanceof Error ? e : new Error(String(e)));
-      return true;
+      stop = true;
     }
+    answerRequest(s.ctl, stop || this.#h.stopping());
+  }
+}
+
+/** A sleeping serve loop re-checks its vCPUs at least this often (ms). */
+const SAFETY_WAKE_MS = 250;
+/** How long (ms) the serve loop spins for the next event, when spinning pays. */
+const MAIN_SPIN_MS = 0.1;
+/** How long (ms) the serve loop may block in Atomics.wait for the next event, when that pays. */
+const MAIN_BLOCK_MS = 0.5;
+/** While vCPUs keep it busy, the serve loop still lets the event loop run this often (ms). */
+const YIELD_MS = 2;
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * The serve loop of a runner: steps every server until all are done. Between rounds with
+ * nothing to do it waits on the doorbell — spinning while that pays, then blocking briefly
+ * while that pays, then asynchronously (src/runner/handoff.ts). While vCPUs keep it busy it
+ * still yields to the event loop every {@link YIELD_MS} (timers, I/O, stop()).
+ */
+export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array): Promise<void> {
+  const spin = new SpinPolicy(MAIN_SPIN_MS, hostLoad.flag);
+  const block = new BlockPolicy(MAIN_BLOCK_MS);
+  let lastYield = performance.now();
+  for (let round = 1; ; round++) {
+    const seen = Atomics.load(bell, BELL.SEQ);
+    let worked = false;
+    let live = false;
+    let busy = false;
+    for (const sv of servers) {
+      if (sv.step()) worked = true;
+      if (!sv.done) live = true;
+      if (sv.busy) busy = true;
+    }
+    if (!live) {
+      if (process.env.VMMAPI_DEBUG_SPIN) console.error('main spin', spin.stats, 'block', block.stats, 'rounds', round);
+      return;
+    }
+    if ((round & 31) === 0 && performance.now() - lastYield >= YIELD_MS) {
+      await yieldToEventLoop();
+      lastYield = performance.now();
+      continue;
+    }
+    if (worked) {
+      if (busy) await null; // let pending handlers' microtasks run
+      continue;
+    }
+    if (!busy) {
+      if (spin.spin(bell, BELL.SEQ, seen)) continue;
+      const t0 = performance.now();
+      // the wait state is published before the wait re-checks SEQ: a later ring notifies
+      Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.BLOCKED);
+      const woken = block.wait(bell, BELL.SEQ, seen);
+      Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
+      if (woken) {
+        spin.slept(performance.now() - t0);
+        continue;
+      }
+    }
+    Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.ASLEEP);
+    // the timeout is a safety net: the loop re-reads everything after any wake-up anyway
+    const w = Atomics.waitAsync(bell, BELL.SEQ, seen, SAFETY_WAKE_MS);
+    if (w.async) await w.value;
+    Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
+    lastYield = performance.now();
   }
 }
