@@ -27,7 +27,6 @@ import { VcpuRunner, type RunResult } from '../runner/runner.js';
 import { Vm } from '../vm.js';
 import type { ResetKind } from '../devices/reset-port.js';
 import { attachDevices, type PcDevices } from './devices.js';
-import { allParked } from './parked.js';
 import { emulatedTotals } from './emulated.js';
 import { ramRanges } from './layout.js';
 import { checkPcOptions } from './options.js';
@@ -102,7 +101,6 @@ export class Pc {
   #result: PcRunResult | undefined;
   #loaded: string | undefined;
   #ran = false;
-  #checking = false;
 
   /** @internal Use {@link createPc}. */
   constructor(opts: PcOptions) {
@@ -126,11 +124,6 @@ export class Pc {
           if (typ === S5_SLEEP_TYPE) this.#finish({ reason: 'poweroff' });
         },
       });
-      if (cpus > 1) {
-        this.runner.on('vcpu-state', (_v, state) => {
-          if (state === 'finished') void this.#checkParked();
-        });
-      }
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));
@@ -238,19 +231,6 @@ export class Pc {
   /** Stop the machine; {@link run} resolves with `{ reason: 'stopped' }` (unless it already ended). */
   stop(): void {
     this.#finish({ reason: 'stopped' });
-  }
-
-  /** When a vCPU finished: end the run if no other vCPU can still run (APs never started). */
-  async #checkParked(): Promise<void> {
-    if (this.#result || this.#checking || !this.runner.states.some((s) => s !== 'finished')) return;
-    this.#checking = true;
-    try {
-      if (await allParked(this.runner)) this.#finish({ reason: 'halted' });
-    } catch {
-      /* the run is ending (vCPU fds going away): nothing to decide */
-    } finally {
-      this.#checking = false;
-    }
   }
 
   #finish(result: PcRunResult): void {

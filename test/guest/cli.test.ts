@@ -105,6 +105,14 @@ describe('vmmapi run', () => {
     expect(o.stderr).toBe('vmmapi: guest failed: triple fault (shutdown)\n');
   });
 
+  it('a triple fault with --cpus 2 (the AP parked): still exit 1 with the note', async () => {
+    const img = join(tmp, 'ud2-smp.bin');
+    writeFileSync(img, Uint8Array.from([0x0f, 0x0b]));
+    const o = await vmmapi(['run', '--flat', `${img}@0x100000`, '--cpus', '2']);
+    expect(o.code).toBe(1);
+    expect(o.stderr).toBe('vmmapi: guest failed: triple fault (shutdown)\n');
+  });
+
   it('--multiboot mb-smp --cpus 2: both CPUs check in', async () => {
     const o = await vmmapi(['run', '--multiboot', fixturePath('mb-smp.elf'), '--cpus', '2', '--memory', '8M']);
     expect(o.code).toBe(5);

@@ -151,6 +151,14 @@ describe('createPc: flat binaries', () => {
     m.loadFlat(code(0x0f, 0x0b), 0x100000, { mode: 'protected' }); // ud2 without an IDT
     expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'triple-fault' });
   });
+
+  it('a triple fault with 2 and 4 vCPUs (APs parked) is still a triple fault, not a halt', async () => {
+    for (const cpus of [2, 4]) {
+      const m = pc({ cpus });
+      m.loadFlat(code(0x0f, 0x0b), 0x100000, { mode: 'protected' });
+      expect(await m.run({ timeoutMs: 30_000 })).toEqual({ reason: 'triple-fault' });
+    }
+  });
 });
 
 describe('createPc: what the CLI reports', () => {
