@@ -2,7 +2,7 @@
  * The worker-thread runner against real KVM guests.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { GuestError, KvmError, Reg, VcpuRunner, Vm, type Device } from '../../src/index.js';
+import { GuestError, KvmError, Reg, RunnerError, VcpuRunner, Vm, type Device } from '../../src/index.js';
 import { flat32, smpVm } from './guests.js';
 import { uniqueName } from '../helpers.js';
 
@@ -208,6 +208,28 @@ describe('VcpuRunner', () => {
     expect(out.writes).toEqual([3]);
   });
 
+  it('stop() ends a run whose worker-side device never returns: the worker is terminated after stopGraceMs', async () => {
+    const vm = codeVm([0xe4, 0x90, ...CLI_HLT]); // in $0x90,%al
+    const runner = new VcpuRunner(vm, { stopGraceMs: 300 });
+    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'HangingDevice' } });
+    const done = runner.start();
+    await new Promise<void>((r) => runner.on('vcpu-state', (_v, st) => st === 'running' && r()));
+    runner.stop();
+    await expect(done).rejects.toThrow(RunnerError);
+    await expect(done).rejects.toThrow(/vCPU 0: the worker did not stop within 300 ms of stop\(\)/);
+    expect(runner.states).toEqual(['finished']);
+  });
+
+  it('a KvmError raised in a worker reaches start() as a KvmError with its code and errno', async () => {
+    const vm = codeVm([0xe4, 0x90, ...CLI_HLT]);
+    const runner = new VcpuRunner(vm);
+    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'FailingSyscallDevice' } });
+    const err = await runner.start().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(KvmError);
+    expect(err).toMatchObject({ code: 'ENOENT', errno: 2 });
+    expect((err as Error).message).toMatch(/^vCPU 0 worker: /);
+  });
+
   it('lapicIrq and getStats work while the target vCPU runs', async () => {
     const vm = codeVm([0xeb, 0xfe]);
     const runner = new VcpuRunner(vm);
@@ -224,6 +246,17 @@ describe('VcpuRunner', () => {
     const vm = codeVm([...CLI_HLT]);
     expect(() => new VcpuRunner({} as Vm)).toThrow(TypeError);
     expect(() => new VcpuRunner(vm, { haltPollMs: -1 })).toThrow(RangeError);
+    expect(() => new VcpuRunner(vm, { haltPollMs: Infinity })).toThrow(/opts.haltPollMs must be a finite number/);
+    expect(() => new VcpuRunner(vm, { haltPollMs: NaN })).toThrow(RangeError);
+    expect(() => new VcpuRunner(vm, { stopGraceMs: 0 })).toThrow(/opts.stopGraceMs/);
+    expect(() => new VcpuRunner(vm, null as never)).toThrow(TypeError);
+    const bad = new VcpuRunner(vm);
+    expect(() => bad.pio.register(0x80, 1, null as never)).toThrow(new TypeError('device must be a Device or { worker: { module, export } }, got null'));
+    expect(() => bad.pio.register(0x80, 1, 5 as never)).toThrow(/device must be a Device .*got number/);
+    expect(() => bad.pio.register(0x80, 1, { read: () => 0, write: () => {} }, null as never)).toThrow(new TypeError('opts must be an object'));
+    expect(() => bad.pio.register(0x80, 1, { read: () => 0, write: () => {} }, { posted: 1 as never })).toThrow(/opts.posted must be a boolean/);
+    expect(() => bad.mmio.register(0x1000, 1, { worker: null as never })).toThrow(/device.worker must be/);
+    expect(bad.pio.bus.ranges).toHaveLength(0); // nothing was registered by the refused calls
     const runner = new VcpuRunner(vm);
     await expect(runner.pause()).rejects.toThrow(/before start/);
     await runner.start();

@@ -1,3 +1,5 @@
+import { native } from '../../dist/src/kvm/native.js';
+
 // A device loaded inside vCPU workers by the runner tests: answers every read with a constant.
 export class ConstantDevice {
   constructor(options) {
@@ -16,6 +18,26 @@ export class CountingDevice {
   }
   read() {
     return ++this.n;
+  }
+  write() {}
+}
+
+// A device whose read never returns: stop() must still end the run (the worker is terminated).
+export class HangingDevice {
+  read() {
+    for (;;) {
+      /* a handler that never returns */
+    }
+  }
+  write() {}
+}
+
+// A device whose read fails in a system call: the addon raises KvmError ENOENT in the worker,
+// and start() must reject with a KvmError carrying it.
+export class FailingSyscallDevice {
+  read() {
+    new (native().FileFd)('/nonexistent/vmmapi-test-device');
+    return 0;
   }
   write() {}
 }

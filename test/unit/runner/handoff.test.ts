@@ -1,0 +1,62 @@
+/** The adaptive hand-off's decisions (no timing assertions: only what it chose). */
+import { describe, expect, it } from 'vitest';
+import { BlockPolicy, SpinPolicy, FUTEX, futexWait } from '../../../src/runner/handoff.js';
+import { HostLoad } from '../../../src/runner/host-load.js';
+
+const cell = () => new Int32Array(new SharedArrayBuffer(4));
+
+describe('SpinPolicy', () => {
+  it('returns at once when the value already changed', () => {
+    const p = new SpinPolicy(0.05);
+    const c = cell();
+    c[0] = 1;
+    expect(p.spin(c, 0, 0)).toBe(true);
+  });
+
+  it('does not spin while the host has no CPU to spare', () => {
+    const spare = cell(); // 0: busy host
+    const p = new SpinPolicy(50, spare);
+    expect(p.spin(cell(), 0, 0)).toBe(false);
+    expect(p.stats).toEqual({ paid: 0, wasted: 0, skipped: 1 });
+  });
+
+  it('after a spin that timed out, sleeps at once for a growing number of hand-offs; a quick wake-up resets it', () => {
+    const p = new SpinPolicy(0.01);
+    const c = cell();
+    expect(p.spin(c, 0, 0)).toBe(false); // times out: wasted, skip 1
+    expect(p.spin(c, 0, 0)).toBe(false); // skipped
+    expect(p.spin(c, 0, 0)).toBe(false); // times out again: skip 2
+    expect(p.spin(c, 0, 0)).toBe(false);
+    expect(p.spin(c, 0, 0)).toBe(false);
+    expect(p.stats).toEqual({ paid: 0, wasted: 2, skipped: 3 });
+    p.slept(0); // the peer answered as fast as a spin would have seen: spinning pays again
+    expect(p.spin(c, 0, 0)).toBe(false);
+    expect(p.stats.wasted).toBe(3);
+  });
+});
+
+describe('BlockPolicy and the bare futex', () => {
+  it('futexWait reports not-equal and timed-out; a timed-out wait makes the next one go async', () => {
+    const c = cell();
+    expect(futexWait(c, 0, 1, 1000)).toBe(FUTEX.NOT_EQUAL);
+    expect(futexWait(c, 0, 0, 1000)).toBe(FUTEX.TIMED_OUT);
+    const p = new BlockPolicy(0.2);
+    expect(p.wait(c, 0, 0)).toBe(false);
+    expect(p.wait(c, 0, 0)).toBe(false);
+    expect(p.stats).toEqual({ paid: 0, wasted: 1, skipped: 1 });
+    c[0] = 5;
+    expect(p.wait(c, 0, 0)).toBe(true);
+  });
+});
+
+describe('HostLoad', () => {
+  it('starts by allowing spins and keeps a flag in shared memory for the workers', () => {
+    const h = new HostLoad();
+    expect(h.flag.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(h.flag[0]).toBe(1);
+    h.acquire();
+    h.sample();
+    h.release();
+    expect(h.others).toBeGreaterThanOrEqual(0);
+  });
+});
