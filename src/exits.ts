@@ -101,20 +101,22 @@ export function peekAccess(view: DataView, runLength: number, out: Access): 'pio
   if (reason === KVM_EXIT.IO) {
     const size = view.getUint8(RUN.ioSize);
     const count = view.getUint32(RUN.ioCount, true);
-    const off = view.getBigUint64(RUN.ioDataOffset, true);
-    if ((size !== 1 && size !== 2 && size !== 4) || count === 0 || off + BigInt(size * count) > BigInt(runLength)) return undefined;
+    // data_offset is a u64; a high half other than 0 is outside any kvm_run area
+    const off = view.getUint32(RUN.ioDataOffset, true);
+    if (view.getUint32(RUN.ioDataOffset + 4, true) !== 0) return undefined;
+    if ((size !== 1 && size !== 2 && size !== 4) || count === 0 || off + size * count > runLength) return undefined;
     out.addr = view.getUint16(RUN.ioPort, true);
     out.size = size;
     out.count = count;
     out.write = view.getUint8(RUN.ioDirection) !== 0;
-    out.offset = Number(off);
+    out.offset = off;
     out.data = view;
     return 'pio';
   }
   if (reason === KVM_EXIT.MMIO) {
     const len = view.getUint32(RUN.mmioLen, true);
     if (len !== 1 && len !== 2 && len !== 4 && len !== 8) return undefined;
-    out.addr = Number(view.getBigUint64(RUN.mmioPhysAddr, true));
+    out.addr = view.getUint32(RUN.mmioPhysAddr, true) + view.getUint32(RUN.mmioPhysAddr + 4, true) * 2 ** 32;
     out.size = len;
     out.count = 1;
     out.write = view.getUint8(RUN.mmioIsWrite) !== 0;
