@@ -12,7 +12,7 @@ import type { Bus } from '../src/bus/bus.js';
 import { newAccess, serveAccess, type Access } from '../src/bus/dispatch.js';
 import { COUNTED_MNEMONICS, InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
 import type { SyscallRepair } from '../src/emulate/syscall-repair.js';
-import { BELL, CB, CONTROL, MAIN_WAIT, REQUEST, RING_BATCH, RING_LAYOUT, STATUS, type VcpuTask } from '../src/runner/protocol.js';
+import { ACCESS_SPACE, BELL, CB, CONTROL, MAIN_WAIT, REPLY, REQUEST, RING_BATCH, RING_LAYOUT, STATUS, type VcpuTask } from '../src/runner/protocol.js';
 import { MailboxClient, wakeMain } from '../src/runner/mailbox.js';
 import { RING_SPACE, WriteRing } from '../src/runner/write-ring.js';
 
@@ -30,12 +30,16 @@ export interface WorkerBuses {
 /** Why the loop ended: told to stop, or answered "stop" by the main thread. */
 export type LoopEnd = 'stopped' | 'replied-stop';
 
+/** Byte offset of ACCESS_VALUE in the control block. */
+const VALUE_BYTE = CB.ACCESS_VALUE * 4;
+
 const MNEMONIC_INDEX = new Map(COUNTED_MNEMONICS.map((m, i) => [m, i]));
 
 /** One vCPU's run loop (construct, then {@link run}). */
 export class VcpuLoop {
   readonly #vcpu: NativeVcpuFd;
   readonly #ctl: Int32Array;
+  readonly #ctlView: DataView;
   readonly #bell: Int32Array;
   readonly #mail: MailboxClient;
   readonly #ring: WriteRing;
@@ -50,6 +54,7 @@ export class VcpuLoop {
   constructor(task: VcpuTask, vcpu: NativeVcpuFd, buses: WorkerBuses) {
     this.#vcpu = vcpu;
     this.#ctl = new Int32Array(task.control);
+    this.#ctlView = new DataView(task.control);
     this.#bell = new Int32Array(task.bell);
     this.#mail = new MailboxClient(this.#ctl, this.#bell, new Int32Array(task.spare));
     this.#ring = new WriteRing(this.#ctl, RING_LAYOUT);
@@ -77,8 +82,7 @@ export class VcpuLoop {
       Atomics.add(ctl, CB.EXITS, 1);
       this.#repair?.tick();
       if (reason === KVM_EXIT.INTR) continue;
-      if (this.#handledHere(reason)) continue;
-      if (this.#mail.request(REQUEST.EXIT)) break;
+      if (this.#afterExit(reason)) break;
     }
     this.#mail.setStatus(STATUS.FINISHED);
     if (process.env.VMMAPI_DEBUG_SPIN) console.error('worker spin', this.#mail.spinStats);
@@ -91,21 +95,44 @@ export class VcpuLoop {
     this.#mail.setStatus(STATUS.RUNNING);
   }
 
-  /** Handle the exit in the worker if it can be; false if it needs the main thread. */
-  #handledHere(reason: number): boolean {
-    if (reason === KVM_EXIT.INTERNAL_ERROR) return this.#tryFallback();
+  /** Handle the exit: in the worker if it can be, else through the mailbox. True to stop. */
+  #afterExit(reason: number): boolean {
+    if (reason === KVM_EXIT.INTERNAL_ERROR && this.#tryFallback()) return false;
     const a = this.#access;
     const space = peekAccess(this.#view, this.#run.length, a);
-    if (space === undefined) return false;
+    if (space === undefined) return (this.#mail.request(REQUEST.EXIT) & REPLY.STOP) !== 0;
     const b = this.#buses;
     if (serveAccess(space === 'pio' ? b.pio : b.mmio, a)) {
       Atomics.add(this.#ctl, CB.WORKER_HANDLED, 1);
-      return true;
+      return false;
     }
-    if (!a.write || a.count !== 1) return false;
-    if (space === 'pio' ? b.postedPorts[a.addr] !== 0 : b.postedMmio.find(a.addr) !== undefined) {
+    if (a.count !== 1) return (this.#mail.request(REQUEST.EXIT) & REPLY.STOP) !== 0;
+    if (a.write && (space === 'pio' ? b.postedPorts[a.addr] !== 0 : b.postedMmio.find(a.addr) !== undefined)) {
       this.#post(space === 'pio' ? RING_SPACE.PIO : RING_SPACE.MMIO, a);
-      return true;
+      return false;
+    }
+    return this.#requestAccess(space === 'pio' ? ACCESS_SPACE.PIO : ACCESS_SPACE.MMIO, a);
+  }
+
+  /**
+   * Hand a single-element access to the main thread described inline in the control block
+   * (the main thread then need not touch kvm_run); a read's answer comes back there too,
+   * unless the main thread answered in kvm_run itself. True to stop.
+   */
+  #requestAccess(space: number, a: Access): boolean {
+    const ctl = this.#ctl;
+    const v = this.#ctlView;
+    ctl[CB.ACCESS] = space | (a.size << 8) | (a.write ? 1 << 16 : 0);
+    ctl[CB.ACCESS_ADDR_LO] = a.addr | 0;
+    ctl[CB.ACCESS_ADDR_HI] = Math.floor(a.addr / 2 ** 32) | 0;
+    if (a.write) {
+      v.setInt32(VALUE_BYTE, a.size === 8 || a.size === 4 ? a.data.getInt32(a.offset, true) : a.size === 2 ? a.data.getUint16(a.offset, true) : a.data.getUint8(a.offset), true);
+      v.setInt32(VALUE_BYTE + 4, a.size === 8 ? a.data.getInt32(a.offset + 4, true) : 0, true);
+    }
+    const reply = this.#mail.request(REQUEST.ACCESS);
+    if ((reply & REPLY.STOP) !== 0) return true;
+    if (!a.write && (reply & REPLY.INLINE) !== 0) {
+      for (let i = 0; i < a.size; i++) a.data.setUint8(a.offset + i, v.getUint8(VALUE_BYTE + i));
     }
     return false;
   }
@@ -133,7 +160,7 @@ export class VcpuLoop {
   #checkHalt(): boolean {
     Atomics.store(this.#ctl, CB.CHECK_HALT, 0);
     const stuck = this.#stuckKind();
-    return stuck !== 0 && this.#mail.request(stuck);
+    return stuck !== 0 && (this.#mail.request(stuck) & REPLY.STOP) !== 0;
   }
 
   /**

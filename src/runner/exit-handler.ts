@@ -102,8 +102,16 @@ async function serveIoExit(exit: InoutExit | MmioExit, bus: Bus, a: Access, ctx:
 export function handleClaimedIo(view: DataView, runLength: number, ctx: ExitContext, scratch: Access): boolean {
   if (ctx.events.listenerCount('exit') !== 0) return false;
   const space = peekAccess(view, runLength, scratch);
-  if (space === undefined) return false;
-  return serveAccess(space === 'pio' ? ctx.pio : ctx.mmio, scratch);
+  return space !== undefined && handleClaimedAccess(space, scratch, ctx);
+}
+
+/**
+ * The same shortcut for an access already peeked (the worker forwards single-element
+ * accesses inline in the control block): serve it if a device claims it and nobody
+ * observes 'exit'; false when it needs {@link handleExit}.
+ */
+export function handleClaimedAccess(space: 'pio' | 'mmio', a: Access, ctx: ExitContext): boolean {
+  return ctx.events.listenerCount('exit') === 0 && serveAccess(space === 'pio' ? ctx.pio : ctx.mmio, a);
 }
 
 /**

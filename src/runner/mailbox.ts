@@ -4,7 +4,9 @@
  * answers continue or stop. Waiting on either side goes through the adaptive hand-off
  * (src/runner/handoff.ts).
  */
-import { BELL, CB, CONTROL, MAILBOX, MAIN_WAIT, REPLY } from './protocol.js';
+import { ACCESS_SPACE, BELL, CB, CONTROL, MAILBOX, MAIN_WAIT, REPLY } from './protocol.js';
+import type { Access } from '../bus/dispatch.js';
+import type { AccessSize } from '../devices/device.js';
 import { SpinPolicy, futexWait, futexWake } from './handoff.js';
 
 /** How long (ms) the worker spins for the main thread's answer, when spinning pays. */
@@ -46,8 +48,8 @@ export class MailboxClient {
     return Atomics.load(this.ctl, CB.CONTROL) === CONTROL.STOP;
   }
 
-  /** Post a request of `kind` ({@link REQUEST}) and wait for the answer; true if told to stop. */
-  request(kind: number): boolean {
+  /** Post a request of `kind` ({@link REQUEST}) and wait for the answer: its {@link REPLY} bits. */
+  request(kind: number): number {
     const ctl = this.ctl;
     Atomics.add(ctl, CB.HOPS, 1);
     Atomics.store(ctl, CB.REQUEST, kind);
@@ -62,17 +64,20 @@ export class MailboxClient {
         futexWait(ctl, CB.STATE, MAILBOX.WAITING, 0);
       }
       Atomics.store(ctl, CB.WORKER_SLEEPING, 0);
-      if (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) return true; // told to stop
+      if (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) return REPLY.STOP; // told to stop
       this.#policy.slept(performance.now() - t0);
     }
     Atomics.store(ctl, CB.STATE, MAILBOX.IDLE);
-    return Atomics.load(ctl, CB.REPLY) === REPLY.STOP;
+    return Atomics.load(ctl, CB.REPLY);
   }
 }
 
-/** The main thread's end: answer the waiting request of the vCPU whose control block is `ctl`. */
-export function answerRequest(ctl: Int32Array, stop: boolean): void {
-  Atomics.store(ctl, CB.REPLY, stop ? REPLY.STOP : REPLY.CONTINUE);
+/**
+ * The main thread's end: answer the waiting request of the vCPU whose control block is
+ * `ctl`. `inline`: the answer to an ACCESS read was written to ACCESS_VALUE (not kvm_run).
+ */
+export function answerRequest(ctl: Int32Array, stop: boolean, inline = false): void {
+  Atomics.store(ctl, CB.REPLY, (stop ? REPLY.STOP : REPLY.CONTINUE) | (inline ? REPLY.INLINE : 0));
   Atomics.store(ctl, CB.STATE, MAILBOX.ANSWERED);
   // a spinning worker sees the store; only a sleeping one needs the (costly) notify
   if (Atomics.load(ctl, CB.WORKER_SLEEPING) !== 0) futexWake(ctl, CB.STATE);
@@ -101,4 +106,20 @@ export function ringBell(bell: Int32Array): void {
 export function wakeMain(bell: Int32Array, how: number): void {
   if (how === MAIN_WAIT.BLOCKED) futexWake(bell, BELL.SEQ);
   else if (how === MAIN_WAIT.ASLEEP) Atomics.notify(bell, BELL.SEQ);
+}
+
+/**
+ * The main thread reads an ACCESS request (a single-element access the worker described
+ * inline): fills `out` — its data is `ctlView` at ACCESS_VALUE, where a read's answer goes —
+ * and returns the address space.
+ */
+export function inlineAccess(ctl: Int32Array, ctlView: DataView, out: Access): 'pio' | 'mmio' {
+  const info = ctl[CB.ACCESS];
+  out.addr = (ctl[CB.ACCESS_ADDR_LO] >>> 0) + (ctl[CB.ACCESS_ADDR_HI] >>> 0) * 2 ** 32;
+  out.size = ((info >> 8) & 0xff) as AccessSize;
+  out.count = 1;
+  out.write = ((info >> 16) & 1) === 1;
+  out.data = ctlView;
+  out.offset = CB.ACCESS_VALUE * 4;
+  return (info & 0xff) === ACCESS_SPACE.PIO ? 'pio' : 'mmio';
 }

@@ -9,35 +9,49 @@
  */
 import { ringWords, type RingLayout } from './write-ring.js';
 
-/** Indices (in Int32 units) of a vCPU's control block. */
+/**
+ * Indices (in Int32 units) of a vCPU's control block. The first 64-byte line holds what both
+ * threads touch on every hand-off (the mailbox, with the access inline); the worker's
+ * counters have a line of their own; the posted-write ring follows.
+ */
 export const CB = {
   /** Mailbox state: {@link MAILBOX}. */
   STATE: 0,
-  /** Main → worker request: {@link CONTROL}. */
-  CONTROL: 1,
-  /** Worker status: {@link STATUS}. */
-  STATUS: 2,
-  /** Main sets 1 to ask the worker whether its vCPU halted for good. */
-  CHECK_HALT: 3,
-  /** Posted-write ring: next entry the main thread consumes. */
-  RING_HEAD: 4,
-  /** Posted-write ring: next entry the worker produces. */
-  RING_TAIL: 5,
-  /** What the waiting mailbox request is: {@link REQUEST}. */
-  REQUEST: 6,
-  /** Main's answer to the request: {@link REPLY}. */
-  REPLY: 7,
-  /** Counters kept by the worker. */
-  EXITS: 8,
-  WORKER_HANDLED: 9,
-  POSTED_WRITES: 10,
-  HOPS: 11,
-  EMULATED: 12,
+  /** What the waiting request is: {@link REQUEST}. */
+  REQUEST: 1,
+  /** Main's answer to the request: {@link REPLY} bits. */
+  REPLY: 2,
   /** 1 while the worker sleeps waiting for its answer (only then does the main thread notify). */
-  WORKER_SLEEPING: 13,
+  WORKER_SLEEPING: 3,
+  /** An ACCESS request: address space ({@link ACCESS_SPACE}) | size << 8 | write << 16. */
+  ACCESS: 4,
+  /** An ACCESS request's address, low and high 32 bits. */
+  ACCESS_ADDR_LO: 5,
+  ACCESS_ADDR_HI: 6,
+  /** An ACCESS request's value (8 bytes, little-endian; 8-byte aligned): written, or the answer. */
+  ACCESS_VALUE: 8,
+  /** Main → worker request: {@link CONTROL}. */
+  CONTROL: 10,
+  /** Worker status: {@link STATUS}. */
+  STATUS: 11,
+  /** Main sets 1 to ask the worker whether its vCPU halted for good. */
+  CHECK_HALT: 12,
+  /** Posted-write ring: next entry the main thread consumes. */
+  RING_HEAD: 13,
+  /** Posted-write ring: next entry the worker produces. */
+  RING_TAIL: 14,
+  /** Counters kept by the worker. */
+  EXITS: 16,
+  WORKER_HANDLED: 17,
+  POSTED_WRITES: 18,
+  HOPS: 19,
+  EMULATED: 20,
   /** First Int32 of the posted-write ring. */
-  RING: 16,
+  RING: 32,
 } as const;
+
+/** Address spaces of an ACCESS request. */
+export const ACCESS_SPACE = { PIO: 1, MMIO: 2 } as const;
 
 /**
  * The runner's doorbell, one Int32Array shared by the main thread and every vCPU worker of
@@ -67,10 +81,14 @@ export const MAILBOX = { IDLE: 0, WAITING: 1, ANSWERED: 2 } as const;
 export const CONTROL = { RUN: 0, PAUSE: 1, STOP: 2 } as const;
 /** Worker statuses. */
 export const STATUS = { STARTING: 0, RUNNING: 1, PAUSED: 2, FINISHED: 3 } as const;
-/** What a mailbox request carries: an exit in kvm_run, or why the blocked vCPU cannot wake. */
-export const REQUEST = { EXIT: 0, HALTED: 1, PARKED: 2 } as const;
-/** Replies. */
-export const REPLY = { CONTINUE: 0, STOP: 1 } as const;
+/**
+ * What a mailbox request carries: an exit to decode from kvm_run; a single-element port or
+ * MMIO access described inline in the control block (the main thread then need not touch
+ * kvm_run); or why the blocked vCPU cannot wake.
+ */
+export const REQUEST = { EXIT: 0, HALTED: 1, PARKED: 2, ACCESS: 3 } as const;
+/** Reply bits: STOP the vCPU; INLINE: the answer to an ACCESS read is in ACCESS_VALUE (else in kvm_run). */
+export const REPLY = { CONTINUE: 0, STOP: 1, INLINE: 2 } as const;
 
 /** Posted-write ring entries per vCPU (a power of two). */
 export const RING_CAPACITY = 1024;

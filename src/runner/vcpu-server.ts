@@ -10,11 +10,11 @@ import { decodeExit } from '../exits.js';
 import { newAccess } from '../bus/dispatch.js';
 import type { StatsReader } from '../stats.js';
 import { BELL, CB, MAIN_WAIT, REQUEST, RING_LAYOUT, STATUS } from './protocol.js';
-import { answerRequest, requestWaiting, ringBell } from './mailbox.js';
+import { answerRequest, inlineAccess, requestWaiting, ringBell } from './mailbox.js';
 import { BlockPolicy, SpinPolicy } from './handoff.js';
 import { hostLoad } from './host-load.js';
 import { WriteRing } from './write-ring.js';
-import { deliverClaimedPostedWrites, deliverPostedWrites, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
+import { deliverClaimedPostedWrites, deliverPostedWrites, handleClaimedAccess, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
 import type { RunResult, VcpuState } from './types.js';
 
 /** How a vCPU finished. */
@@ -65,6 +65,7 @@ export class VcpuServer {
   readonly #h: ServerHooks;
   readonly #ring: WriteRing;
   readonly #io = newAccess();
+  readonly #ctlView: DataView;
   readonly #posted = newAccess();
   #busy = false;
   /** The worker has finished and everything it sent was handled. */
@@ -74,6 +75,7 @@ export class VcpuServer {
     this.#s = slot;
     this.#h = hooks;
     this.#ring = new WriteRing(slot.ctl, RING_LAYOUT);
+    this.#ctlView = new DataView(slot.ctl.buffer);
   }
 
   /** True while an asynchronous handler of this vCPU is pending (the vCPU waits for it). */
@@ -114,10 +116,14 @@ export class VcpuServer {
   /** The common exit answered at once: claimed port I/O or MMIO. */
   #answerClaimed(): boolean {
     const s = this.#s;
-    if (Atomics.load(s.ctl, CB.REQUEST) !== REQUEST.EXIT) return false;
-    if (!handleClaimedIo(s.view, s.run.length, this.#h.ctx, this.#io)) return false;
+    const kind = Atomics.load(s.ctl, CB.REQUEST);
+    let inline = false;
+    if (kind === REQUEST.ACCESS) {
+      if (!handleClaimedAccess(inlineAccess(s.ctl, this.#ctlView, this.#io), this.#io, this.#h.ctx)) return false;
+      inline = true;
+    } else if (kind !== REQUEST.EXIT || !handleClaimedIo(s.view, s.run.length, this.#h.ctx, this.#io)) return false;
     s.halted = false;
-    answerRequest(s.ctl, this.#h.stopping());
+    answerRequest(s.ctl, this.#h.stopping(), inline);
     return true;
   }
 
