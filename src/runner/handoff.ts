@@ -39,20 +39,24 @@ const MAX_SKIP = 256;
 
 /** When to spin before sleeping, learned from how recent spins went. */
 export class SpinPolicy {
-  readonly #maxMs: number;
+  #maxMs: number;
   readonly #spare: Int32Array | undefined;
+  readonly #budgetCell: number | undefined;
   #skip = 0;
   #backoff = 1;
   /** Spins that paid, spins that did not, waits that slept at once (diagnostics). */
   readonly stats = { paid: 0, wasted: 0, skipped: 0 };
 
   /**
-   * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load flag
-   * (cell 0 is 1 while the host has a CPU to spare); without it, only the spins' success counts.
+   * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load cells
+   * (src/runner/host-load.ts; cell 0 is 1 while the host has a CPU to spare); without them,
+   * only the spins' success counts. `budgetCell`: a cell of `spare` holding the longest spin
+   * in µs, read before each spin (instead of `maxMs`).
    */
-  constructor(maxMs: number, spare?: Int32Array) {
+  constructor(maxMs: number, spare?: Int32Array, budgetCell?: number) {
     this.#maxMs = maxMs;
     this.#spare = spare;
+    this.#budgetCell = budgetCell;
   }
 
   /**
@@ -61,9 +65,12 @@ export class SpinPolicy {
    */
   spin(cells: Int32Array, index: number, value: number): boolean {
     if (Atomics.load(cells, index) !== value) return true;
-    if (this.#spare && Atomics.load(this.#spare, 0) === 0) {
-      this.stats.skipped++;
-      return false;
+    if (this.#spare) {
+      if (Atomics.load(this.#spare, 0) === 0) {
+        this.stats.skipped++;
+        return false;
+      }
+      if (this.#budgetCell !== undefined) this.#maxMs = Atomics.load(this.#spare, this.#budgetCell) / 1000;
     }
     if (this.#skip > 0) {
       this.#skip--;

@@ -4,13 +4,23 @@
  * CPU; when other processes keep the CPUs busy, the spinner holds the CPU its peer needs.
  *
  * The main thread samples, every {@link SAMPLE_MS}, how much CPU the rest of the host used
- * (all CPUs' busy time from /proc/stat, minus this process's own CPU time) and publishes
- * one shared flag that every vCPU worker reads before it spins. With `n` CPUs, spinning is
- * allowed while the others leave at least about 1.5 CPUs idle (a worker and the main thread
- * each spinning on a CPU of their own), with hysteresis.
+ * (all CPUs' busy time from /proc/stat, minus this process's own CPU time) and publishes two
+ * shared cells that every vCPU worker reads before it spins:
+ * - {@link SPARE.MAIN}: 1 while the others leave about 1.5 CPUs idle (the main thread and a
+ *   worker each spinning on a CPU of their own), with hysteresis; else 0, and nobody spins.
+ * - {@link SPARE.WORKER_SPIN_US}: how long a worker may spin for its answer. While this
+ *   process's running vCPUs plus the main thread fit the idle CPUs, long enough for the main
+ *   thread to answer after a wake-up; when they do not (more vCPUs than spare CPUs), only
+ *   briefly — a spinning worker then holds a CPU that the main thread or another vCPU needs.
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+
+/** Cells of {@link HostLoad.flag}. */
+export const SPARE = { MAIN: 0, WORKER_SPIN_US: 1 } as const;
+/** A worker's spin (µs) while its peers have CPUs of their own, and while they do not. */
+const WORKER_SPIN_LONG_US = 100;
+const WORKER_SPIN_SHORT_US = 10;
 
 /** How often (ms) the host's load is sampled. */
 const SAMPLE_MS = 100;
@@ -38,21 +48,26 @@ function cpuTicks(): { busy: number; total: number } | undefined {
 
 /** The shared "a spin may pay" flag, kept up to date by one sampler per process. */
 export class HostLoad {
-  /** 1 while the host has a CPU to spare for spinning, 0 while it is busy. Shared with workers. */
-  readonly flag = new Int32Array(new SharedArrayBuffer(4));
+  /** The shared cells ({@link SPARE}). */
+  readonly flag = new Int32Array(new SharedArrayBuffer(8));
   readonly #cpus = availableParallelism();
   #timer: NodeJS.Timeout | undefined;
   #users = 0;
+  /** vCPUs of the runners that hold this sampler. */
+  #vcpus = 0;
   #last: { busy: number; own: number; wall: number } | undefined;
   /** CPUs kept busy by other processes (moving average). */
   others = 0;
 
   constructor() {
-    Atomics.store(this.flag, 0, 1);
+    Atomics.store(this.flag, SPARE.MAIN, 1);
+    Atomics.store(this.flag, SPARE.WORKER_SPIN_US, WORKER_SPIN_LONG_US);
   }
 
-  /** Start sampling (reference-counted: one timer for every runner in the process). */
-  acquire(): void {
+  /** Start sampling for a runner of `vcpus` vCPUs (one timer for every runner in the process). */
+  acquire(vcpus: number): void {
+    this.#vcpus += vcpus;
+    this.#publish();
     if (this.#users++ > 0) return;
     this.#last = undefined;
     this.sample();
@@ -60,8 +75,10 @@ export class HostLoad {
     this.#timer.unref();
   }
 
-  /** Stop sampling once the last runner is done. */
-  release(): void {
+  /** A runner of `vcpus` vCPUs is done; sampling stops with the last one. */
+  release(vcpus: number): void {
+    this.#vcpus = Math.max(0, this.#vcpus - vcpus);
+    this.#publish();
     if (--this.#users > 0) return;
     this.#users = 0;
     clearInterval(this.#timer);
@@ -79,10 +96,16 @@ export class HostLoad {
     if (!last || now.wall - last.wall < 1) return;
     const others = Math.max(0, now.busy - last.busy - (now.own - last.own)) / (now.wall - last.wall);
     this.others = ALPHA * others + (1 - ALPHA) * this.others;
+    this.#publish();
+  }
+
+  #publish(): void {
     const spare = this.#cpus - this.others;
-    const allowed = Atomics.load(this.flag, 0) === 1;
-    if (allowed && spare < 1.4) Atomics.store(this.flag, 0, 0);
-    else if (!allowed && spare > 1.6) Atomics.store(this.flag, 0, 1);
+    const allowed = Atomics.load(this.flag, SPARE.MAIN) === 1;
+    if (allowed && spare < 1.4) Atomics.store(this.flag, SPARE.MAIN, 0);
+    else if (!allowed && spare > 1.6) Atomics.store(this.flag, SPARE.MAIN, 1);
+    const fits = this.#vcpus + 1 <= spare + 0.25;
+    Atomics.store(this.flag, SPARE.WORKER_SPIN_US, fits ? WORKER_SPIN_LONG_US : WORKER_SPIN_SHORT_US);
   }
 }
 

@@ -8,8 +8,9 @@ import { ACCESS_SPACE, BELL, CB, CONTROL, MAILBOX, MAIN_WAIT, REPLY } from './pr
 import type { Access } from '../bus/dispatch.js';
 import type { AccessSize } from '../devices/device.js';
 import { SpinPolicy, futexWait, futexWake } from './handoff.js';
+import { SPARE } from './host-load.js';
 
-/** How long (ms) the worker spins for the main thread's answer, when spinning pays. */
+/** How long (ms) the worker spins for the main thread's answer when no host-load cells say otherwise. */
 const WORKER_SPIN_MS = 0.1;
 
 /** The worker's end: signals, status, requests. */
@@ -24,7 +25,7 @@ export class MailboxClient {
   constructor(ctl: Int32Array, bell: Int32Array, spare?: Int32Array) {
     this.ctl = ctl;
     this.bell = bell;
-    this.#policy = new SpinPolicy(WORKER_SPIN_MS, spare);
+    this.#policy = new SpinPolicy(WORKER_SPIN_MS, spare, SPARE.WORKER_SPIN_US);
   }
 
   /** The hand-off policy's counts (diagnostics). */

@@ -234,7 +234,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     }));
     runnerPool.add(this.#kickable);
     installExitHook(runnerPool);
-    hostLoad.acquire();
+    hostLoad.acquire(vm.vcpuCount);
     if (this.#opts.haltPollMs > 0) this.#haltTimer = setInterval(() => this.#poll(), this.#opts.haltPollMs);
     const done = this.#slots.map((s, i) =>
       pool
@@ -255,7 +255,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     } finally {
       clearInterval(this.#haltTimer);
       clearTimeout(this.#graceTimer);
-      hostLoad.release();
+      hostLoad.release(vm.vcpuCount);
       runnerPool.delete(this.#kickable);
       for (const s of this.#slots) s.stats?.close();
       try {

@@ -1,7 +1,8 @@
 /** The adaptive hand-off's decisions (no timing assertions: only what it chose). */
 import { describe, expect, it } from 'vitest';
 import { BlockPolicy, SpinPolicy, FUTEX, futexWait } from '../../../src/runner/handoff.js';
-import { HostLoad } from '../../../src/runner/host-load.js';
+import { availableParallelism } from 'node:os';
+import { HostLoad, SPARE } from '../../../src/runner/host-load.js';
 
 const cell = () => new Int32Array(new SharedArrayBuffer(4));
 
@@ -50,13 +51,24 @@ describe('BlockPolicy and the bare futex', () => {
 });
 
 describe('HostLoad', () => {
-  it('starts by allowing spins and keeps a flag in shared memory for the workers', () => {
+  it('starts by allowing spins and keeps its cells in shared memory for the workers', () => {
     const h = new HostLoad();
     expect(h.flag.buffer).toBeInstanceOf(SharedArrayBuffer);
-    expect(h.flag[0]).toBe(1);
-    h.acquire();
+    expect(h.flag[SPARE.MAIN]).toBe(1);
+    h.acquire(1);
     h.sample();
-    h.release();
+    h.release(1);
     expect(h.others).toBeGreaterThanOrEqual(0);
+  });
+
+  it('workers spin only briefly while this process runs more vCPUs than there are spare CPUs', () => {
+    const h = new HostLoad(); // nothing sampled yet: no load from others
+    h.acquire(1);
+    const one = h.flag[SPARE.WORKER_SPIN_US];
+    h.acquire(4 * availableParallelism());
+    expect(h.flag[SPARE.WORKER_SPIN_US]).toBeLessThan(one);
+    h.release(4 * availableParallelism());
+    expect(h.flag[SPARE.WORKER_SPIN_US]).toBe(one);
+    h.release(1);
   });
 });
