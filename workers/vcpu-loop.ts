@@ -85,7 +85,6 @@ export class VcpuLoop {
       if (this.#afterExit(reason)) break;
     }
     this.#mail.setStatus(STATUS.FINISHED);
-    if (process.env.VMMAPI_DEBUG_SPIN) console.error('worker spin', this.#mail.spinStats);
     return this.#mail.stopRequested() ? 'stopped' : 'replied-stop';
   }
 

@@ -28,11 +28,6 @@ export class MailboxClient {
     this.#policy = new SpinPolicy(WORKER_SPIN_MS, spare, SPARE.WORKER_SPIN_US);
   }
 
-  /** The hand-off policy's counts (diagnostics). */
-  get spinStats(): SpinPolicy['stats'] {
-    return this.#policy.stats;
-  }
-
   /** Ring the doorbell: the main thread's serve loop looks at every vCPU again. */
   signal(): void {
     ringBell(this.bell);

@@ -197,10 +197,7 @@ export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array)
       if (!sv.done) live = true;
       if (sv.busy) busy = true;
     }
-    if (!live) {
-      if (process.env.VMMAPI_DEBUG_SPIN) console.error('main spin', spin.stats, 'block', block.stats, 'rounds', round);
-      return;
-    }
+    if (!live) return;
     if ((round & 31) === 0 && performance.now() - lastYield >= YIELD_MS) {
       await yieldToEventLoop();
       lastYield = performance.now();
