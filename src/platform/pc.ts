@@ -1,6 +1,7 @@
 /**
- * `createPc`: a PC-compatible machine on KVM — RAM, an in-kernel irqchip and PIT, the
- * legacy devices (COM1, i8042, CMOS, POST, 0xcf9 reset, debug-exit, debugcon, fw_cfg, ACPI
+ * `createPc`: a PC-compatible machine on KVM — RAM, an in-kernel irqchip and PIT (which
+ * serves port 0x61 too: OUT2 of channel 2 in bit 5), the legacy devices (COM1, i8042, CMOS,
+ * POST, 0xcf9 reset, debug-exit (movable: {@link PcOptions.debugExit}), debugcon, fw_cfg, ACPI
  * PM1a), a worker-thread vCPU runner, and loaders for a BIOS ROM, a Multiboot kernel, a
  * Linux bzImage or a flat binary. See src/platform/layout.ts for the port map.
  *
