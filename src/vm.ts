@@ -6,7 +6,7 @@
 import { freemem, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
-import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
+import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_PIT_SPEAKER_DUMMY, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
 import {
   EVENTS, FPU, REGS_FIELDS, SIZEOF, SREGS_SEGMENTS, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
   encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
@@ -33,6 +33,13 @@ export interface VmCreateOptions {
   irqchip?: boolean;
   /** Create the in-kernel PIT (i8254); default: same as irqchip. */
   pit?: boolean;
+  /**
+   * Let the in-kernel PIT serve port 0x61 (system control port B) too
+   * (KVM_PIT_SPEAKER_DUMMY; default false): bit 0 drives channel 2's gate, bit 1 is the
+   * speaker enable, bit 4 toggles with the refresh clock and bit 5 is channel 2's output —
+   * with no exit to userspace. Needs opts.pit. Without it port 0x61 exits to userspace.
+   */
+  pitSpeaker?: boolean;
   /** CPUID adjustments applied to every vCPU. */
   cpuid?: CpuidOptions;
 }
@@ -285,6 +292,9 @@ export class Vm {
     const pit = opts.pit ?? irqchip;
     if (typeof pit !== 'boolean') throw new TypeError('opts.pit must be a boolean');
     if (pit && !irqchip) throw new RangeError('opts.pit needs opts.irqchip');
+    const pitSpeaker = opts.pitSpeaker ?? false;
+    if (typeof pitSpeaker !== 'boolean') throw new TypeError('opts.pitSpeaker must be a boolean');
+    if (pitSpeaker && !pit) throw new RangeError('opts.pitSpeaker needs opts.pit');
     const cpuid = opts.cpuid === undefined ? {} : checkCpuidOptions(opts.cpuid, 'opts.cpuid');
     if (registry.has(name)) throw errnoError('EEXIST', 'vm_create', `a VM named '${name}' exists`);
     const n = native();
@@ -293,7 +303,7 @@ export class Vm {
       fd.setIdentityMapAddr(KVM_PRIVATE_BASE);
       fd.setTssAddr(KVM_PRIVATE_BASE + 0x1000);
       if (irqchip) fd.createIrqchip();
-      if (pit) fd.createPit2(0);
+      if (pit) fd.createPit2(pitSpeaker ? KVM_PIT_SPEAKER_DUMMY : 0);
     } catch (e) {
       fd.close();
       throw e;

@@ -161,6 +161,8 @@ export interface BzImageHeader {
 }
 
 const ELF_MAGIC = [0x7f, 0x45, 0x4c, 0x46];
+/** syssize is in 16-byte paragraphs, rounded up: the file may hold up to 15 bytes less. */
+const SYSSIZE_ROUNDING = 15;
 
 /**
  * Parse and validate the setup header of a bzImage.
@@ -199,8 +201,13 @@ export function parseBzImageHeader(kernel: Uint8Array): BzImageHeader {
   if (setupBytes > kernel.length)
     throw new BootImageError(n, `truncated: setup code is ${hex(setupBytes)} bytes (setup_sects ${setupSects}) but the file is ${hex(kernel.length)} bytes`);
   const kernelSize = kernel.length - setupBytes;
-  if (syssize * 16 > kernelSize)
-    throw new BootImageError(n, `truncated: syssize says ${hex(syssize * 16)} bytes of protected-mode code, the file has ${hex(kernelSize)}`);
+  // syssize counts 16-byte paragraphs, rounded up: up to 15 of its bytes may lie past the end
+  // of the file (the loader loads what is there); more than that is a truncated image.
+  if (syssize * 16 > kernelSize + SYSSIZE_ROUNDING)
+    throw new BootImageError(
+      n,
+      `truncated: syssize ${hex(syssize)} says at least ${hex(syssize * 16 - SYSSIZE_ROUNDING)} bytes of protected-mode code, the file has ${hex(kernelSize)}`,
+    );
   if (kernelSize <= 0x200)
     throw new BootImageError(n, `truncated: protected-mode code is ${hex(kernelSize)} bytes, too short to contain the 64-bit entry at +0x200`);
   const relocatable = r.u8(BootParams.RELOCATABLE_KERNEL) !== 0;

@@ -8,10 +8,13 @@
  * the kernel, page aligned. The returned {@link BootState} is the spec's machine state:
  * 32-bit protected mode, paging off, EAX = 0x2BADB002, EBX = the multiboot_info address.
  *
- * Fixed low-memory layout:
+ * Layout:
  * - `0x0500` GDT (24 bytes): 0x08 flat 32-bit code, 0x10 flat data.
- * - `infoAt` (default `0x9000`): the multiboot_info structure, followed by the memory map,
- *   the module table and all strings (command lines, boot loader name).
+ * - the info area: the multiboot_info structure, followed by the memory map, the module
+ *   table and all strings (command lines, boot loader name). At `opts.infoAt` if given (the
+ *   kernel and modules must then keep clear of it); otherwise placed after the kernel and
+ *   modules, in the first free RAM from `0x9000` that no segment, module or the GDT uses
+ *   (0x9000 itself for kernels linked at 1 MiB).
  *
  * Video mode requests (header flag bit 2) are accepted but not honoured: no framebuffer
  * information is passed (info flags bits 11/12 stay clear).
@@ -32,7 +35,7 @@ export const MULTIBOOT_BOOTLOADER_MAGIC = 0x2badb002;
 export const MULTIBOOT_SEARCH = 8192;
 /** Where the loader puts its GDT. */
 export const MULTIBOOT_GDT_AT = 0x500;
-/** Default multiboot_info address. */
+/** Where the search for free RAM for the multiboot_info starts (it is there unless the kernel or a module is). */
 export const DEFAULT_MULTIBOOT_INFO_AT = 0x9000;
 /** Code selector in the loader's GDT. */
 export const MULTIBOOT_CS = 0x08;
@@ -151,7 +154,10 @@ export interface MultibootOptions {
   ramBytes: number;
   /** The memory map passed to the OS. Default `buildE820(ramBytes)`. */
   e820?: E820Entry[];
-  /** Where the multiboot_info structure and its tables go. Default 0x9000. */
+  /**
+   * Where the multiboot_info structure and its tables go (4-byte aligned). Default: the first
+   * free RAM from 0x9000 that the kernel, the modules and the GDT leave.
+   */
   infoAt?: number;
 }
 
@@ -261,6 +267,26 @@ function planElf(mem: GuestMemoryAccess, image: Uint8Array, avoid: PlacedRange[]
 }
 
 /**
+ * The lowest 16-byte aligned address from {@link DEFAULT_MULTIBOOT_INFO_AT} where `size`
+ * bytes of RAM (in the E820 map, backed, below 4 GiB) overlap nothing in `avoid`; page
+ * aligned once it has to move past something.
+ */
+function placeInfo(mem: GuestMemoryAccess, e820: readonly E820Entry[], avoid: readonly PlacedRange[], size: number): number {
+  for (const [s, e] of ramRanges(e820)) {
+    let at = alignUp(Math.max(s, DEFAULT_MULTIBOOT_INFO_AT), 16);
+    while (at + size <= Math.min(e, FOUR_GIB)) {
+      const hit = findOverlap(avoid, at, size);
+      if (!hit) {
+        if (mem.isBacked(at, size)) return at;
+        break;
+      }
+      at = alignUp(hit.start + hit.length, 0x1000);
+    }
+  }
+  throw new BootImageError('kernel', `no room for the ${hex(size)}-byte multiboot info area in guest RAM below 4 GiB clear of the kernel and modules`);
+}
+
+/**
  * Load a Multiboot kernel and its modules, write the multiboot_info structure, and return
  * the protected-mode entry state.
  *
@@ -309,17 +335,20 @@ export function loadMultiboot(mem: GuestMemoryAccess, image: Uint8Array, opts: M
     cursor += c.length;
     return a;
   });
-  const infoEnd = alignUp(cursor, 16);
-  if (infoEnd > FOUR_GIB) throw new RangeError(`opts.infoAt: the multiboot info area must lie below 4 GiB`);
-  if (!mem.isBacked(infoAt, infoEnd - infoAt))
-    throw new RangeError(`opts.infoAt: the multiboot info area [${hex(infoAt)}, ${hex(infoEnd)}) is not backed by guest memory`);
-  const avoid: PlacedRange[] = [
-    { what: 'GDT', start: MULTIBOOT_GDT_AT, length: 24 },
-    { what: 'multiboot info', start: infoAt, length: infoEnd - infoAt },
-  ];
-  if (findOverlap(avoid.slice(0, 1), infoAt, infoEnd - infoAt))
-    throw new RangeError(`opts.infoAt: the multiboot info area [${hex(infoAt)}, ${hex(infoEnd)}) overlaps the GDT at ${hex(MULTIBOOT_GDT_AT)}`);
+  const infoSize = alignUp(cursor - infoAt, 16); // offsets from infoAt; rebased once placed
+  const gdtRange: PlacedRange = { what: 'GDT', start: MULTIBOOT_GDT_AT, length: 24 };
   if (!mem.isBacked(MULTIBOOT_GDT_AT, 24)) throw new RangeError(`the GDT at ${hex(MULTIBOOT_GDT_AT)} is not backed by guest memory`);
+  const avoid: PlacedRange[] = [gdtRange];
+  if (opts.infoAt !== undefined) {
+    // A fixed place: checked now, and the kernel and modules must keep clear of it.
+    const end = infoAt + infoSize;
+    if (end > FOUR_GIB) throw new RangeError(`opts.infoAt: the multiboot info area must lie below 4 GiB`);
+    if (!mem.isBacked(infoAt, infoSize))
+      throw new RangeError(`opts.infoAt: the multiboot info area [${hex(infoAt)}, ${hex(end)}) is not backed by guest memory`);
+    if (findOverlap(avoid, infoAt, infoSize))
+      throw new RangeError(`opts.infoAt: the multiboot info area [${hex(infoAt)}, ${hex(end)}) overlaps the GDT at ${hex(MULTIBOOT_GDT_AT)}`);
+    avoid.push({ what: 'multiboot info', start: infoAt, length: infoSize });
+  }
 
   // Kernel.
   const plan = header.address ? planAddressMode(mem, image, header, avoid) : planElf(mem, image, avoid);
@@ -339,6 +368,11 @@ export function loadMultiboot(mem: GuestMemoryAccess, image: Uint8Array, opts: M
     next = alignUp(at + size, 0x1000);
   });
 
+  // The info area: where asked, else the first free RAM from 0x9000 (low memory), then above
+  // everything placed so far — never over a segment, a module or the GDT.
+  const infoBase = opts.infoAt !== undefined ? infoAt : placeInfo(mem, e820, avoid, infoSize);
+  const rebase = infoBase - infoAt;
+  const infoEnd = infoBase + infoSize;
   // Write.
   plan.write();
   modules.forEach((m, i) => mem.writeBytes(placed[i].start, m.data));
@@ -349,20 +383,21 @@ export function loadMultiboot(mem: GuestMemoryAccess, image: Uint8Array, opts: M
   const up = ram.find(([s, e]) => s <= 0x100000 && e > 0x100000);
   const memUpper = up ? Math.floor((Math.min(up[1], FOUR_GIB) - 0x100000) / 1024) : 0;
 
-  const area = new Uint8Array(infoEnd - infoAt);
+  const area = new Uint8Array(infoSize);
   const v = new DataView(area.buffer);
   const o = (gpa: number): number => gpa - infoAt;
+  const at = (gpa: number): number => gpa + rebase; // guest address of a planned offset
   const flags =
     MultibootInfoFlags.MEMORY | MultibootInfoFlags.CMDLINE | MultibootInfoFlags.MODS | MultibootInfoFlags.MEM_MAP | MultibootInfoFlags.BOOT_LOADER_NAME;
   v.setUint32(0, flags, true);
   v.setUint32(4, memLower, true);
   v.setUint32(8, memUpper, true);
-  v.setUint32(16, cmdlineAt, true);
+  v.setUint32(16, at(cmdlineAt), true);
   v.setUint32(20, modules.length, true);
-  v.setUint32(24, modsAt, true);
+  v.setUint32(24, at(modsAt), true);
   v.setUint32(44, mmapLen, true);
-  v.setUint32(48, mmapAt, true);
-  v.setUint32(64, loaderNameAt, true);
+  v.setUint32(48, at(mmapAt), true);
+  v.setUint32(64, at(loaderNameAt), true);
   e820.forEach((e, i) => {
     const p = o(mmapAt) + i * MULTIBOOT_MMAP_ENTRY_SIZE;
     v.setUint32(p, 20, true);
@@ -374,18 +409,18 @@ export function loadMultiboot(mem: GuestMemoryAccess, image: Uint8Array, opts: M
     const q = o(modsAt) + i * MULTIBOOT_MODULE_SIZE;
     v.setUint32(q, p.start, true);
     v.setUint32(q + 4, p.end, true);
-    v.setUint32(q + 8, modCmdlineAt[i], true);
+    v.setUint32(q + 8, at(modCmdlineAt[i]), true);
   });
   area.set(cmdline, o(cmdlineAt));
   area.set(loaderName, o(loaderNameAt));
   modCmdlines.forEach((c, i) => area.set(c, o(modCmdlineAt[i])));
-  mem.writeBytes(infoAt, area);
+  mem.writeBytes(infoBase, area);
 
   const gdt = writeGdt(mem, MULTIBOOT_GDT_AT, [GDT_NULL, GDT_CODE32, GDT_DATA]);
   const data = (): ReturnType<typeof segmentFromDescriptor> => segmentFromDescriptor(MULTIBOOT_DS, GDT_DATA);
   return {
     mode: 'protected',
-    regs: { rax: BigInt(MULTIBOOT_BOOTLOADER_MAGIC), rbx: BigInt(infoAt), rip: BigInt(plan.entry), rflags: 2n },
+    regs: { rax: BigInt(MULTIBOOT_BOOTLOADER_MAGIC), rbx: BigInt(infoBase), rip: BigInt(plan.entry), rflags: 2n },
     cr0: 1n,
     cr3: 0n,
     cr4: 0n,
@@ -404,7 +439,7 @@ export function loadMultiboot(mem: GuestMemoryAccess, image: Uint8Array, opts: M
     idt: { base: 0n, limit: 0 },
     multiboot: {
       header,
-      infoAt,
+      infoAt: infoBase,
       infoEnd,
       gdtAt: MULTIBOOT_GDT_AT,
       kernelStart: plan.start,

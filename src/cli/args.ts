@@ -24,6 +24,8 @@ export interface RunConfig {
   clearCpuid: string[];
   /** Debug console destination: a file name, or '-' for stdout. */
   debugcon?: string;
+  /** Where the isa-debug-exit device goes (`--debug-exit PORT[,size=N]`; default 0x501, size 2). */
+  debugExit?: { port: number; size?: number };
   /** Seconds before giving up. */
   timeout?: number;
   /** One line per exit on stderr. */
@@ -61,6 +63,8 @@ Machine:
   --clear-cpuid LIST   hide CPUID features from the guest, comma-separated
                        (${Object.keys(CPUID_BITS).join(', ')})
   --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
+  --debug-exit PORT[,size=N]  put the isa-debug-exit device at PORT, claiming N ports
+                       (1, 2 or 4; default 0x501,size=2); e.g. 0xf4,size=4
   --timeout SECONDS    stop the guest after SECONDS and exit with status 124
   --trace-exits        print one line per VM exit on stderr (and the instructions the
                        userspace fallback finished, per mnemonic)
@@ -68,9 +72,11 @@ Machine:
                        such an instruction then ends the run with its bytes
   -h, --help           show this help
 
-Exit status: the guest's isa-debug-exit status (port 0x501: (value << 1) | 1, low 8 bits);
-0 when the guest powers off or every vCPU halts; 1 when the guest fails (KVM internal
-error, triple fault); 2 on usage errors and unusable images; 124 on timeout.
+Exit status: the guest's isa-debug-exit status ((value << 1) | 1, low 8 bits: always odd);
+0 when the guest powers off or asks for a reset; 1 when the guest fails (KVM internal
+error, triple fault) or the VMM does; 2 on usage errors and unusable images; 4 when every
+vCPU halted with interrupts disabled; 124 on timeout; 130/143 on SIGINT/SIGTERM.
+--trace-exits says why the run ended.
 `;
 
 const OPTIONS = {
@@ -85,6 +91,7 @@ const OPTIONS = {
   cpus: { type: 'string' },
   memory: { type: 'string' },
   debugcon: { type: 'string' },
+  'debug-exit': { type: 'string' },
   'clear-cpuid': { type: 'string' },
   timeout: { type: 'string' },
   'trace-exits': { type: 'boolean' },
@@ -172,11 +179,31 @@ export function parseCommand(argv: readonly string[]): Command {
       memory: v.memory === undefined ? 128 * 2 ** 20 : parseMemory(v.memory, '--memory'),
       clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
       debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
+      debugExit: v['debug-exit'] === undefined ? undefined : parseDebugExit(v['debug-exit']),
       timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
       traceExits: v['trace-exits'] ?? false,
       emulate: !(v['no-emulate'] ?? false),
     },
   };
+}
+
+/**
+ * `--debug-exit PORT[,size=N]`: PORT decimal or 0x hexadecimal, 0-0xffff; N 1, 2 or 4.
+ * (Whether the ports are free is createPc's check.)
+ */
+export function parseDebugExit(text: string): { port: number; size?: number } {
+  const [portText, ...rest] = text.split(',');
+  const port = parseAddress(portText, '--debug-exit port');
+  if (port > 0xffff) throw new UsageError(`--debug-exit port must be at most 0xffff, got '${portText.trim()}'`);
+  let size: number | undefined;
+  for (const opt of rest) {
+    const m = /^\s*size\s*=\s*(\S+)\s*$/.exec(opt);
+    if (!m) throw new UsageError(`--debug-exit: '${opt}' is not size=N (e.g. --debug-exit 0xf4,size=4)`);
+    if (size !== undefined) throw new UsageError('--debug-exit: size given twice');
+    if (!['1', '2', '4'].includes(m[1])) throw new UsageError(`--debug-exit size must be 1, 2 or 4, got '${m[1]}'`);
+    size = Number(m[1]);
+  }
+  return size === undefined ? { port } : { port, size };
 }
 
 /** `cx16,xsave` → names, each checked against CPUID_BITS. */

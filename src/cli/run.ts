@@ -1,7 +1,7 @@
 /** `vmmapi run`: build a PC from a {@link RunConfig}, run it, map the result to an exit code. */
 import { readFileSync } from 'node:fs';
 import { BootImageError } from '../boot/errors.js';
-import { createPc, type Pc, type PcRunResult } from '../platform/pc.js';
+import { createPc, describeRunResult, type Pc, type PcRunResult } from '../platform/pc.js';
 import { GuestError } from '../runner/errors.js';
 import type { BootSpec, RunConfig } from './args.js';
 import { ByteSink, SerialInput } from './console.js';
@@ -58,8 +58,9 @@ function outcome(r: PcRunResult, timeout: number | undefined, signal: NodeJS.Sig
     case 'debug-exit':
       return { code: r.status & 0xff };
     case 'poweroff':
-    case 'halted':
       return { code: ExitCode.OK };
+    case 'halted':
+      return { code: ExitCode.HALTED, note: 'guest halted: every vCPU halted with interrupts disabled' };
     case 'reset':
       return { code: ExitCode.OK, note: `guest requested a reset (${r.kind}); stopping` };
     case 'triple-fault':
@@ -95,6 +96,7 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
       emulate: cfg.emulate,
       serial: { onOutput: (b) => stdout.push(b) },
       debugcon: debugcon ? (b) => debugcon.push(b) : undefined,
+      debugExit: cfg.debugExit,
       traceExits: cfg.traceExits ? (line) => log(`exit: ${line}`) : undefined,
     });
   } catch (e) {
@@ -124,6 +126,7 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     } catch (e) {
       if (e instanceof GuestError) {
         log(e.message);
+        if (cfg.traceExits) log(`run ended: KVM could not continue the guest; exit status ${ExitCode.GUEST_FAILURE}`);
         return ExitCode.GUEST_FAILURE;
       }
       throw e;
@@ -131,6 +134,7 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     const { code, note } = outcome(result, cfg.timeout, signal);
     stdout.flush();
     if (note) log(note);
+    if (cfg.traceExits) log(`run ended: ${result.reason === 'stopped' && signal ? `stopped by ${signal}` : describeRunResult(result)}; exit status ${code}`);
     return code;
   } finally {
     // what the instruction fallback did, per mnemonic (the VM's emulated_* stats)

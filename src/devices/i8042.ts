@@ -14,7 +14,9 @@
  * Port 0x61 (system control port B) is not part of the 8042, but it sits inside the
  * range: it reads back the last written bits 0-3 and toggles bit 4 (the DRAM refresh
  * indicator) on every read so that delay loops which wait for that toggle terminate.
- * Bit 5 (PIT channel 2 output) reads as 0.
+ * Bit 5 (PIT channel 2 output) reads as 0: this model has no PIT. Where the in-kernel PIT
+ * serves port 0x61 (Vm.create `pitSpeaker`, as the PC does) guest accesses to it never reach
+ * this device, and bit 5 is channel 2's real output.
  *
  * Controller commands implemented: 0x20-0x3f (read internal RAM; 0x20 is the command
  * byte), 0x60-0x7f (write internal RAM; 0x60 is the command byte), 0xa7/0xa8

@@ -49,5 +49,8 @@ export const KVM_DEV = { TYPE_VFIO: 4, VFIO_GROUP: 1, VFIO_GROUP_ADD: 1, VFIO_GR
 /** KVM_X2APIC_API_* flags. */
 export const KVM_X2APIC_API = { USE_32BIT_IDS: 1, DISABLE_BROADCAST_QUIRK: 2 } as const;
 
+/** KVM_CREATE_PIT2 flags: KVM_PIT_SPEAKER_DUMMY makes the in-kernel PIT serve port 0x61. */
+export const KVM_PIT_SPEAKER_DUMMY = 1;
+
 /** The KVM API version this library speaks (KVM_GET_API_VERSION). */
 export const KVM_API_VERSION = 12;

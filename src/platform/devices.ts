@@ -12,6 +12,7 @@ import { PostPort } from '../devices/post-port.js';
 import { ResetPort, type ResetKind } from '../devices/reset-port.js';
 import { Uart16550 } from '../devices/uart16550.js';
 import type { VcpuRunner } from '../runner/runner.js';
+import type { PortRange } from './options.js';
 
 /** The devices of a {@link Pc}. */
 export interface PcDevices {
@@ -25,7 +26,7 @@ export interface PcDevices {
   post: PostPort;
   /** 0xcf9 reset control. */
   reset: ResetPort;
-  /** isa-debug-exit. */
+  /** isa-debug-exit (port 0x501 unless PcOptions.debugExit moves it). */
   debugExit: DebugExit;
   /** Debug console, when a sink was given. */
   debugcon?: Debugcon;
@@ -49,8 +50,14 @@ export interface DeviceHooks {
   sleep: (slpTyp: number) => void;
 }
 
+/** Where the movable devices go (checked by checkPcOptions). */
+export interface DevicePorts {
+  /** The debug-exit ports (default {@link PORTS}.debugExit). */
+  debugExit?: PortRange;
+}
+
 /** Create the devices for `memoryBytes` of RAM and `cpus` vCPUs and register them on `runner`. */
-export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: number, hooks: DeviceHooks): PcDevices {
+export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: number, hooks: DeviceHooks, ports: DevicePorts = {}): PcDevices {
   const vm = runner.vm;
   const d: PcDevices = {
     uart: new Uart16550({ irq: new KvmIrqLine(vm, IRQS.com1), onTransmit: hooks.serialOut }),
@@ -72,7 +79,7 @@ export function attachDevices(runner: VcpuRunner, memoryBytes: number, cpus: num
   reg(PORTS.cmos, d.cmos, 'CMOS');
   reg(PORTS.post, d.post, 'POST', true);
   reg(PORTS.reset, d.reset, 'reset control');
-  reg(PORTS.debugExit, d.debugExit, 'debug-exit');
+  reg(ports.debugExit ?? PORTS.debugExit, d.debugExit, 'debug-exit');
   if (d.debugcon) reg(PORTS.debugcon, d.debugcon, 'debugcon', true);
   // fw_cfg: selector and data (firmware reads the data port with `rep insb`: the runner
   // reads the device once per element)

@@ -3,9 +3,10 @@
  * for firmware, Multiboot, Linux and flat images.
  * @packageDocumentation
  */
-export { createPc, Pc } from './pc.js';
+export { createPc, describeRunResult, Pc } from './pc.js';
 export type { PcOptions, PcSerialOptions, PcRunOptions, PcRunResult } from './pc.js';
-export type { PcDevices } from './devices.js';
+export type { PcDevices, DevicePorts } from './devices.js';
+export type { PortRange } from './options.js';
 export type { PcLinuxOptions, PcMultibootOptions } from './loaders.js';
 export { DEFAULT_LINUX_CMDLINE } from './loaders.js';
 export { applyBootState } from './boot-state.js';

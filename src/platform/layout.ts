@@ -25,7 +25,11 @@ export const IOAPIC = { id: 0, address: 0xfec0_0000, gsiBase: 0 } as const;
 
 /** I/O ports of the platform devices (base and length). */
 export const PORTS = {
-  /** i8042 keyboard controller: 0x60 data, 0x61 port B, 0x64 status/command. */
+  /**
+   * i8042 keyboard controller: 0x60 data, 0x64 status/command. Port 0x61 (system control
+   * port B) lies inside the range but KVM serves it (see {@link KVM_PORTS}): guest accesses
+   * never reach the i8042's own port B.
+   */
   i8042: { base: 0x60, length: 5 },
   /** CMOS/RTC: 0x70 index, 0x71 data. */
   cmos: { base: 0x70, length: 2 },
@@ -35,7 +39,10 @@ export const PORTS = {
   com1: { base: 0x3f8, length: 8 },
   /** QEMU/Bochs debug console (SeaBIOS's log). */
   debugcon: { base: 0x402, length: 1 },
-  /** QEMU isa-debug-exit (its default iobase 0x501, iosize 2). */
+  /**
+   * QEMU isa-debug-exit at its default iobase 0x501, iosize 2; `createPc({ debugExit })`
+   * and `vmmapi run --debug-exit` move it.
+   */
   debugExit: { base: 0x501, length: 2 },
   /** fw_cfg: 0x510 selector (16-bit writes), 0x511 data. */
   fwCfg: { base: 0x510, length: 2 },
@@ -43,6 +50,26 @@ export const PORTS = {
   acpiPm: { base: 0x600, length: 6 },
   /** PCI reset control register (RST_CNT). */
   reset: { base: 0xcf9, length: 1 },
+} as const;
+
+/**
+ * I/O ports KVM's in-kernel devices serve on the PC: guest accesses there never reach a
+ * userspace device, so none may be registered over them.
+ */
+export const KVM_PORTS = {
+  /** Master 8259 PIC. */
+  picMaster: { base: 0x20, length: 2 },
+  /** i8254 PIT: channels 0-2 and the mode register. */
+  pit: { base: 0x40, length: 4 },
+  /**
+   * System control port B (KVM_PIT_SPEAKER_DUMMY): bit 0 gates PIT channel 2, bit 1 speaker
+   * enable, bit 4 refresh clock, bit 5 channel 2's output.
+   */
+  speaker: { base: 0x61, length: 1 },
+  /** Slave 8259 PIC. */
+  picSlave: { base: 0xa0, length: 2 },
+  /** The PICs' edge/level control registers. */
+  elcr: { base: 0x4d0, length: 2 },
 } as const;
 
 /** ISA IRQs of the platform devices. */

@@ -3,8 +3,50 @@
  * (wrong type) or RangeError (out of range) whose one-line message names it.
  */
 import { checkCpuidOptions } from '../cpuid.js';
-import { formatBytes, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY } from './layout.js';
+import { formatBytes, KVM_PORTS, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY, PORTS } from './layout.js';
 import type { PcOptions } from './pc.js';
+
+/** A range of I/O ports. */
+export interface PortRange {
+  /** First port. */
+  base: number;
+  /** Number of ports. */
+  length: number;
+}
+
+/** The access sizes (QEMU's iosize) the debug-exit device may claim. */
+const DEBUG_EXIT_SIZES = [1, 2, 4] as const;
+
+/** `0x60-0x64`, or `0x61` for one port. */
+const portSpan = (r: PortRange): string => (r.length === 1 ? `0x${r.base.toString(16)}` : `0x${r.base.toString(16)}-0x${(r.base + r.length - 1).toString(16)}`);
+
+/**
+ * Check `opts.debugExit` (`{ port?, size? }`, default `{ port: 0x501, size: 2 }`): the port
+ * an integer 0-0xffff, the size 1, 2 or 4, the range inside the port space and clear of the
+ * other platform devices and of the ports KVM serves. Returns the range.
+ */
+export function checkDebugExit(debugExit: unknown, withDebugcon: boolean): PortRange {
+  const def = PORTS.debugExit;
+  if (debugExit === undefined) return { base: def.base, length: def.length };
+  if (typeof debugExit !== 'object' || debugExit === null) throw new TypeError('debugExit must be an object ({ port?, size? })');
+  for (const k of Object.keys(debugExit)) if (k !== 'port' && k !== 'size') throw new TypeError(`debugExit: unknown option '${k}' (port, size)`);
+  const { port = def.base, size = def.length } = debugExit as { port?: unknown; size?: unknown };
+  if (typeof port !== 'number') throw new TypeError(`debugExit.port must be a number, got ${typeof port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 0xffff) throw new RangeError(`debugExit.port must be an integer 0-0xffff, got ${port}`);
+  if (typeof size !== 'number') throw new TypeError(`debugExit.size must be a number, got ${typeof size}`);
+  if (!(DEBUG_EXIT_SIZES as readonly number[]).includes(size)) throw new RangeError(`debugExit.size must be 1, 2 or 4, got ${size}`);
+  const range = { base: port, length: size };
+  if (port + size > 0x10000) throw new RangeError(`debugExit: ports ${portSpan({ base: port, length: 0x10000 - port })}+ run past 0xffff (port ${port}, size ${size})`);
+  const taken: [string, PortRange][] = [
+    ...Object.entries(KVM_PORTS).map(([k, r]): [string, PortRange] => [`in-kernel ${k}`, r]),
+    ...Object.entries(PORTS).filter(([k]) => k !== 'debugExit' && (k !== 'debugcon' || withDebugcon)),
+  ];
+  for (const [name, r] of taken) {
+    if (port < r.base + r.length && r.base < port + size)
+      throw new RangeError(`debugExit: ports ${portSpan(range)} overlap the ${name} at ${portSpan(r)}`);
+  }
+  return range;
+}
 
 /** Check `opts.memory`; returns it. */
 function checkMemory(memory: unknown): number {
@@ -35,8 +77,8 @@ function checkSerial(serial: unknown): void {
   if (input !== undefined && !isReadable(input)) throw new TypeError('serial.input must be a readable stream');
 }
 
-/** Validate the options of createPc; returns the checked memory size and vCPU count. */
-export function checkPcOptions(opts: PcOptions): { memory: number; cpus: number } {
+/** Validate the options of createPc; returns the checked memory size, vCPU count and debug-exit ports. */
+export function checkPcOptions(opts: PcOptions): { memory: number; cpus: number; debugExit: PortRange } {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('options must be an object');
   const memory = checkMemory(opts.memory);
   const cpus = checkCpus(opts.cpus);
@@ -47,5 +89,6 @@ export function checkPcOptions(opts: PcOptions): { memory: number; cpus: number 
   checkCpuidOptions(opts.cpuid, 'cpuid');
   if (opts.emulate !== undefined && typeof opts.emulate !== 'boolean') throw new TypeError(`emulate must be a boolean, got ${typeof opts.emulate}`);
   if (opts.name !== undefined && (typeof opts.name !== 'string' || opts.name === '')) throw new TypeError('name must be a non-empty string');
-  return { memory, cpus };
+  const debugExit = checkDebugExit(opts.debugExit, opts.debugcon !== undefined);
+  return { memory, cpus, debugExit };
 }

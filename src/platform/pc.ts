@@ -1,6 +1,7 @@
 /**
- * `createPc`: a PC-compatible machine on KVM — RAM, an in-kernel irqchip and PIT, the
- * legacy devices (COM1, i8042, CMOS, POST, 0xcf9 reset, debug-exit, debugcon, fw_cfg, ACPI
+ * `createPc`: a PC-compatible machine on KVM — RAM, an in-kernel irqchip and PIT (which
+ * serves port 0x61 too: OUT2 of channel 2 in bit 5), the legacy devices (COM1, i8042, CMOS,
+ * POST, 0xcf9 reset, debug-exit (movable: {@link PcOptions.debugExit}), debugcon, fw_cfg, ACPI
  * PM1a), a worker-thread vCPU runner, and loaders for a BIOS ROM, a Multiboot kernel, a
  * Linux bzImage or a flat binary. See src/platform/layout.ts for the port map.
  *
@@ -50,6 +51,13 @@ export interface PcOptions {
   serial?: PcSerialOptions;
   /** Sink of the debug console (port 0x402; SeaBIOS logs there). Without it the port is absent. */
   debugcon?: (byte: number) => void;
+  /**
+   * Where the isa-debug-exit device sits: `port` (default 0x501) and `size`, the number of
+   * ports it claims (QEMU's iosize: 1, 2 or 4; default 2). Test harnesses commonly use
+   * `{ port: 0xf4, size: 4 }`. A write at `port` ends the run with `{ reason: 'debug-exit',
+   * status: (value << 1) | 1 }`.
+   */
+  debugExit?: { port?: number; size?: number };
   /** Called when the guest writes the debug-exit port, with status `(value << 1) | 1`. */
   onExit?: (status: number) => void;
   /** Called with one line (describeExit) per exit the main thread sees. */
@@ -78,6 +86,29 @@ export type PcRunResult =
   | { reason: 'stopped' }
   | { reason: 'timeout' };
 
+/**
+ * Why a run ended, in words (one line): `debug-exit: the guest wrote 0x1 (status 3)`,
+ * `every vCPU halted with interrupts disabled ...`, `triple fault ...`, and so on.
+ */
+export function describeRunResult(r: PcRunResult): string {
+  switch (r.reason) {
+    case 'debug-exit':
+      return `debug-exit: the guest wrote 0x${Math.floor(r.status / 2).toString(16)} to the isa-debug-exit port (status ${r.status})`;
+    case 'poweroff':
+      return 'the guest powered off (ACPI S5 or a KVM shutdown event)';
+    case 'reset':
+      return `the guest asked for a reset (${r.kind === 'keyboard' ? 'i8042 pulse' : `0xcf9 ${r.kind}`})`;
+    case 'halted':
+      return 'every vCPU halted with interrupts disabled (HLT with IF=0, or an AP waiting for INIT/SIPI): nothing can wake the guest';
+    case 'triple-fault':
+      return 'triple fault: KVM shut the guest down (an exception it could not deliver)';
+    case 'stopped':
+      return 'stopped by the host (Pc.stop)';
+    case 'timeout':
+      return 'the timeout expired; the guest was stopped';
+  }
+}
+
 /** Options for {@link Pc.run}. */
 export interface PcRunOptions {
   /** Stop with `{ reason: 'timeout' }` after this many milliseconds. */
@@ -104,11 +135,12 @@ export class Pc {
 
   /** @internal Use {@link createPc}. */
   constructor(opts: PcOptions) {
-    const { memory, cpus } = checkPcOptions(opts);
+    const { memory, cpus, debugExit } = checkPcOptions(opts);
     this.#opts = opts;
     this.memoryBytes = memory;
     this.cpus = cpus;
-    this.vm = Vm.create(opts.name ?? `pc-${process.pid}-${randomBytes(4).toString('hex')}`, { vcpus: cpus, irqchip: true, cpuid: opts.cpuid });
+    // pitSpeaker: KVM serves port 0x61, so bit 5 follows PIT channel 2's output (TSC calibration)
+    this.vm = Vm.create(opts.name ?? `pc-${process.pid}-${randomBytes(4).toString('hex')}`, { vcpus: cpus, irqchip: true, pitSpeaker: true, cpuid: opts.cpuid });
     try {
       for (const r of ramRanges(memory)) this.vm.setupMemory(r.gpa, r.length);
       this.runner = new VcpuRunner(this.vm, opts.emulate === undefined ? {} : { emulate: opts.emulate });
@@ -123,7 +155,7 @@ export class Pc {
         sleep: (typ) => {
           if (typ === S5_SLEEP_TYPE) this.#finish({ reason: 'poweroff' });
         },
-      });
+      }, { debugExit });
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));

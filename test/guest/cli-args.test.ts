@@ -86,6 +86,35 @@ describe('parseCommand', () => {
   });
 });
 
+describe('--debug-exit and --append values that start with -', () => {
+  it('--debug-exit PORT[,size=N]: decimal or 0x port, size 1, 2 or 4; default: none given', () => {
+    expect(run('--bios', 'b').debugExit).toBeUndefined();
+    expect(run('--bios', 'b', '--debug-exit', '0xf4,size=4').debugExit).toEqual({ port: 0xf4, size: 4 });
+    expect(run('--bios', 'b', '--debug-exit', '244').debugExit).toEqual({ port: 0xf4 });
+    expect(run('--bios', 'b', '--debug-exit=0x501, size=1').debugExit).toEqual({ port: 0x501, size: 1 });
+  });
+
+  it.each([
+    ['0xf4,size=3', /^--debug-exit size must be 1, 2 or 4, got '3'$/],
+    ['0xf4,iosize=4', /^--debug-exit: 'iosize=4' is not size=N/],
+    ['0xf4,size=4,size=2', /size given twice/],
+    ['0x10000', /^--debug-exit port must be at most 0xffff, got '0x10000'$/],
+    ['-1', /^--debug-exit port must be an address/],
+    ['', /^--debug-exit port must be an address/],
+  ])('--debug-exit %j is a usage error', (value, re) => {
+    expect(() => run('--bios', 'b', '--debug-exit', value)).toThrow(UsageError);
+    expect(() => run('--bios', 'b', '--debug-exit', value)).toThrow(re);
+  });
+
+  it('--append takes the next word whatever it starts with (-, --, =)', () => {
+    expect(run('--multiboot', 'k', '--append', '-').boot).toMatchObject({ append: '-' });
+    expect(run('--multiboot', 'k', '--append', '-v=1 --x').boot).toMatchObject({ append: '-v=1 --x' });
+    expect(run('--multiboot', 'k', '--append=-q').boot).toMatchObject({ append: '-q' });
+    expect(run('--kernel', 'k', '--append', '--help').boot).toMatchObject({ append: '--help' });
+    expect(() => run('--kernel', 'k', '--append')).toThrow(/Option '--append <value>' argument missing/);
+  });
+});
+
 describe('units', () => {
   it('sizes: binary suffixes, bare numbers are MiB', () => {
     expect(parseSize('64', 'm')).toBe(64 * 2 ** 20);

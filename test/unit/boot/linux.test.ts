@@ -75,9 +75,22 @@ describe('parseBzImageHeader', () => {
     expect(() => parseBzImageHeader(img.subarray(0, 0x100))).toThrow(/^kernel: truncated: 256 bytes is too short/);
     expect(() => parseBzImageHeader(img.subarray(0, 0x240))).toThrow(/^kernel: truncated: setup header/);
     expect(() => parseBzImageHeader(img.subarray(0, 0x800))).toThrow(/truncated: setup code is 0xa00 bytes/);
-    expect(() => parseBzImageHeader(img.subarray(0, 0xa00 + 0x800))).toThrow(/truncated: syssize says 0x1000 bytes/);
+    expect(() => parseBzImageHeader(img.subarray(0, 0xa00 + 0x800))).toThrow(/truncated: syssize 0x100 says at least 0xff1 bytes of protected-mode code, the file has 0x800/);
+    // one byte short of syssize's rounding is real truncation
+    expect(() => parseBzImageHeader(img.subarray(0, 0xa00 + 0x1000 - 16))).toThrow(/truncated: syssize 0x100 says at least 0xff1 bytes/);
     expect(() => parseBzImageHeader(fakeBzImage({ payloadSize: 0x100 }))).toThrow(/too short to contain the 64-bit entry/);
     expect(() => parseBzImageHeader(new Uint8Array(0))).toThrow(BootImageError);
+  });
+
+  it('accepts syssize rounded up to a whole paragraph (up to 15 bytes past the end of the file)', () => {
+    for (const payloadSize of [0x1001, 0x1008, 0x100f]) {
+      const img = fakeBzImage({ payloadSize }); // syssize = ceil(payloadSize / 16) = 0x101
+      const h = parseBzImageHeader(img);
+      expect(h.syssize).toBe(0x101);
+      expect(h.kernelSize).toBe(payloadSize);
+    }
+    // syssize 0x101 (0x1010 bytes) over 0x1000 bytes of code: 16 bytes missing
+    expect(() => parseBzImageHeader(fakeBzImage({ payloadSize: 0x1000, syssize: 0x101 }))).toThrow(/truncated: syssize 0x101 says at least 0x1001 bytes/);
   });
 
   it('rejects kernels without a 64-bit entry point or with bad fields', () => {

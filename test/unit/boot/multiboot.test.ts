@@ -142,6 +142,40 @@ describe('loadMultiboot (ELF)', () => {
     expect(state.multiboot.infoEnd).toBeLessThanOrEqual(0x100000);
   });
 
+  it('places the info area where no segment or module is: a kernel with a segment over 0x9000 loads', () => {
+    const text = new Uint8Array(0x1000);
+    text.set(multibootHeader(0x3));
+    // one segment [0x8000, 0xa86c) (the kernel), data at 0x9000 the loader must keep
+    const data = pattern(0x800, 5);
+    text.set(data.subarray(0, 0x800), 0x1000 - 0x800);
+    const image = elfImage([{ paddr: 0x8000, data: Uint8Array.from([...text, ...pattern(0x1000, 6)]), memsz: 0x286c }], { entry: 0x8040 });
+    const modules = [{ data: pattern(0x1800, 7), cmdline: 'mod a' }];
+    const { mem, state } = load(image, { modules });
+    const info = Number(state.regs.rbx);
+    const segEnd = 0xa86c;
+    const outside = (a: number, len = 1): boolean => a >= segEnd || a + len <= 0x8000;
+    expect(state.multiboot.infoAt).toBe(info);
+    expect(outside(info, state.multiboot.infoEnd - info)).toBe(true);
+    // the module goes page aligned after the kernel (0xb000), the info area after the module
+    expect(state.multiboot.modules).toEqual([{ start: 0xb000, end: 0xc800 }]);
+    expect(info).toBe(0xd000);
+    for (const field of [16, 24, 48, 64]) expect(outside(mem.readU32(info + field))).toBe(true);
+    const mods = mem.readU32(info + 24);
+    expect(readCString(mem, mem.readU32(mods + 8))).toBe('mod a');
+    expect(readCString(mem, mem.readU32(info + 16))).toBe('kernel --verbose');
+    expect(readCString(mem, mem.readU32(info + 64))).toBe('vmmapi');
+    expect(mem.readU32(info + 44)).toBe(buildE820(RAM).length * 24);
+    expect(mem.readBytes(0x9000, 0x1000)).toEqual(pattern(0x1000, 6)); // the segment's bytes at 0x9000 are intact
+  });
+
+  it('moves the info area above 1 MiB when low memory is taken', () => {
+    const text = new Uint8Array(0x100);
+    text.set(multibootHeader(0x3));
+    const image = elfImage([{ paddr: 0x1000, data: text, memsz: 0x9e800 }], { entry: 0x1040 }); // [0x1000, 0x9f800): no room below the EBDA
+    const { state } = load(image);
+    expect(state.regs.rbx).toBe(0x100000n);
+  });
+
   it('honours infoAt and a custom memory map', () => {
     const e820 = buildE820(RAM, { reserved: [{ addr: 16 * MiB, size: MiB, type: 2 }] });
     const { mem, state } = load(mbElf().image, { infoAt: 0x20000, e820 });
@@ -173,8 +207,8 @@ describe('loadMultiboot (ELF)', () => {
     new DataView(outside.buffer).setUint32(phdrField(32, 1, 12), 0x4000000, true); // paddr beyond RAM
     expect(() => load(outside)).toThrow('kernel: ELF segment 1 [0x4000000, 0x4002000) does not fit in guest memory');
     const low = image.slice();
-    new DataView(low.buffer).setUint32(phdrField(32, 1, 12), 0x9000, true); // over the info area
-    expect(() => load(low)).toThrow(/overlaps the multiboot info at 0x9000/);
+    new DataView(low.buffer).setUint32(phdrField(32, 1, 12), 0x9000, true); // over an info area placed at 0x9000
+    expect(() => load(low, { infoAt: 0x9000 })).toThrow(/ELF segment 1 \[0x9000, 0xb000\) overlaps the multiboot info at 0x9000/);
     const overflow = image.slice();
     new DataView(overflow.buffer).setUint32(phdrField(32, 1, 20), 0xffffffff, true); // memsz wraps
     expect(() => load(overflow)).toThrow(/wraps around the 32-bit address space/);
