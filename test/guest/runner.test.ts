@@ -211,9 +211,11 @@ describe('VcpuRunner', () => {
   it('stop() ends a run whose worker-side device never returns: the worker is terminated after stopGraceMs', async () => {
     const vm = codeVm([0xe4, 0x90, ...CLI_HLT]); // in $0x90,%al
     const runner = new VcpuRunner(vm, { stopGraceMs: 300 });
-    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'HangingDevice' } });
+    const entered = new SharedArrayBuffer(4);
+    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'HangingDevice', options: { entered } } });
     const done = runner.start();
-    await new Promise<void>((r) => runner.on('vcpu-state', (_v, st) => st === 'running' && r()));
+    // stop only once the device's read has begun (and so never returns)
+    while (Atomics.load(new Int32Array(entered), 0) === 0) await new Promise((r) => setTimeout(r, 10));
     runner.stop();
     await expect(done).rejects.toThrow(RunnerError);
     await expect(done).rejects.toThrow(/vCPU 0: the worker did not stop within 300 ms of stop\(\)/);

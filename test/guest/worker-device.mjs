@@ -23,8 +23,13 @@ export class CountingDevice {
 }
 
 // A device whose read never returns: stop() must still end the run (the worker is terminated).
+// options.entered (a SharedArrayBuffer) gets 1 once the read has begun.
 export class HangingDevice {
+  constructor(options) {
+    this.entered = options?.entered ? new Int32Array(options.entered) : undefined;
+  }
   read() {
+    if (this.entered) Atomics.store(this.entered, 0, 1);
     for (;;) {
       /* a handler that never returns */
     }
