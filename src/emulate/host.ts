@@ -28,9 +28,12 @@ export interface EmulatorHost {
   atomicCmpxchg?(gpa: number, size: 8 | 16, expected: bigint, replacement: bigint): CmpxchgResult;
   /** XCR0 (KVM_GET_XCRS). Without it XGETBV and XRSTOR are unsupported. */
   getXcr0?(): bigint;
-  /** A copy of struct kvm_xsave (4096 bytes, standard format; KVM_GET_XSAVE). Without it XRSTOR is unsupported. */
+  /**
+   * A copy of the vCPU's XSAVE image (standard format, at least 4096 bytes: struct kvm_xsave or
+   * KVM_GET_XSAVE2's larger one). Without it XRSTOR is unsupported.
+   */
   getXsave?(): Uint8Array;
-  /** Store struct kvm_xsave (KVM_SET_XSAVE). Called at most once per emulation, after every check passed. */
+  /** Store an image as {@link getXsave} returned it (KVM_SET_XSAVE). Called at most once per emulation, after every check passed. */
   setXsave?(xsave: Uint8Array): void;
   /**
    * Run one canonical instruction on the host CPU (the native path's executor, see

@@ -7,10 +7,12 @@ import { native } from '../kvm/native.js';
 
 /** The addon functions of native/xsave.cc. */
 export interface NativeXsave {
-  /** KVM_GET_XSAVE on a vCPU fd: struct kvm_xsave (4096 bytes). */
+  /** KVM_GET_XSAVE2 (or KVM_GET_XSAVE) on a vCPU fd: the standard-format image, {@link xsaveSize} bytes (at least 4096). */
   xsaveGet(vcpuFd: number): ArrayBuffer;
-  /** KVM_SET_XSAVE on a vCPU fd. */
+  /** KVM_SET_XSAVE on a vCPU fd: an image of exactly {@link xsaveSize} bytes. */
   xsaveSet(vcpuFd: number, xsave: Uint8Array): void;
+  /** The image size both use: the host's largest XSAVE area, at least sizeof(struct kvm_xsave). */
+  xsaveSize(): number;
 }
 
 /** XCR0 from struct kvm_xcrs (nr_xcrs, flags, then {xcr u32, reserved u32, value u64}[16]). */

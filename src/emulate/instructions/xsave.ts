@@ -135,7 +135,7 @@ export const xrstor: Handler = (insn, ctx) => {
     avx = ctx.readOperandAt(AVX_OFFSET, AVX_SIZE);
   }
 
-  const img = ctx.host.getXsave().slice(0, KVM_XSAVE_SIZE);
+  const img = ctx.host.getXsave().slice();
   if (img.length < KVM_XSAVE_SIZE) throw new Unsupported('xrstor: the host XSAVE image is shorter than struct kvm_xsave');
   const iv = new DataView(img.buffer, img.byteOffset, img.byteLength);
   const regs = ctx.mode.long ? 16 : 8;
