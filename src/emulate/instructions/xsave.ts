@@ -84,7 +84,7 @@ export const invpcid: Handler = (insn, ctx) => {
   if ((type === 0n || type === 1n) && pcid !== 0n && !hasBit(ctx.cpu.sregs.cr4, CR4.PCIDE)) throw gp0('invpcid: PCID ≠ 0 with CR4.PCIDE clear');
   throw new Unsupported(
     `invpcid (type ${type}): KVM offers userspace no way to invalidate the guest's TLB entries; ` +
-      'clear the guest CPUID bit `invpcid` (leaf 7 EBX bit 10) so the kernel uses MOV CR3/INVLPG instead',
+      'hide INVPCID from the guest (CPUID leaf 7 EBX bit 10, or Linux clearcpuid=invpcid) so the kernel uses MOV CR3/INVLPG instead',
   );
 };
 
