@@ -153,6 +153,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
   InitVfio(env, exports);
   InitFutex(env, exports);
+  InitXsave(env, exports);
   return exports;
 }
 

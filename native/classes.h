@@ -124,5 +124,6 @@ class FileFd : public Napi::ObjectWrap<FileFd> {
 // VFIO container, group and device ioctls; see vfio.cc.
 Napi::Object InitVfio(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
+void InitXsave(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmmapi

@@ -23,7 +23,7 @@ vmmapi_sse_exec:
         mov     160(%rdi), %rax
         fxsave  (%rax)                 /* host x87/SSE state */
         mov     152(%rdi), %rax
-        fxrstor (%rax)                 /* guest x87/SSE state */
+        fxrstor64 (%rax)               /* guest x87/SSE state (64-bit FIP/FDP) */
         push    %rdi                   /* [rsp+8] = ctx after the next push */
         pushq   144(%rdi)              /* [rsp] = target */
         pushq   136(%rdi)
@@ -64,7 +64,7 @@ vmmapi_sse_exec:
         mov     8(%rsp), %rax
         mov     %rax, 40(%rdi)
         mov     152(%rdi), %rax
-        fxsave  (%rax)                 /* guest state after the instruction */
+        fxsave64 (%rax)                /* guest state after the instruction */
         mov     160(%rdi), %rax
         fxrstor (%rax)                 /* host state back */
         add     $24, %rsp

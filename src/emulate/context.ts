@@ -100,6 +100,24 @@ export class ExecContext {
     return out;
   }
 
+  /**
+   * Read `size` bytes at `offset` past the start of the memory operand (segment checks cover
+   * the operand's first `offset + size` bytes).
+   */
+  readOperandAt(offset: number, size: number): Uint8Array {
+    const linear = this.operandLinear(offset + size, 'read') + BigInt(offset);
+    const at = this.mode.ia32e ? BigInt.asUintN(64, linear) : linear & 0xffff_ffffn;
+    const t = translateRange(this.host.memory, this.paging, at, size, { write: false, user: this.mode.cpl === 3, fetch: false });
+    if (!t.ok) throw failureToThrowable(t);
+    const out = new Uint8Array(size);
+    let o = 0;
+    for (const c of t.chunks) {
+      out.set(this.host.memory.readBytes(c.gpa, c.length), o);
+      o += c.length;
+    }
+    return out;
+  }
+
   /** Write the memory operand (every page is checked before any byte is written). */
   writeOperand(bytes: Uint8Array, align: AlignOptions = {}): void {
     const { chunks } = this.translateOperand(bytes.length, 'write', align);

@@ -10,7 +10,11 @@ export type SegmentReg = 'es' | 'cs' | 'ss' | 'ds' | 'fs' | 'gs';
 /** The opcode map an instruction's opcode byte lives in: one-byte, 0F, 0F 38 or 0F 3A. */
 export type OpcodeMap = 'primary' | '0f' | '0f38' | '0f3a';
 
-/** Mnemonics the emulator implements (the decoder names only these). */
+/**
+ * Mnemonics the emulator implements (the decoder names only these). `x87` stands for every
+ * x87 arithmetic/load/store instruction (D8-DF) other than FNINIT/FNCLEX; its handler reports
+ * the instruction's own name (one of {@link ../instructions/x87-native.js X87_MNEMONICS}).
+ */
 export const MNEMONICS = [
   'int3', 'clac', 'stac',
   'popcnt', 'lzcnt', 'tzcnt',
@@ -21,6 +25,9 @@ export const MNEMONICS = [
   'movdqa', 'movdqu', 'movaps', 'movups', 'movapd', 'movupd',
   'movntdq', 'movntps', 'movntpd',
   'pxor', 'xorps', 'xorpd', 'pand', 'pandn', 'por',
+  'int', 'int1', 'iret',
+  'xgetbv', 'xrstor', 'clwb', 'clflushopt', 'invpcid',
+  'x87',
 ] as const;
 
 /** One of {@link MNEMONICS}. */

@@ -9,8 +9,8 @@
  * addresses produce `exception` or `unsupported` results, as does any internal error.
  *
  * State on return:
- * - `emulated`: RIP is past the instruction, RFLAGS.RF is clear; write back regs/sregs as
- *   flagged. If RFLAGS.TF was set before the instruction the result is instead a #DB trap.
+ * - `emulated`: RIP is past the instruction (or at the target of INT n / IRET), RFLAGS.RF is
+ *   clear (IRET: as loaded); write back regs/sregs as flagged. If RFLAGS.TF was set before the instruction the result is instead a #DB trap.
  * - `exception` with `trap: true` (INT3's #BP, single-step #DB): the instruction completed as
  *   for `emulated`; write back the registers, then inject the exception.
  * - `exception` without `trap` (a fault): registers, FPU state and memory are unchanged
@@ -29,6 +29,7 @@ import { RFLAGS, hasBit } from './flags.js';
 import { LazyFpu } from './fpu-state.js';
 import type { CpuState, EmulatorHost } from './host.js';
 import { HANDLERS } from './instructions/index.js';
+import { X87_MNEMONICS } from './instructions/x87-native.js';
 
 export type { CpuState, EmulatorHost, CmpxchgResult } from './host.js';
 
@@ -50,9 +51,12 @@ export interface EmulateOptions {
 
 /**
  * Every mnemonic `emulate` can report as emulated. `finit`/`fclex` are FWAIT immediately
- * followed by FNINIT/FNCLEX, completed together in one call.
+ * followed by FNINIT/FNCLEX, completed together in one call; the decoder's `x87` is reported
+ * by the instruction's own name ({@link X87_MNEMONICS}).
  */
-export const SUPPORTED_MNEMONICS: readonly string[] = Object.freeze([...MNEMONICS, 'finit', 'fclex']);
+export const SUPPORTED_MNEMONICS: readonly string[] = Object.freeze([
+  ...MNEMONICS.filter((m) => m !== 'x87'), 'finit', 'fclex', ...X87_MNEMONICS,
+].filter((m, i, all) => all.indexOf(m) === i));
 
 /** Emulate one instruction. See the module documentation for the state on return. */
 export function emulate(bytes: Uint8Array, cpu: CpuState, host: EmulatorHost, opts: EmulateOptions = {}): EmulationResult {
@@ -114,11 +118,21 @@ function execute(insn: DecodedInsn, bytes: Uint8Array, cpu: CpuState, host: Emul
   let mnemonic: string = insn.mnemonic;
   let length = insn.length;
   let trap: number | undefined;
+  let branched = false;
+  let noSingleStep = false;
   try {
     const ctx = new ExecContext(cpu, host, mode, insn, fpu);
     const out = HANDLERS[insn.mnemonic](insn, ctx);
-    if (out) trap = out.trap;
     cpu.regs.rip = ctx.nextRip;
+    if (out) {
+      trap = out.trap;
+      if (out.mnemonic) mnemonic = out.mnemonic;
+      if (out.rip !== undefined) {
+        cpu.regs.rip = out.rip;
+        branched = true;
+      }
+      noSingleStep = out.noSingleStep === true;
+    }
     // FWAIT directly followed by FNINIT/FNCLEX (FINIT/FCLEX): finish both when not single-stepping.
     if (insn.mnemonic === 'fwait' && !tf) {
       const next = decode(bytes.subarray(insn.length), mode);
@@ -147,11 +161,15 @@ function execute(insn: DecodedInsn, bytes: Uint8Array, cpu: CpuState, host: Emul
     const reason = e instanceof Unsupported ? e.reason : `internal error in ${mnemonic}: ${e instanceof Error ? e.message : String(e)}`;
     return { kind: 'unsupported', mnemonic, reason, bytes: bytes.slice(0, insn.length) };
   }
-  cpu.regs.rip = wrapIp(mode, cpu.regs.rip);
-  cpu.regs.rflags &= ~RFLAGS.RF;
+  // a control transfer leaves RIP in the new code segment's width (already wrapped by the handler)
+  // (and RFLAGS.RF as the handler set it: IRET loads it, INT n clears it)
+  if (!branched) {
+    cpu.regs.rip = wrapIp(mode, cpu.regs.rip);
+    cpu.regs.rflags &= ~RFLAGS.RF;
+  }
   const fpuChanged = fpu.flush();
   if (trap !== undefined) return { kind: 'exception', mnemonic, vector: trap, trap: true };
-  if (tf) return { kind: 'exception', mnemonic, vector: VECTOR.DB, trap: true };
+  if (tf && !noSingleStep) return { kind: 'exception', mnemonic, vector: VECTOR.DB, trap: true };
   const regsChanged = (Object.keys(regs0) as (keyof KvmRegs)[]).some((k) => regs0[k] !== cpu.regs[k]);
   const sregsChanged = !sameJson(sregs0, cpu.sregs);
   return { kind: 'emulated', mnemonic, length, regsChanged, sregsChanged, fpuChanged };

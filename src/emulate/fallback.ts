@@ -14,6 +14,7 @@ import { NATIVE_SSE_MNEMONIC, executeSseNatively } from './native-sse.js';
 import type { CmpxchgResult, EmulatorHost } from './host.js';
 import { memoryCmpxchg } from './host.js';
 import { SyscallRepair } from './syscall-repair.js';
+import { xsaveHost } from './native-xsave.js';
 
 /**
  * Every mnemonic the fallback counts: the emulator's, native SSE execution, then the SYSCALL
@@ -84,6 +85,7 @@ export class InstructionFallback {
       getFpu: () => new DataView(vcpu.getFpu()),
       setFpu: (fpu) => vcpu.setFpu(new Uint8Array(fpu.buffer, fpu.byteOffset, fpu.byteLength)),
       atomicCmpxchg: atomicCmpxchg(memory),
+      ...xsaveHost(vcpu),
     };
   }
 

@@ -43,6 +43,7 @@ export const CR4 = {
   OSXMMEXCPT: 1n << 10n,
   LA57: 1n << 12n,
   PCIDE: 1n << 17n,
+  OSXSAVE: 1n << 18n,
   SMEP: 1n << 20n,
   SMAP: 1n << 21n,
 } as const;

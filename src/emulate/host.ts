@@ -26,6 +26,22 @@ export interface EmulatorHost {
    * (not atomic against other vCPUs).
    */
   atomicCmpxchg?(gpa: number, size: 8 | 16, expected: bigint, replacement: bigint): CmpxchgResult;
+  /** XCR0 (KVM_GET_XCRS). Without it XGETBV and XRSTOR are unsupported. */
+  getXcr0?(): bigint;
+  /**
+   * A copy of the vCPU's XSAVE image (standard format, at least 4096 bytes: struct kvm_xsave or
+   * KVM_GET_XSAVE2's larger one). Without it XRSTOR is unsupported.
+   */
+  getXsave?(): Uint8Array;
+  /** Store an image as {@link getXsave} returned it (KVM_SET_XSAVE). Called at most once per emulation, after every check passed. */
+  setXsave?(xsave: Uint8Array): void;
+  /**
+   * Run one canonical instruction on the host CPU (the native path's executor, see
+   * native/sse_exec.cc): `code` (at most 15 bytes, memory operand RIP-relative to the 64-byte
+   * scratch), struct kvm_regs bytes, a 512-byte FXSAVE64 image and the scratch, all updated
+   * in place. Returns 0 or the host signal number. Default: the addon's `execSse`.
+   */
+  execNative?(code: Uint8Array, regs: Uint8Array, fx: Uint8Array, scratch: Uint8Array): number;
 }
 
 /** The register state the emulator reads and mutates; the caller writes back what changed. */

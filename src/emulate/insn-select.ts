@@ -52,9 +52,20 @@ export function selectInsn(map: OpcodeMap, op: number, p: Prefixes, rexW: boolea
   const reg = modrm === undefined ? -1 : (modrm >> 3) & 7;
   if (map === 'primary') {
     if (op === 0xcc) return { kind: 'insn', mnemonic: 'int3' };
+    if (op === 0xcd) return { kind: 'insn', mnemonic: 'int' };
+    if (op === 0xf1) return { kind: 'insn', mnemonic: 'int1' };
+    if (op === 0xcf) return { kind: 'insn', mnemonic: 'iret' };
     if (op === 0x9b) return { kind: 'insn', mnemonic: 'fwait' };
     if (op === 0xdb && modrm === 0xe3) return { kind: 'insn', mnemonic: 'fninit' };
     if (op === 0xdb && modrm === 0xe2) return { kind: 'insn', mnemonic: 'fnclex' };
+    if (op >= 0xd8 && op <= 0xdf) return { kind: 'insn', mnemonic: 'x87' };
+    return UNKNOWN;
+  }
+  if (map === '0f38') {
+    if (op === 0x82 && p.mandatory === '66') {
+      if (mod === 3) return { kind: 'ud', reason: 'invpcid needs a memory operand', mnemonic: 'invpcid' };
+      return { kind: 'insn', mnemonic: 'invpcid', memoryOnly: true };
+    }
     return UNKNOWN;
   }
   if (map !== '0f') return UNKNOWN;
@@ -63,13 +74,16 @@ export function selectInsn(map: OpcodeMap, op: number, p: Prefixes, rexW: boolea
       if (p.mandatory !== 'none') return UNKNOWN;
       if (modrm === 0xca) return { kind: 'insn', mnemonic: 'clac' };
       if (modrm === 0xcb) return { kind: 'insn', mnemonic: 'stac' };
+      if (modrm === 0xd0) return { kind: 'insn', mnemonic: 'xgetbv' };
       return UNKNOWN;
     case 0xb8: case 0xbc: case 0xbd:
       if (p.mandatory !== 'f3') return UNKNOWN;
       return { kind: 'insn', mnemonic: op === 0xb8 ? 'popcnt' : op === 0xbc ? 'tzcnt' : 'lzcnt' };
     case 0xae:
+      if (p.mandatory === '66' && mod !== 3 && (reg === 6 || reg === 7)) return { kind: 'insn', mnemonic: reg === 6 ? 'clwb' : 'clflushopt', memoryOnly: true };
       if (p.mandatory !== 'none') return UNKNOWN;
       if (mod !== 3) {
+        if (reg === 5) return { kind: 'insn', mnemonic: 'xrstor', memoryOnly: true };
         if (reg === 2) return { kind: 'insn', mnemonic: 'ldmxcsr' };
         if (reg === 3) return { kind: 'insn', mnemonic: 'stmxcsr' };
         return UNKNOWN;

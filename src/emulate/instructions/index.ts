@@ -8,6 +8,9 @@ import { move128, movdGpr, movqXmm } from './sse-move.js';
 import { clac, fence, int3, stac } from './system.js';
 import type { Handler } from './types.js';
 import { fnclex, fninit, fwait } from './x87.js';
+import { x87 } from './x87-native.js';
+import { int1, intN, iret } from './interrupt.js';
+import { cacheLine, invpcid, xgetbv, xrstor } from './xsave.js';
 
 export type { Handler, HandlerOutcome } from './types.js';
 
@@ -23,4 +26,7 @@ export const HANDLERS: Readonly<Record<Mnemonic, Handler>> = {
   movdqa: move128, movdqu: move128, movaps: move128, movups: move128, movapd: move128, movupd: move128,
   movntdq: move128, movntps: move128, movntpd: move128,
   pxor: logic128, xorps: logic128, xorpd: logic128, pand: logic128, pandn: logic128, por: logic128,
+  int: intN, int1, iret,
+  xgetbv, xrstor, clwb: cacheLine, clflushopt: cacheLine, invpcid,
+  x87,
 };

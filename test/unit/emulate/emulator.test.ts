@@ -151,8 +151,8 @@ describe('modes and segmentation', () => {
 describe('results for non-emulated bytes', () => {
   it('unknown opcodes are unsupported, naming the bytes', () => {
     const m = longMachine();
-    const r = emulate(hx('0f ae 28 90 90'), m.cpu, m.host); // xrstor [rax]
-    expect(r).toMatchObject({ kind: 'unsupported', bytes: hx('0f ae 28') });
+    const r = emulate(hx('0f ae 20 90 90'), m.cpu, m.host); // xsave [rax]
+    expect(r).toMatchObject({ kind: 'unsupported', bytes: hx('0f ae 20') });
     expect(emulate(hx('c5 f9 6f 00'), m.cpu, m.host).kind).toBe('unsupported');
   });
   it('known-invalid encodings are #UD', () => {
