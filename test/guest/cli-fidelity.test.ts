@@ -53,6 +53,25 @@ describe('vmmapi run: fidelity fixtures', () => {
     expect(o.stderr).toBe('vmmapi: debugExit: ports 0x3f8-0x3f9 overlap the com1 at 0x3f8-0x3ff\n');
   });
 
+  it('kernel-mode x87, xgetbv and clwb finish through the fallback under vmmapi run (status 7)', async () => {
+    // CPL 0, long mode: CR4.OSXSAVE; xgetbv(0) & 1 -> esi; fld1; fld1; faddp; fistp [0x201000];
+    // clwb [0x201000]; ax = [0x201000] + si; out %ax,$0x501 (isa-debug-exit); hlt
+    const code = Buffer.from(
+      '0f20e0480d000004000f22e031c90f01d083e00189c6' + 'd9e8d9e8dec148c7c300102000df1b660fae33668b036601f066ba010566eff4',
+      'hex',
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'vmmapi-x87-'));
+    try {
+      writeFileSync(join(dir, 'x87.bin'), code);
+      const o = await vmmapi(['--flat', `${join(dir, 'x87.bin')}@0x200000`, '--mode', 'long']);
+      expect(o.code).toBe(7); // ((1 + 1) + XCR0.x87) << 1 | 1
+      expect(o.stderr).toMatch(/^vmmapi: instructions finished in userspace: .*xgetbv ×1/m);
+      for (const m of ['fld1 ×2', 'faddp ×1', 'fistp ×1', 'clwb ×1']) expect(o.stderr).toContain(m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a Multiboot kernel with a segment at 0x8000 loads and runs (status 33)', async () => {
     const o = await vmmapi(['--multiboot', fixturePath('mb-low.elf'), '--append', 'x']);
     expect(o.code).toBe(0x21);
