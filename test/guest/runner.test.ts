@@ -213,7 +213,9 @@ describe('VcpuRunner', () => {
     const runner = new VcpuRunner(vm, { stopGraceMs: 300 });
     runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'HangingDevice' } });
     const done = runner.start();
-    await new Promise<void>((r) => runner.on('vcpu-state', (_v, st) => st === 'running' && r()));
+    // stop only once the IN has exited to the worker (its device then never returns): a stop
+    // that lands while the vCPU is still in KVM_RUN would end the run cleanly instead
+    while (runner.counters.exits[0] < 1) await new Promise((r) => setTimeout(r, 5));
     runner.stop();
     await expect(done).rejects.toThrow(RunnerError);
     await expect(done).rejects.toThrow(/vCPU 0: the worker did not stop within 300 ms of stop\(\)/);
