@@ -10,7 +10,7 @@
  * BENCH_EXITS and BENCH_ROUNDS set the size.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Reg, VcpuRunner, Vm, type Device } from '../src/index.js';
@@ -196,7 +196,9 @@ function timeProcess(argv: string[]): { ms: number; mb: number | undefined } {
  */
 function startupRows(): void {
   const runs = Number(process.env.BENCH_STARTUP_RUNS ?? 11);
-  const cli = [process.execPath, join('dist', 'src', 'cli', 'main.js'), 'run', '--multiboot', join('guests', 'out', 'mb-fwcfg.elf')];
+  // the installed command: package.json's bin (the single-file build, scripts/bundle.mjs)
+  const bin = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.vmmapi;
+  const cli = [process.execPath, bin, 'run', '--multiboot', join('guests', 'out', 'mb-fwcfg.elf')];
   const bare = [process.execPath, '-e', '0'];
   const rows: Record<'node' | 'cli', { ms: number[]; mb: number[] }> = { node: { ms: [], mb: [] }, cli: { ms: [], mb: [] } };
   timeProcess(cli); // warm the page cache
