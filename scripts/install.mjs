@@ -4,8 +4,7 @@
 // guests/out/ (the guest fixtures) come in the tarball (`npm pack` builds them in "prepack"),
 // so only the native addon is built here: it is tied to the V8 of the Node.js that runs it.
 // In a clone of the repository (src/ and tsconfig.json present, devDependencies installed),
-// `npm install` does all of the set-up: the addon, the TypeScript (and the CLI's single-file
-// build, scripts/bundle.mjs) and the guest fixtures.
+// `npm install` does all of the set-up: the addon, the TypeScript and the guest fixtures.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -28,9 +27,8 @@ if (checkout) {
   }
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) process.exit(r.status ?? 1);
-  step('bundle.mjs');
   step('build-guests.mjs');
-} else if (!existsSync(join(root, 'dist', 'src', 'index.js')) || !existsSync(join(root, 'dist', 'bundle', 'vmmapi.js'))) {
+} else if (!existsSync(join(root, 'dist', 'src', 'index.js'))) {
   process.stderr.write('vmmapi: this package has no dist/ (it was packed without its prepack step): pack it with npm pack\n');
   process.exit(1);
 }

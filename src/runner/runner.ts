@@ -225,11 +225,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
 
   async #launch(tasks: VcpuTask[], workerPath: string): Promise<RunResult> {
     const vm = this.vm;
-    // The `vmmapi` command's single-file build (dist/bundle/, scripts/bundle.mjs) runs the
-    // single-file worker beside it: one module to load per vCPU thread instead of ~45.
-    const bundled = import.meta.url.endsWith('/dist/bundle/vmmapi.js') ? decodeURIComponent(new URL('./vcpu-worker.js', import.meta.url).pathname) : undefined;
     const pool = (this.#pool = new Piscina<VcpuTask, VcpuTaskResult>({
-      filename: bundled ?? workerPath,
+      filename: workerPath,
       minThreads: vm.vcpuCount,
       maxThreads: vm.vcpuCount,
       idleTimeout: 1000,

@@ -71,7 +71,7 @@ describe('the packed package', () => {
   it('carries the runtime and no tests, CI, benchmarks or TypeScript sources', () => {
     expect(tarball).toMatch(new RegExp(`vmmapi-${VERSION.replace(/\./g, '\\.')}\\.tgz$`));
     for (const f of ['package.json', 'README.md', 'LICENSE', 'CMakeLists.txt', 'dist/src/index.js', 'dist/src/index.d.ts', 'dist/src/cli/main.js',
-      'dist/workers/vcpu-worker.js', 'dist/bundle/vmmapi.js', 'dist/bundle/vcpu-worker.js', 'native/addon.cc', 'scripts/install.mjs', 'scripts/build-native.mjs', 'guests/out/hello.bin', 'guests/out/mb-fwcfg.elf'])
+      'dist/workers/vcpu-worker.js', 'native/addon.cc', 'scripts/install.mjs', 'scripts/build-native.mjs', 'guests/out/hello.bin', 'guests/out/mb-fwcfg.elf'])
       expect(files).toContain(f);
     const forbidden = files.filter((f) => /^(test|\.ci|bench|src|examples|build|node_modules)\//.test(f) || /^dist\/(test|bench|examples)\//.test(f) || /(^|\/)[^/]+\.test\.|\.ts$(?<!\.d\.ts)|\.map$/.test(f));
     expect(forbidden).toEqual([]);

@@ -16,7 +16,7 @@ import { packageRoot } from '../../src/kvm/native.js';
 
 const ROOT = packageRoot();
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
-const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string>; bin: Record<string, string> };
+const PACKAGE = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; scripts: Record<string, string> };
 const tmp = mkdtempSync(join(tmpdir(), 'vmmapi-readme-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -154,7 +154,7 @@ describe('README vmmapi commands', () => {
     expect(lines.sort()).toEqual(Object.keys(EXPECT).sort());
   });
 
-  // `vmmapi` on PATH runs this checkout's bin (the single-file build), as `npx vmmapi` would
+  // `vmmapi` on PATH runs this checkout's CLI, as `npx vmmapi` or an installed bin would
   const bin = join(tmp, 'bin');
   const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` };
   for (const cmd of lines) {
@@ -162,7 +162,7 @@ describe('README vmmapi commands', () => {
       if (cmd.includes('/usr/share/seabios/') && !existsSync('/usr/share/seabios/bios.bin')) throw new Error('install seabios (apt-get install seabios)');
       if (!existsSync(join(bin, 'vmmapi'))) {
         mkdirSync(bin, { recursive: true });
-        writeFileSync(join(bin, 'vmmapi'), `#!/bin/sh\nexec '${process.execPath}' '${join(ROOT, PACKAGE.bin.vmmapi)}' "$@"\n`);
+        writeFileSync(join(bin, 'vmmapi'), `#!/bin/sh\nexec '${process.execPath}' '${join(ROOT, 'dist', 'src', 'cli', 'main.js')}' "$@"\n`);
         chmodSync(join(bin, 'vmmapi'), 0o755);
       }
       const r = await run('bash', ['-c', cmd], env);
