@@ -196,7 +196,7 @@ function timeProcess(argv: string[]): { ms: number; mb: number | undefined } {
  */
 function startupRows(): void {
   const runs = Number(process.env.BENCH_STARTUP_RUNS ?? 11);
-  // the installed command: package.json's bin (the single-file build, scripts/bundle.mjs)
+  // the installed command: package.json's bin
   const bin = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.vmmapi;
   const cli = [process.execPath, bin, 'run', '--multiboot', join('guests', 'out', 'mb-fwcfg.elf')];
   const bare = [process.execPath, '-e', '0'];
