@@ -9,8 +9,8 @@
  * (the bench starts and stops that loop itself); BENCH_LOAD=idle|busy picks one.
  * BENCH_EXITS and BENCH_ROUNDS set the size.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Reg, VcpuRunner, Vm, type Device } from '../src/index.js';
@@ -172,6 +172,51 @@ async function main(): Promise<void> {
   }
   for (const load of LOADS) report(load, rates.get(load)!);
   console.log('\nMedians of interleaved runs on a shared machine; the spread column shows min–max ratios.');
+  if (!only || only.test('start-up')) startupRows();
+}
+
+// --- start-up: process start to exit of a trivial guest through the CLI, next to `node -e 0` ---
+
+/** One process run: wall time (ms) and peak RSS (MB, from /usr/bin/time when present). */
+function timeProcess(argv: string[]): { ms: number; mb: number | undefined } {
+  const gnuTime = existsSync('/usr/bin/time');
+  const cmd = gnuTime ? '/usr/bin/time' : argv[0];
+  const args = gnuTime ? ['-f', 'VMMAPI_BENCH_RSS_KB=%M', ...argv] : argv.slice(1);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { cwd: packageRoot(), encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const kb = /VMMAPI_BENCH_RSS_KB=(\d+)/.exec(r.stderr ?? '')?.[1];
+  return { ms, mb: kb === undefined ? undefined : Number(kb) / 1024 };
+}
+
+/**
+ * `vmmapi run --multiboot guests/out/mb-fwcfg.elf` (a guest that reads fw_cfg, prints a line
+ * and exits through the debug-exit port) as a whole process, interleaved with `node -e 0`
+ * (Node's own start-up) in the same run: medians of BENCH_STARTUP_RUNS (default 11) each.
+ */
+function startupRows(): void {
+  const runs = Number(process.env.BENCH_STARTUP_RUNS ?? 11);
+  // the installed command: package.json's bin
+  const bin = (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin.vmmapi;
+  const cli = [process.execPath, bin, 'run', '--multiboot', join('guests', 'out', 'mb-fwcfg.elf')];
+  const bare = [process.execPath, '-e', '0'];
+  const rows: Record<'node' | 'cli', { ms: number[]; mb: number[] }> = { node: { ms: [], mb: [] }, cli: { ms: [], mb: [] } };
+  timeProcess(cli); // warm the page cache
+  for (let i = 0; i < runs; i++) {
+    for (const [k, argv] of [['node', bare], ['cli', cli]] as const) {
+      const r = timeProcess(argv);
+      rows[k].ms.push(r.ms);
+      if (r.mb !== undefined) rows[k].mb.push(r.mb);
+    }
+  }
+  const mb = (xs: number[]) => (xs.length ? `${median(xs).toFixed(0)} MB` : 'n/a');
+  console.log(`\nStart-up (process start to exit, medians of ${runs} interleaved runs; peak RSS from /usr/bin/time):`);
+  console.log(`${'command'.padEnd(52)}  ${'ms'.padStart(6)}  ${'peak RSS'.padStart(8)}  vs node -e 0`);
+  const base = median(rows.node.ms);
+  for (const [k, name] of [['node', 'node -e 0'], ['cli', 'vmmapi run --multiboot guests/out/mb-fwcfg.elf']] as const) {
+    const ms = median(rows[k].ms);
+    console.log(`${name.padEnd(52)}  ${ms.toFixed(0).padStart(6)}  ${mb(rows[k].mb).padStart(8)}  ${(ms / base).toFixed(2)}×  (+${(ms - base).toFixed(0)} ms)`);
+  }
 }
 
 main().catch((e) => {

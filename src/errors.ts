@@ -11,6 +11,7 @@ export class KvmError extends Error {
   readonly errno: number;
   /** The failing call, e.g. `'KVM_SET_REGS'` or a vmmapi function name. */
   readonly syscall: string;
+  /** A failure of `syscall` with errno `code` (`errno`); the native addon creates these too. */
   constructor(message: string, code: string, errno: number, syscall: string) {
     super(message);
     this.name = 'KvmError';
@@ -33,6 +34,7 @@ export function errnoError(code: keyof typeof ERRNO | string, syscall: string, d
 
 /** Thrown by a function that this build does not implement on this host. */
 export class NotImplementedError extends Error {
+  /** `what` is not implemented. */
   constructor(what: string) {
     super(`${what} is not implemented`);
     this.name = 'NotImplementedError';
@@ -43,6 +45,7 @@ export class NotImplementedError extends Error {
 export class PassthroughUnavailableError extends Error {
   /** What is missing: `'device'`, `'iommu-group'`, `'vfio-pci-driver'`, `'vfio'`, `'assignment'`. */
   readonly missing: 'device' | 'iommu-group' | 'vfio-pci-driver' | 'vfio' | 'assignment';
+  /** `missing` names the absent piece; `message` says what to do. */
   constructor(missing: PassthroughUnavailableError['missing'], message: string) {
     super(message);
     this.name = 'PassthroughUnavailableError';

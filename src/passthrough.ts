@@ -55,6 +55,7 @@ export class PassthroughDevices {
   #devices = new Map<string, Assigned>();
   #routes: { gsi: number; addressLo: number; addressHi: number; data: number }[] = [];
 
+  /** Passthrough state over `host` (the VM's VFIO and irqfd operations). */
   constructor(host: PassthroughHost) {
     this.#host = host;
   }

@@ -21,11 +21,13 @@ export interface StatDescriptor {
 
 /** A parsed stats fd. */
 export class StatsReader {
+  /** Each statistic's descriptor (name, type, unit, offset), in the order of {@link read}'s values. */
   readonly descriptors: readonly StatDescriptor[];
   readonly #fd: NativeFileFd;
   readonly #dataOffset: number;
   readonly #dataSize: number;
 
+  /** Parse the header and descriptors of the binary stats `fd` (KVM_GET_STATS_FD); the reader owns it. */
   constructor(fd: NativeFileFd) {
     this.#fd = fd;
     const h = new DataView(fd.pread(24, 0));

@@ -5,6 +5,7 @@
  */
 import { freemem, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { openKvmSystem } from './kvm/open.js';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
 import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_PIT_SPEAKER_DUMMY, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
 import {
@@ -99,7 +100,7 @@ const registry = new Map<string, Vm>();
 let system: NativeKvmSystem | undefined;
 
 function kvm(): NativeKvmSystem {
-  system ??= new (native().KvmSystem)();
+  system ??= openKvmSystem();
   return system;
 }
 

@@ -2,9 +2,11 @@
  * A loader for flat binaries: raw bytes copied to one guest-physical address, entered in
  * real, protected or long mode.
  *
- * - `real` (default): `at` must be below 1 MiB. CS = DS = ES = FS = GS = SS = `at >> 4`
- *   (segment base `at` rounded down to 16), IP = `entry - base` (must be below 64 KiB).
- *   Control registers keep their reset values.
+ * - `real` (default): `at` must be below 1 MiB. An image that ends within the first 64 KiB
+ *   runs with CS = DS = ES = FS = GS = SS = 0 and IP = `entry`: it is linked at the address it
+ *   is loaded at (`ld -Ttext 0x1000`, `org 0x7c00`), as a boot sector is. A larger or higher
+ *   image gets segments `at >> 4` (base `at` rounded down to 16) and IP = `entry - base`
+ *   (below 64 KiB): it is linked at offset 0. Control registers keep their reset values.
  * - `protected`: a flat GDT at `gdtAt` (0x08 32-bit code, 0x10 data), CR0.PE, paging off.
  * - `long`: the Linux-style GDT at `gdtAt` (0x10 64-bit code, 0x18 data) and identity page
  *   tables at `pageTablesAt` mapping `identityGigabytes` GiB.
@@ -80,7 +82,8 @@ export function loadFlat(mem: GuestMemoryAccess, image: Uint8Array, at: number, 
 
   if (mode === 'real') {
     if (at >= 0x100000) throw new RangeError(`at must be below 1 MiB in real mode, got ${hex(at)}`);
-    const selector = Math.floor(at / 16);
+    // linked at its load address when that fits a 16-bit offset, else at offset 0 of its segment
+    const selector = at + image.length <= 0x10000 && entry <= 0xffff ? 0 : Math.floor(at / 16);
     const base = selector * 16;
     const ip = entry - base;
     if (ip < 0 || ip > 0xffff) throw new RangeError(`opts.entry ${hex(entry)} is not within 64 KiB of the segment base ${hex(base)}`);

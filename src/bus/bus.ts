@@ -33,6 +33,7 @@ export class Bus {
   #ranges: BusRange[] = [];
   #last: BusRange | undefined;
 
+  /** An empty bus named `name` (in messages) for addresses in [0, `limit`). */
   constructor(name: string, limit: number) {
     this.name = name;
     this.limit = limit;
@@ -124,6 +125,7 @@ function scratch(addr: number, size: AccessSize, write: boolean): Access {
 
 /** A port-I/O bus (ports 0..0xffff). */
 export class PioBus extends Bus {
+  /** An empty port-I/O bus. */
   constructor() {
     super('pio', 0x10000);
   }
@@ -131,6 +133,7 @@ export class PioBus extends Bus {
 
 /** An MMIO bus (guest-physical addresses below 2^52). */
 export class MmioBus extends Bus {
+  /** An empty MMIO bus. */
   constructor() {
     super('mmio', 2 ** 52);
   }

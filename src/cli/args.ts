@@ -32,13 +32,27 @@ export interface RunConfig {
   traceExits: boolean;
   /** Finish instructions KVM's emulator cannot (default true; --no-emulate turns it off). */
   emulate: boolean;
+  /** The status line on stderr: `true` (--status), `false` (--no-status), or unset: only when stderr is a terminal. */
+  status?: boolean;
 }
 
-/** The parsed command: run something, or print help. */
-export type Command = { kind: 'help' } | { kind: 'run'; config: RunConfig };
+/** The parsed command: run something, print help, or print the version. */
+export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: RunConfig };
+
+/** The subcommands, for `vmmapi --help` (each is dispatched by {@link parseCommand}). */
+export const COMMANDS: readonly { name: string; summary: string }[] = [
+  { name: 'run', summary: 'run a PC guest (options below)' },
+  { name: 'help', summary: 'show this help (also --help, -h)' },
+  { name: 'version', summary: 'print the version of vmmapi (also --version, -V)' },
+];
 
 /** `vmmapi --help`. */
 export const USAGE = `Usage: vmmapi run [options] (--bios FILE | --kernel FILE | --multiboot FILE | --flat FILE@ADDR)
+       vmmapi help | --help
+       vmmapi version | --version
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(9)}${c.summary}`).join('\n')}
 
 Run a PC guest on KVM. COM1 is connected to stdin/stdout (raw mode on a terminal;
 type Ctrl-A x to quit, Ctrl-A Ctrl-A to send Ctrl-A).
@@ -70,7 +84,10 @@ Machine:
                        userspace fallback finished, per mnemonic)
   --no-emulate         do not finish instructions KVM's emulator gives up on (PVM hosts):
                        such an instruction then ends the run with its bytes
+  --status             a one-line status on stderr while the guest prints nothing
+                       (default on a terminal; --no-status turns it off)
   -h, --help           show this help
+  -V, --version        print the version
 
 Exit status: the guest's isa-debug-exit status ((value << 1) | 1, low 8 bits: always odd);
 0 when the guest powers off or asks for a reset; 1 when the guest fails (KVM internal
@@ -98,6 +115,9 @@ const OPTIONS = {
   'no-emulate': { type: 'boolean' },
   'decompress-on-host': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+  status: { type: 'boolean' },
+  'no-status': { type: 'boolean' },
 } as const;
 
 /** True if `--name` is an option that takes a value. */
@@ -131,8 +151,9 @@ export function parseCommand(argv: readonly string[]): Command {
   }
   const { values: v, positionals } = parsed;
   if (v.help || positionals[0] === 'help') return { kind: 'help' };
+  if (v.version || positionals[0] === 'version') return { kind: 'version' };
   if (positionals.length === 0) throw new UsageError('missing command: vmmapi run [options] (see vmmapi --help)');
-  if (positionals[0] !== 'run') throw new UsageError(`unknown command '${positionals[0]}' (the only command is run)`);
+  if (positionals[0] !== 'run') throw new UsageError(`unknown command '${positionals[0]}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
 
   const chosen = (['bios', 'kernel', 'multiboot', 'flat'] as const).filter((k) => v[k] !== undefined);
@@ -183,6 +204,7 @@ export function parseCommand(argv: readonly string[]): Command {
       timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
       traceExits: v['trace-exits'] ?? false,
       emulate: !(v['no-emulate'] ?? false),
+      status: v['no-status'] ? false : v.status ? true : undefined,
     },
   };
 }

@@ -22,6 +22,7 @@ export const ExitCode = {
 
 /** A command-line or configuration problem: reported on one line, exit code 2. */
 export class UsageError extends Error {
+  /** A usage problem, `message` in one line. */
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';

@@ -1,12 +1,19 @@
 #!/usr/bin/env node
 /**
- * The `vmmapi` command (package.json `bin`): `vmmapi run [options]`, see {@link USAGE}.
- * Every failure is one line on stderr prefixed with `vmmapi:`; never a stack trace.
+ * The `vmmapi` command (package.json `bin`): `vmmapi run [options]`, `vmmapi help`,
+ * `vmmapi version`; see {@link USAGE}. Every failure is one line on stderr prefixed with
+ * `vmmapi:`; never a stack trace.
+ *
+ * Start-up matters here (a trivial guest should be done in well under 100 ms): the parser
+ * is all that loads before the command is known; `run` (the platform, the runner, the
+ * loaders, the native addon) is imported only when a guest is run.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../kvm/native.js';
 import { BootImageError } from '../boot/errors.js';
 import { parseCommand, USAGE } from './args.js';
 import { ExitCode, UsageError } from './errors.js';
-import { runGuest } from './run.js';
 
 /** Write one `vmmapi: ...` line to stderr. */
 function log(line: string): void {
@@ -18,6 +25,12 @@ function codeFor(e: unknown): number {
   return e instanceof UsageError || e instanceof BootImageError ? ExitCode.USAGE : ExitCode.GUEST_FAILURE;
 }
 
+/** The package's version, from its package.json. */
+export function packageVersion(): string {
+  const pj = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown };
+  return typeof pj.version === 'string' ? pj.version : 'unknown';
+}
+
 /** Run the command line `argv`; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   try {
@@ -26,6 +39,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(USAGE);
       return ExitCode.OK;
     }
+    if (cmd.kind === 'version') {
+      process.stdout.write(`vmmapi ${packageVersion()}\n`);
+      return ExitCode.OK;
+    }
+    const { runGuest } = await import('./run.js');
     return await runGuest(cmd.config, log);
   } catch (e) {
     log(e instanceof Error ? e.message : String(e));

@@ -6,6 +6,7 @@ import { GuestError } from '../runner/errors.js';
 import type { BootSpec, RunConfig } from './args.js';
 import { ByteSink, SerialInput } from './console.js';
 import { ExitCode, UsageError } from './errors.js';
+import { StatusLine } from './status.js';
 
 const READ_ERRORS: Record<string, string> = {
   ENOENT: 'no such file',
@@ -88,14 +89,19 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     }
   }
   let pc: Pc;
+  let status: StatusLine | undefined;
+  const toStdout = (b: number): void => {
+    status?.noteOutput(b);
+    stdout.push(b);
+  };
   try {
     pc = createPc({
       memory: cfg.memory,
       cpus: cfg.cpus,
       cpuid: { clear: cfg.clearCpuid },
       emulate: cfg.emulate,
-      serial: { onOutput: (b) => stdout.push(b) },
-      debugcon: debugcon ? (b) => debugcon.push(b) : undefined,
+      serial: { onOutput: toStdout },
+      debugcon: debugcon === stdout ? toStdout : debugcon ? (b) => debugcon.push(b) : undefined,
       debugExit: cfg.debugExit,
       traceExits: cfg.traceExits ? (line) => log(`exit: ${line}`) : undefined,
     });
@@ -120,10 +126,16 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     input = new SerialInput((bytes) => void pc.sendSerial(bytes), () => pc.stop());
+    // the status line: on stderr, while the guest is quiet (a terminal by default, else --status)
+    if (cfg.status ?? process.stderr.isTTY === true) {
+      status = new StatusLine(pc.runner, process.stderr);
+      status.start();
+    }
     let result: PcRunResult;
     try {
       result = await pc.run({ timeoutMs: cfg.timeout === undefined ? undefined : cfg.timeout * 1000 });
     } catch (e) {
+      status?.stop(); // erased before any note
       if (e instanceof GuestError) {
         log(e.message);
         if (cfg.traceExits) log(`run ended: KVM could not continue the guest; exit status ${ExitCode.GUEST_FAILURE}`);
@@ -131,12 +143,14 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
       }
       throw e;
     }
+    status?.stop();
     const { code, note } = outcome(result, cfg.timeout, signal);
     stdout.flush();
     if (note) log(note);
     if (cfg.traceExits) log(`run ended: ${result.reason === 'stopped' && signal ? `stopped by ${signal}` : describeRunResult(result)}; exit status ${code}`);
     return code;
   } finally {
+    status?.stop();
     // what the instruction fallback did, per mnemonic (the VM's emulated_* stats)
     const emulated = emulationSummary(pc);
     if (emulated) log(`instructions finished in userspace: ${emulated}`);

@@ -161,7 +161,9 @@ export function native(): NativeAddon {
   if (loaded) return loaded;
   const path = join(packageRoot(), 'build', 'Release', 'vmmapi_native.node');
   if (!existsSync(path)) {
-    throw new Error(`vmmapi: the native addon is not built (${path} is missing): run \`npm run build\``);
+    throw new Error(
+      `vmmapi: the native addon is not built (${path} is missing): run \`npm rebuild vmmapi\` (in a clone of vmmapi: \`npm run build\`); if npm skipped vmmapi's install script, allow it first (\`npm install-scripts approve vmmapi\`)`,
+    );
   }
   const addon = createRequire(import.meta.url)(path) as NativeAddon;
   addon.setErrorClass(KvmError);

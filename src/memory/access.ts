@@ -35,6 +35,7 @@ export class GuestMemoryError extends RangeError {
   readonly gpa: number;
   /** The length of the failed access in bytes. */
   readonly length: number;
+  /** An error for the `length`-byte `what` (e.g. 'read') at `gpa` that no segment backs. */
   constructor(gpa: number, length: number, what = 'access') {
     super(
       what.includes('read-only')

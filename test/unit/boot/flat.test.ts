@@ -6,21 +6,33 @@ import { bufferMemory } from '../../../src/memory/guest-memory.js';
 import { pattern, translate } from './images.js';
 
 describe('loadFlat', () => {
-  it('loads a real-mode image with CS:IP derived from the load address', () => {
+  it('loads a real-mode image within the first 64 KiB with segments 0 and IP = the load address (linked there)', () => {
     const mem = bufferMemory(0x100000);
     const img = pattern(0x200);
     const s = loadFlat(mem, img, 0x7c00);
     expect(mem.readBytes(0x7c00, 0x200)).toEqual(img);
     expect(s.mode).toBe('real');
-    expect(s.segments!.cs).toEqual({ selector: 0x7c0, base: 0x7c00n, limit: 0xffff, access: 0x9b });
-    expect(s.segments!.ss).toEqual({ selector: 0x7c0, base: 0x7c00n, limit: 0xffff, access: 0x93 });
-    expect(s.regs.rip).toBe(0n);
+    expect(s.segments!.cs).toEqual({ selector: 0, base: 0n, limit: 0xffff, access: 0x9b });
+    expect(s.segments!.ds).toEqual({ selector: 0, base: 0n, limit: 0xffff, access: 0x93 });
+    expect(s.segments!.ss).toEqual({ selector: 0, base: 0n, limit: 0xffff, access: 0x93 });
+    expect(s.regs.rip).toBe(0x7c00n);
     expect(s.regs.rflags).toBe(2n);
     expect(s.regs.rsp).toBeUndefined();
     const odd = loadFlat(mem, img, 0x1005, { entry: 0x1105, stack: 0xfffe });
-    expect(odd.segments!.cs!.selector).toBe(0x100);
-    expect(odd.regs.rip).toBe(0x105n);
+    expect(odd.segments!.cs!.selector).toBe(0);
+    expect(odd.regs.rip).toBe(0x1105n);
     expect(odd.regs.rsp).toBe(0xfffen);
+  });
+
+  it('loads a real-mode image beyond 64 KiB with CS:IP derived from the load address (linked at offset 0)', () => {
+    const mem = bufferMemory(0x100000);
+    const s = loadFlat(mem, pattern(0x200), 0x20000);
+    expect(s.segments!.cs).toEqual({ selector: 0x2000, base: 0x20000n, limit: 0xffff, access: 0x9b });
+    expect(s.segments!.ds!.selector).toBe(0x2000);
+    expect(s.regs.rip).toBe(0n);
+    const straddling = loadFlat(mem, pattern(0x200), 0xff00, { entry: 0xff10 });
+    expect(straddling.segments!.cs!.selector).toBe(0xff0);
+    expect(straddling.regs.rip).toBe(0x10n);
   });
 
   it('loads a protected-mode image with a flat GDT', () => {
