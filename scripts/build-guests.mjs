@@ -26,7 +26,8 @@ for (const f of readdirSync(src).filter((x) => x.endsWith('.S')).sort()) {
   const elf = join(out, `${name}.elf`);
   const asArgs = arch === '64' ? ['--64'] : ['--32'];
   const ldArgs = arch === '64' ? ['-m', 'elf_x86_64'] : ['-m', 'elf_i386'];
-  execFileSync('as', [...asArgs, '-o', obj, join(src, f)], { stdio: 'inherit' });
+  // shared pieces (console output on COM1 …) live in guests/src/include: `.include "com1.inc"`
+  execFileSync('as', [...asArgs, '-I', join(src, 'include'), '-o', obj, join(src, f)], { stdio: 'inherit' });
   if (format === 'elf32') {
     execFileSync('ld', [...ldArgs, ...ldExtra, '-nostdlib', '-z', 'noseparate-code', '-Ttext', link, '-e', '_start', '-o', elf, obj], { stdio: 'inherit' });
   } else {

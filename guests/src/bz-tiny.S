@@ -64,15 +64,7 @@ _start:
         hlt
         jmp     1b
 
-# Print the NUL-terminated string at %rsi on COM1 (clobbers %rax, %rdx).
-puts:
-        mov     $COM1, %dx
-1:      lodsb
-        test    %al, %al
-        jz      2f
-        out     %al, %dx
-        jmp     1b
-2:      ret
+        .include "com1.inc"
 
 msg:    .asciz  "bz-tiny cmdline="
 nl:     .asciz  "\n"

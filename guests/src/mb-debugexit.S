@@ -52,15 +52,7 @@ report:
         hlt
         jmp     1b
 
-# Print the NUL-terminated string at %esi on COM1 (clobbers %eax, %edx).
-puts:
-        mov     $COM1, %dx
-1:      lodsb
-        test    %al, %al
-        jz      2f
-        out     %al, %dx
-        jmp     1b
-2:      ret
+        .include "com1.inc"
 
 msg:    .asciz "mb-debugexit cmdline="
 nl:     .asciz "\n"

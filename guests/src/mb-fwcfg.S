@@ -95,35 +95,7 @@ read_item:
         loop    1b
         ret
 
-# Print the NUL-terminated string at %esi on COM1.
-puts:
-        mov     $COM1, %dx
-1:      lodsb
-        test    %al, %al
-        jz      2f
-        out     %al, %dx
-        jmp     1b
-2:      ret
-
-# Print %eax as 0x followed by 8 hex digits on COM1.
-puthex:
-        mov     %eax, %ebx
-        mov     $COM1, %dx
-        mov     $'0', %al
-        out     %al, %dx
-        mov     $'x', %al
-        out     %al, %dx
-        mov     $8, %ecx
-1:      rol     $4, %ebx
-        mov     %bl, %al
-        and     $0xf, %al
-        add     $'0', %al
-        cmp     $'9', %al
-        jbe     2f
-        add     $('a' - '9' - 1), %al
-2:      out     %al, %dx
-        loop    1b
-        ret
+        .include "com1.inc"
 
 msg_cpus:  .asciz "mb-fwcfg cpus="
 msg_ram:   .asciz " ram="

@@ -77,15 +77,7 @@ outside:
 1:      clc
         ret
 
-# Print the NUL-terminated string at %esi on COM1 (clobbers %eax, %edx).
-puts:
-        mov     $COM1, %dx
-1:      lodsb
-        test    %al, %al
-        jz      2f
-        out     %al, %dx
-        jmp     1b
-2:      ret
+        .include "com1.inc"
 
 msg:      .asciz "mb-low cmdline="
 nl:       .asciz "\n"
