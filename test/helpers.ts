@@ -1,4 +1,5 @@
 /** Shared test helpers: fixtures and small real-mode guests. */
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Reg, Vm, type VmCreateOptions } from '../src/index.js';
 import { fixturePath } from '../src/fixtures.js';
@@ -37,4 +38,30 @@ export function runUntil(vm: Vm, pred: (e: ReturnType<Vm['run']>) => boolean, ma
     if (pred(e)) return e;
   }
   throw new Error(`no matching exit within ${max} exits`);
+}
+
+/** What a child process did: its exit code (null if killed), stdout (latin1) and stderr. */
+export interface ProcessOutcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Run `cmd args` to its end and collect its output; SIGKILL after `limitMs` so a hung guest
+ * fails its test instead of hanging it.
+ */
+export function runProcess(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; limitMs?: number } = {}): Promise<ProcessOutcome> {
+  const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const killer = setTimeout(() => child.kill('SIGKILL'), opts.limitMs ?? 60_000);
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }

@@ -5,30 +5,19 @@
  * with '-' — and the exit statuses with what --trace-exits says about why the run ended.
  * Needs the build (dist/) and the guest fixtures.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fixturePath } from '../../src/fixtures.js';
 import { packageRoot } from '../../src/kvm/native.js';
+import { runProcess, type ProcessOutcome } from '../helpers.js';
 
 const CLI = join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
 
-/** Run the CLI to its end; SIGKILL after 30 s so a hung guest fails the test instead of hanging it. */
-function vmmapi(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => {
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Run `vmmapi run …` to its end (killed after 30 s: a hung guest fails the test). */
+function vmmapi(args: string[]): Promise<ProcessOutcome> {
+  return runProcess(process.execPath, [CLI, 'run', ...args], { limitMs: 30_000 });
 }
 
 describe('vmmapi run: fidelity fixtures', () => {

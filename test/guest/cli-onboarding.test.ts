@@ -4,7 +4,7 @@
  * without the kvm group takes), and the status line (on a terminal by default, with
  * --status elsewhere; never on stdout). Needs the build (dist/) and the guest fixtures.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { compactCount, formatElapsed, StatusLine, summarizeStates } from '../../
 import { KvmError } from '../../src/errors.js';
 import { fixturePath } from '../../src/fixtures.js';
 import { packageRoot } from '../../src/kvm/native.js';
+import { runProcess, type ProcessOutcome } from '../helpers.js';
 import { openFailureMessage, openKvmSystem } from '../../src/kvm/open.js';
 import { createPc } from '../../src/platform/pc.js';
 
@@ -23,25 +24,10 @@ const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as
 const tmp = mkdtempSync(join(tmpdir(), 'vmmapi-onboard-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = ProcessOutcome;
 
 function run(cmd: string, args: string[], limitMs = 60_000): Promise<Run> {
-  const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => {
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess(cmd, args, { cwd: ROOT, limitMs });
 }
 
 const has = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;

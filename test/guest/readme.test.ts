@@ -6,13 +6,13 @@
  * `npm install && npm start` / `npm test` block is what .ci/run runs.
  * Needs the build (dist/) and the guest fixtures.
  */
-import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../../src/cli/args.js';
 import { packageRoot } from '../../src/kvm/native.js';
+import { runProcess, type ProcessOutcome } from '../helpers.js';
 
 const ROOT = packageRoot();
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -45,25 +45,10 @@ function blocks(text: string): Block[] {
   return out;
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = ProcessOutcome;
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, limitMs = 90_000): Promise<Run> {
-  const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  const killer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => {
-    child.on('close', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess(cmd, args, { cwd: ROOT, env, limitMs });
 }
 
 const all = blocks(README);
