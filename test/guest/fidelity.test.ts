@@ -4,13 +4,12 @@
  * kernel with a segment over 0x9000, PIT channel 2's output at port 0x61 (TSC calibration),
  * a bzImage whose syssize is rounded up, and why a run ended.
  */
-import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BootImageError } from '../../src/boot/errors.js';
-import { fixturePath } from '../../src/fixtures.js';
 import { createPc, describeRunResult, type Pc, type PcOptions } from '../../src/platform/index.js';
 import { Reg, Vm } from '../../src/index.js';
-import { uniqueName } from '../helpers.js';
+import { fixture, uniqueName } from '../helpers.js';
+import { capturedPc } from './guests.js';
 
 const MiB = 2 ** 20;
 const pcs: Pc[] = [];
@@ -21,14 +20,7 @@ afterEach(() => {
 });
 
 /** A PC whose COM1 output is collected in `out.text`. */
-function pc(opts: Partial<PcOptions> = {}): Pc & { out: { text: string } } {
-  const out = { text: '' };
-  const m = createPc({ memory: 16 * MiB, serial: { onOutput: (b) => (out.text += String.fromCharCode(b)) }, ...opts });
-  pcs.push(m);
-  return Object.assign(m, { out });
-}
-
-const fixture = (name: string): Uint8Array => readFileSync(fixturePath(name));
+const pc = (opts: Partial<PcOptions> = {}): Pc & { out: { text: string } } => capturedPc(pcs, opts);
 
 describe('debug-exit: a movable port (createPc debugExit)', () => {
   for (const [value, status] of [[0, 1], [1, 3], [7, 15]] as const) {

@@ -1,5 +1,5 @@
 /** Guest set-ups shared by the runner tests. */
-import { Reg, Vm } from '../../src/index.js';
+import { Reg, Vm, createPc, type Pc, type PcOptions } from '../../src/index.js';
 import { fixture, uniqueName } from '../helpers.js';
 
 /** vCPU `v` in flat 32-bit protected mode at `rip` (host-built state, no GDT needed). */
@@ -42,4 +42,12 @@ export function longModeVm(code: number[] | Uint8Array, opts: { irqchip?: boolea
   for (const r of [Reg.DS, Reg.ES, Reg.SS]) vm.setDesc(0, r, { base: 0n, limit: 0xffffffff, access: 0xc093 });
   vm.setRegisters(0, [[Reg.CS, 0x08], [Reg.DS, 0x10], [Reg.ES, 0x10], [Reg.SS, 0x10], [Reg.RIP, 0x2000], [Reg.RSP, 0x8000], [Reg.RFLAGS, 2]]);
   return vm;
+}
+
+/** A 16 MiB PC (or as `opts` say) whose COM1 output is collected in `out.text`; pushed on `track` for clean-up. */
+export function capturedPc(track: Pc[], opts: Partial<PcOptions> = {}): Pc & { out: { text: string } } {
+  const out = { text: '' };
+  const m = createPc({ memory: 16 * 2 ** 20, serial: { onOutput: (b) => (out.text += String.fromCharCode(b)) }, ...opts });
+  track.push(m);
+  return Object.assign(m, { out });
 }

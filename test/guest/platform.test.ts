@@ -3,14 +3,14 @@
  * and 2 vCPUs, flat guests in real, protected (SMP) and long mode, the platform's exit
  * paths (debug-exit, ACPI power-off, resets), COM1 input, and loader errors.
  */
-import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildFirmwareE820, e820ToBytes } from '../../src/boot/e820.js';
 import { BootImageError } from '../../src/boot/errors.js';
 import { ineffectiveClears } from '../../src/cpuid.js';
-import { fixturePath } from '../../src/fixtures.js';
 import { Vm } from '../../src/vm.js';
 import { createPc, type Pc, type PcOptions } from '../../src/platform/index.js';
+import { fixture } from '../helpers.js';
+import { capturedPc } from './guests.js';
 
 const MiB = 2 ** 20;
 const pcs: Pc[] = [];
@@ -19,14 +19,7 @@ afterEach(() => {
 });
 
 /** A PC whose COM1 output is collected in `out.text`. */
-function pc(opts: Partial<PcOptions> = {}): Pc & { out: { text: string } } {
-  const out = { text: '' };
-  const m = createPc({ memory: 16 * MiB, serial: { onOutput: (b) => (out.text += String.fromCharCode(b)) }, ...opts });
-  pcs.push(m);
-  return Object.assign(m, { out });
-}
-
-const fixture = (name: string): Uint8Array => readFileSync(fixturePath(name));
+const pc = (opts: Partial<PcOptions> = {}): Pc & { out: { text: string } } => capturedPc(pcs, opts);
 /** Real-mode code bytes. */
 const code = (...bytes: number[]): Uint8Array => Uint8Array.from(bytes);
 
