@@ -37,15 +37,49 @@ export function futexWake(cells: Int32Array, index: number): void {
 /** Most hand-offs that sleep at once before the policy probes spinning again. */
 const MAX_SKIP = 256;
 
+/**
+ * The exponential back-off both policies share: after a wait that did not pay, the next
+ * `backoff` waits skip the fast way at once; the back-off doubles with each one that does not
+ * pay (up to {@link MAX_SKIP}) and resets when one pays.
+ */
+class Backoff {
+  #skip = 0;
+  #backoff = 1;
+  /** Waits that paid, did not, or skipped the fast way (diagnostics). */
+  readonly stats = { paid: 0, wasted: 0, skipped: 0 };
+
+  /** True (and counted) if this wait must skip the fast way. */
+  skipNow(): boolean {
+    if (this.#skip === 0) return false;
+    this.#skip--;
+    this.stats.skipped++;
+    return true;
+  }
+
+  paid(): void {
+    this.stats.paid++;
+    this.#backoff = 1;
+  }
+
+  wasted(): void {
+    this.stats.wasted++;
+    this.#skip = this.#backoff;
+    this.#backoff = Math.min(this.#backoff * 2, MAX_SKIP);
+  }
+
+  /** The fast way pays again from now on. */
+  reset(): void {
+    this.#skip = 0;
+    this.#backoff = 1;
+  }
+}
+
 /** When to spin before sleeping, learned from how recent spins went. */
 export class SpinPolicy {
   #maxMs: number;
   readonly #spare: Int32Array | undefined;
   readonly #budgetCell: number | undefined;
-  #skip = 0;
-  #backoff = 1;
-  /** Spins that paid, spins that did not, waits that slept at once (diagnostics). */
-  readonly stats = { paid: 0, wasted: 0, skipped: 0 };
+  readonly #backoff = new Backoff();
 
   /**
    * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load cells
@@ -59,33 +93,34 @@ export class SpinPolicy {
     this.#budgetCell = budgetCell;
   }
 
+  /** Spins that paid, spins that did not, waits that slept at once (diagnostics). */
+  get stats(): Backoff['stats'] {
+    return this.#backoff.stats;
+  }
+
   /**
    * Wait for `cells[index]` to differ from `value` by spinning, if spinning pays now.
-   * Returns true if it changed; false if the caller must sleep (Atomics.wait / waitAsync).
+   * Returns true if it changed; false if the caller must sleep.
    */
   spin(cells: Int32Array, index: number, value: number): boolean {
     if (Atomics.load(cells, index) !== value) return true;
     if (this.#spare) {
       if (Atomics.load(this.#spare, 0) === 0) {
-        this.stats.skipped++;
+        this.#backoff.stats.skipped++;
         return false;
       }
       if (this.#budgetCell !== undefined) this.#maxMs = Atomics.load(this.#spare, this.#budgetCell) / 1000;
     }
-    if (this.#skip > 0) {
-      this.#skip--;
-      this.stats.skipped++;
-      return false;
-    }
+    if (this.#backoff.skipNow()) return false;
     // the clock is read only every 64 looks (the first after 64): most hand-offs end sooner
     let deadline = Infinity;
     for (let i = 1; ; i++) {
       if (Atomics.load(cells, index) !== value) {
-        this.#paid();
+        this.#backoff.paid();
         return true;
       }
       if ((i & 63) === 0 && (deadline === Infinity ? ((deadline = performance.now() + this.#maxMs), false) : performance.now() >= deadline)) {
-        this.#wasted();
+        this.#backoff.wasted();
         return false;
       }
     }
@@ -96,26 +131,7 @@ export class SpinPolicy {
    * the change, spinning pays again from now on (the peer is active again after a pause).
    */
   slept(ms: number): void {
-    if (ms <= this.#maxMs) {
-      this.#skip = 0;
-      this.#backoff = 1;
-    }
-  }
-
-  /** The longest spin (ms). */
-  get maxMs(): number {
-    return this.#maxMs;
-  }
-
-  #paid(): void {
-    this.stats.paid++;
-    this.#backoff = 1;
-  }
-
-  #wasted(): void {
-    this.stats.wasted++;
-    this.#skip = this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, MAX_SKIP);
+    if (ms <= this.#maxMs) this.#backoff.reset();
   }
 }
 
@@ -123,20 +139,22 @@ export class SpinPolicy {
  * When the main thread may block in a short futex wait instead of returning to the event
  * loop: a futex wake-up is much cheaper than the event loop's (an async wait's wake-up is a
  * task posted to the loop), which is what keeps hand-offs fast on a busy host where spinning
- * does not pay. Its waker must use {@link futexWake}. It blocks the event loop for at most `maxMs` per wait, and only while waits
- * pay — the event came before the timeout; a wait that times out makes the next ones go to
- * the event loop at once, probing again after an exponentially growing number of them.
+ * does not pay. Its waker must use {@link futexWake}. It blocks the event loop for at most
+ * `maxMs` per wait, and only while waits pay — the event came before the timeout; a wait that
+ * times out makes the next ones go to the event loop at once (the shared back-off).
  */
 export class BlockPolicy {
-  readonly #maxMs: number;
-  #skip = 0;
-  #backoff = 1;
-  /** Waits that were woken in time, waits that timed out, waits skipped (diagnostics). */
-  readonly stats = { paid: 0, wasted: 0, skipped: 0 };
+  readonly #maxUs: number;
+  readonly #backoff = new Backoff();
 
   /** `maxMs`: the longest a wait blocks the calling thread. */
   constructor(maxMs: number) {
-    this.#maxMs = maxMs;
+    this.#maxUs = Math.ceil(maxMs * 1000);
+  }
+
+  /** Waits that were woken in time, waits that timed out, waits skipped (diagnostics). */
+  get stats(): Backoff['stats'] {
+    return this.#backoff.stats;
   }
 
   /**
@@ -144,19 +162,12 @@ export class BlockPolicy {
    * false if the caller must wait asynchronously.
    */
   wait(cells: Int32Array, index: number, value: number): boolean {
-    if (this.#skip > 0) {
-      this.#skip--;
-      this.stats.skipped++;
-      return false;
-    }
-    if (futexWait(cells, index, value, Math.ceil(this.#maxMs * 1000)) !== FUTEX.TIMED_OUT) {
-      this.stats.paid++;
-      this.#backoff = 1;
+    if (this.#backoff.skipNow()) return false;
+    if (futexWait(cells, index, value, this.#maxUs) !== FUTEX.TIMED_OUT) {
+      this.#backoff.paid();
       return true;
     }
-    this.stats.wasted++;
-    this.#skip = this.#backoff;
-    this.#backoff = Math.min(this.#backoff * 2, MAX_SKIP);
+    this.#backoff.wasted();
     return false;
   }
 }
