@@ -5,8 +5,9 @@
  * `vmmapi:`; never a stack trace.
  *
  * Start-up matters here (a trivial guest should be done in well under 100 ms): the parser
- * is all that loads before the command is known; `run` (the platform, the runner, the
- * loaders, the native addon) is imported only when a guest is run.
+ * is all that loads before the command is known; `run` starts the vCPU worker threads first
+ * (they boot in parallel), then imports the platform, the runner, the loaders and the native
+ * addon.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +44,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`vmmapi ${packageVersion()}\n`);
       return ExitCode.OK;
     }
+    // the vCPU threads boot (Node, then their modules) while this thread loads the platform
+    const { prestartVcpuWorkers } = await import('../runner/worker-pool.js');
+    prestartVcpuWorkers(cmd.config.cpus);
     const { runGuest } = await import('./run.js');
     return await runGuest(cmd.config, log);
   } catch (e) {

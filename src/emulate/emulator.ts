@@ -29,7 +29,6 @@ import { RFLAGS, hasBit } from './flags.js';
 import { LazyFpu } from './fpu-state.js';
 import type { CpuState, EmulatorHost } from './host.js';
 import { HANDLERS } from './instructions/index.js';
-import { X87_MNEMONICS } from './instructions/x87-native.js';
 
 export type { CpuState, EmulatorHost, CmpxchgResult } from './host.js';
 
@@ -49,14 +48,6 @@ export interface EmulateOptions {
   fetchMore?: (n: number) => Uint8Array | undefined;
 }
 
-/**
- * Every mnemonic `emulate` can report as emulated. `finit`/`fclex` are FWAIT immediately
- * followed by FNINIT/FNCLEX, completed together in one call; the decoder's `x87` is reported
- * by the instruction's own name ({@link X87_MNEMONICS}).
- */
-export const SUPPORTED_MNEMONICS: readonly string[] = Object.freeze([
-  ...MNEMONICS.filter((m) => m !== 'x87'), 'finit', 'fclex', ...X87_MNEMONICS,
-].filter((m, i, all) => all.indexOf(m) === i));
 
 /** Emulate one instruction. See the module documentation for the state on return. */
 export function emulate(bytes: Uint8Array, cpu: CpuState, host: EmulatorHost, opts: EmulateOptions = {}): EmulationResult {

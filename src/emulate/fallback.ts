@@ -9,19 +9,13 @@ import type { NativeVcpuFd } from '../kvm/native.js';
 import { native } from '../kvm/native.js';
 import { SIZEOF, decodeRegs, decodeSregs, encodeRegs, encodeSregs, setInjectedException } from '../kvm/structs.js';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { SUPPORTED_MNEMONICS, emulate } from './emulator.js';
-import { NATIVE_SSE_MNEMONIC, executeSseNatively } from './native-sse.js';
+import { emulate } from './emulator.js';
+import { executeSseNatively } from './native-sse.js';
 import type { CmpxchgResult, EmulatorHost } from './host.js';
 import { memoryCmpxchg } from './host.js';
 import { SyscallRepair } from './syscall-repair.js';
 import { xsaveHost } from './native-xsave.js';
 
-/**
- * Every mnemonic the fallback counts: the emulator's, native SSE execution, then the SYSCALL
- * repair's two outcomes ('syscall': a user `syscall` finished at CPL 0; 'pf-step': a page
- * fault passed through the repair's breakpoint).
- */
-export const COUNTED_MNEMONICS: readonly string[] = [...SUPPORTED_MNEMONICS, NATIVE_SSE_MNEMONIC, 'syscall', 'pf-step'];
 
 /** What the fallback did with one failed instruction. */
 export type FallbackResult =

@@ -2,7 +2,8 @@
  * Userspace x86 instruction emulator for instructions KVM's in-kernel emulator cannot finish:
  * decoder, guest page-table walk, and instruction implementations.
  */
-export { emulate, SUPPORTED_MNEMONICS, type EmulateOptions, type EmulationResult } from './emulator.js';
+export { emulate, type EmulateOptions, type EmulationResult } from './emulator.js';
+export { COUNTED_MNEMONICS, SUPPORTED_MNEMONICS } from './mnemonics.js';
 export { bigintToBytes, bytesToBigint, memoryCmpxchg, type CmpxchgResult, type CpuState, type EmulatorHost } from './host.js';
 export { decode } from './decoder.js';
 export * from './decoder-types.js';

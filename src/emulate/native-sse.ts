@@ -20,8 +20,7 @@ import type { PagingContext } from './page-walk.js';
 import type { CpuState, EmulatorHost } from './host.js';
 import type { EmulationResult } from './emulator.js';
 
-/** The mnemonic the fallback counts native executions under. */
-export const NATIVE_SSE_MNEMONIC = 'sse-native';
+import { NATIVE_SSE_MNEMONIC } from './mnemonics.js';
 
 const SCRATCH = 64;
 

@@ -12,18 +12,18 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
-import { Piscina } from 'piscina';
 import type { Vm } from '../vm.js';
-import { native, packageRoot } from '../kvm/native.js';
+import { native } from '../kvm/native.js';
 import { StatsReader } from '../stats.js';
-import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, STATUS, type VcpuTask, type VcpuTaskResult } from './protocol.js';
+import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, STATUS, type VcpuTask } from './protocol.js';
 import { ringBell, wakeWaitingWorker } from './mailbox.js';
-import { COUNTED_MNEMONICS as SUPPORTED_MNEMONICS } from '../emulate/fallback.js';
+import { COUNTED_MNEMONICS } from '../emulate/mnemonics.js';
 import { SYSCALL_REPAIR_BYTES, removeRepairBreakpoint } from '../emulate/syscall-repair.js';
 import { RunnerError, fromWorkerFailure } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
 import { RunnerBus } from './runner-bus.js';
+import { takeVcpuPool, vcpuWorkerPath, type VcpuPool } from './worker-pool.js';
 import { hostLoad } from './host-load.js';
 import { VcpuServer, serveAll, type ServerHooks, type VcpuSlot } from './vcpu-server.js';
 import { callListeners, type ExitAction, type ExitContext } from './exit-handler.js';
@@ -89,7 +89,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   /** The doorbell every worker rings (src/runner/protocol.ts BELL). */
   readonly #bell = new Int32Array(new SharedArrayBuffer(BELL_BYTES));
   #slots: VcpuSlot[] = [];
-  #pool: Piscina<VcpuTask, VcpuTaskResult> | undefined;
+  #pool: VcpuPool | undefined;
   #started = false;
   #stopping = false;
   #error: Error | undefined;
@@ -160,21 +160,18 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
    */
   async start(): Promise<RunResult> {
     if (this.#started) throw new RunnerError('start() was already called');
-    const workerPath = join(packageRoot(), 'dist', 'workers', 'vcpu-worker.js');
-    if (!existsSync(workerPath)) {
-      throw new RunnerError(`the vCPU worker is not built (${workerPath}): run \`npm run build\``);
-    }
+    vcpuWorkerPath(); // a RunnerError now, before anything is claimed, when it is not built
     // claim first: a VM already run by another runner is refused before anything is opened
     this.vm.claim('a VcpuRunner', (v, syscall) => this.#guardVcpu(v, syscall), () => this.stop());
     this.#started = true;
     try {
-      return await this.#run(workerPath);
+      return await this.#run();
     } finally {
       this.vm.claim(undefined);
     }
   }
 
-  async #run(workerPath: string): Promise<RunResult> {
+  async #run(): Promise<RunResult> {
     const tasks: VcpuTask[] = [];
     try {
       this.#setupSlots(tasks);
@@ -183,7 +180,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       throw e;
     }
     try {
-      return await this.#launch(tasks, workerPath);
+      return await this.#launch(tasks);
     } finally {
       // every worker has ended: the guest's page-fault handler gets its original byte back
       const record = tasks[0]?.syscallRepair;
@@ -214,7 +211,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       }
       const blockingIndex = stats ? stats.descriptors.findIndex((d) => d.name === 'blocking') : -1;
       this.#slots.push({ index: v, fd, ctl: new Int32Array(control), run, view: new DataView(run.buffer), status: 'starting', stats, blockingIndex, taskDone: false });
-      const emulationCounts = new SharedArrayBuffer((SUPPORTED_MNEMONICS.length + 1) * 4);
+      const emulationCounts = new SharedArrayBuffer((COUNTED_MNEMONICS.length + 1) * 4);
       this.#emuCounts.push(new Int32Array(emulationCounts));
       tasks.push({
         syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, bell: this.#bell.buffer as SharedArrayBuffer, spare: hostLoad.flag.buffer as SharedArrayBuffer, postedPorts, postedMmio: this.mmio.posted,
@@ -223,15 +220,9 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     }
   }
 
-  async #launch(tasks: VcpuTask[], workerPath: string): Promise<RunResult> {
+  async #launch(tasks: VcpuTask[]): Promise<RunResult> {
     const vm = this.vm;
-    const pool = (this.#pool = new Piscina<VcpuTask, VcpuTaskResult>({
-      filename: workerPath,
-      minThreads: vm.vcpuCount,
-      maxThreads: vm.vcpuCount,
-      idleTimeout: 1000,
-      concurrentTasksPerWorker: 1,
-    }));
+    const pool = (this.#pool = takeVcpuPool(vm.vcpuCount));
     runnerPool.add(this.#kickable);
     installExitHook(runnerPool);
     hostLoad.acquire(vm.vcpuCount);
@@ -432,7 +423,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       for (let i = 0; i < c.length; i++) {
         const now = Atomics.load(c, i);
         if (now === seen[i]) continue;
-        const name = i < SUPPORTED_MNEMONICS.length ? SUPPORTED_MNEMONICS[i] : 'exceptions';
+        const name = i < COUNTED_MNEMONICS.length ? COUNTED_MNEMONICS[i] : 'exceptions';
         if (!this.vm.destroyed) this.vm.addStat(v, `emulated_${name}`, BigInt(now - seen[i]));
         delta[name] = now - seen[i];
         seen[i] = now;

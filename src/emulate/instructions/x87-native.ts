@@ -25,20 +25,7 @@ import type { ExecContext } from '../context.js';
 import { Fault, Unsupported, VECTOR, nm, ud } from '../fault.js';
 import { CR0, STATUS_FLAGS, hasBit } from '../flags.js';
 import { modrmOf, type Handler } from './types.js';
-
-/** Every mnemonic the x87 handler reports. */
-export const X87_MNEMONICS = [
-  'fadd', 'fmul', 'fcom', 'fcomp', 'fsub', 'fsubr', 'fdiv', 'fdivr',
-  'fld', 'fst', 'fstp', 'fldcw', 'fnstcw', 'fnstsw', 'fxch', 'fnop',
-  'fchs', 'fabs', 'ftst', 'fxam', 'fld1', 'fldl2t', 'fldl2e', 'fldpi', 'fldlg2', 'fldln2', 'fldz',
-  'f2xm1', 'fyl2x', 'fptan', 'fpatan', 'fxtract', 'fprem1', 'fdecstp', 'fincstp', 'fprem', 'fyl2xp1',
-  'fsqrt', 'fsincos', 'frndint', 'fscale', 'fsin', 'fcos',
-  'fiadd', 'fimul', 'ficom', 'ficomp', 'fisub', 'fisubr', 'fidiv', 'fidivr',
-  'fild', 'fist', 'fistp', 'fisttp', 'fbld', 'fbstp',
-  'fcmovb', 'fcmove', 'fcmovbe', 'fcmovu', 'fcmovnb', 'fcmovne', 'fcmovnbe', 'fcmovnu',
-  'fucompp', 'fucomi', 'fcomi', 'fucomip', 'fcomip', 'ffree', 'ffreep', 'fucom', 'fucomp',
-  'faddp', 'fmulp', 'fcompp', 'fsubrp', 'fsubp', 'fdivrp', 'fdivp',
-] as const;
+import { X87_MNEMONICS } from '../mnemonics.js';
 
 /** One of {@link X87_MNEMONICS}. */
 export type X87Mnemonic = (typeof X87_MNEMONICS)[number];

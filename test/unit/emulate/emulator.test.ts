@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { emulate, SUPPORTED_MNEMONICS } from '../../../src/emulate/emulator.js';
+import { emulate } from '../../../src/emulate/emulator.js';
+import { SUPPORTED_MNEMONICS } from '../../../src/emulate/mnemonics.js';
 import { bufferMemory } from '../../../src/memory/guest-memory.js';
 import {
   DATA, DATA_PHYS, EFER_LMA, EFER_LME, NX, P, TestHost, W, hx, longMachine, prot32Sregs, realSregs, regs, rng, seg,
