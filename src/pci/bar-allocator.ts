@@ -8,7 +8,8 @@
  * full the allocator throws a RangeError naming the window and the request.
  */
 
-import { PCI_IO_LIMIT, PCI_MMIO64_LIMIT, type PciBarKind, type PciConfigSpace } from './config-space.js';
+import type { PciBarKind, PciConfigSpace } from './config-space.js';
+import { PCI_IO_LIMIT, PCI_MMIO64_LIMIT } from './registers.js';
 import { alignUp, checkInt, hex, isPowerOfTwo } from './util.js';
 
 /** A window: `[base, base + size)`. */

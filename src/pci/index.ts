@@ -5,7 +5,9 @@
  * config space reports a mapping change, and backs {@link MsiSink} with KVM_SIGNAL_MSI.
  */
 
-/** Configuration space: header registers and masks, BARs, capability lists. */
+/** Configuration-space numbers: sizes, header register offsets, command and status bits. */
+export * from './registers.js';
+/** Configuration space: header masks, BARs, capability lists. */
 export * from './config-space.js';
 /** MSI-X capability, vector table, PBA and the {@link MsiSink} delivery interface. */
 export * from './msix.js';

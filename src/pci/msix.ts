@@ -23,6 +23,8 @@
  * Delivery: with MSI-X enabled, a vector that is masked (its own mask or the function mask)
  * sets its pending bit instead of sending; unmasking it sends the message and clears the
  * bit. With MSI-X disabled a signal is dropped (the function would use INTx), counted.
+ * A message is a memory write, so with the command register's bus master enable clear it
+ * cannot be sent: it is dropped and counted (also when an unmask releases a pending one).
  */
 
 import type { AccessSize } from '../devices/device.js';
@@ -90,7 +92,7 @@ export interface MsixOptions {
 }
 
 /** Outcome of {@link Msix.signal}. */
-export type MsixSignalResult = 'delivered' | 'pending' | 'disabled' | 'out-of-range';
+export type MsixSignalResult = 'delivered' | 'pending' | 'disabled' | 'no-bus-master' | 'out-of-range';
 
 /** What an {@link Msix} did so far. */
 export interface MsixCounters {
@@ -100,6 +102,8 @@ export interface MsixCounters {
   pended: number;
   /** Signals dropped because MSI-X was disabled. */
   dropped: number;
+  /** Messages dropped because bus mastering was disabled. */
+  noBusMaster: number;
   /** Signals of a vector index out of range (no-ops). */
   outOfRange: number;
   /** Table/PBA accesses of a width or alignment the spec does not allow (ignored). */
@@ -133,7 +137,7 @@ export class Msix {
   /** PBA bytes (a multiple of 8). */
   readonly pbaSize: number;
   /** What was done so far. */
-  readonly counters: MsixCounters = { delivered: 0, pended: 0, dropped: 0, outOfRange: 0, badAccesses: 0 };
+  readonly counters: MsixCounters = { delivered: 0, pended: 0, dropped: 0, noBusMaster: 0, outOfRange: 0, badAccesses: 0 };
   readonly #config: PciConfigSpace;
   readonly #sink: MsiSink;
   readonly #entries: Uint32Array;
@@ -217,7 +221,8 @@ export class Msix {
 
   /**
    * Raise `vector`: send its message, or set its pending bit when masked. A vector index
-   * out of range is a counted no-op; with MSI-X disabled the signal is dropped (counted).
+   * out of range is a counted no-op; with MSI-X disabled, or bus mastering disabled, the
+   * signal is dropped (counted).
    */
   signal(vector: number): MsixSignalResult {
     if (!Number.isInteger(vector) || vector < 0 || vector >= this.vectors) {
@@ -234,8 +239,7 @@ export class Msix {
       this.counters.pended++;
       return 'pending';
     }
-    this.#send(vector);
-    return 'delivered';
+    return this.#send(vector) ? 'delivered' : 'no-bus-master';
   }
 
   /** True when `offset` in BAR `bar` falls in the table or the PBA. */
@@ -316,11 +320,16 @@ export class Msix {
     }
   }
 
-  #send(vector: number): void {
+  #send(vector: number): boolean {
+    if (!this.#config.busMasterEnabled) {
+      this.counters.noBusMaster++;
+      return false;
+    }
     const e = this.#entries;
     const i = vector * 4;
     this.counters.delivered++;
     this.#sink.signal(e[i], e[i + 1], e[i + 2]);
+    return true;
   }
 
   #resetTable(): void {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BarAllocator } from '../../../src/pci/bar-allocator.js';
-import { PciCommand, PciConfigSpace, PciReg, type PciBarChange } from '../../../src/pci/config-space.js';
+import { PciConfigSpace, type PciBarChange } from '../../../src/pci/config-space.js';
+import { PciCommand, PciReg } from '../../../src/pci/registers.js';
 
 const windows = () => ({
   mmio32: { base: 0xc000_0000, size: 0x1000_0000 },

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PciCommand, PciConfigSpace, PciReg, type PciBarChange } from '../../../src/pci/config-space.js';
+import { PciConfigSpace, type PciBarChange } from '../../../src/pci/config-space.js';
+import { PciCommand, PciReg } from '../../../src/pci/registers.js';
 
 const BAR = (n: number) => PciReg.BAR0 + 4 * n;
 

@@ -3,7 +3,8 @@ import { PioBus, MmioBus } from '../../../src/bus/bus.js';
 import { ResetPort } from '../../../src/devices/reset-port.js';
 import type { AccessSize } from '../../../src/devices/device.js';
 import { barDevice, formatPciAddress, PciBus, type PciFunction } from '../../../src/pci/bus.js';
-import { PciConfigSpace, PciReg } from '../../../src/pci/config-space.js';
+import { PciConfigSpace } from '../../../src/pci/config-space.js';
+import { PciReg } from '../../../src/pci/registers.js';
 import {
   PCI_CONFIG_ADDRESS_PORT,
   PCI_CONFIG_DATA_PORT,

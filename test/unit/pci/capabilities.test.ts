@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PciConfigSpace, PciReg, PciStatus } from '../../../src/pci/config-space.js';
+import { PciConfigSpace } from '../../../src/pci/config-space.js';
+import { PciReg, PciStatus } from '../../../src/pci/registers.js';
 
 function make() {
   return new PciConfigSpace({ vendorId: 0x1af4, deviceId: 0x1041, classCode: 0x020000 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PCI_COMMAND_WRITABLE, PciCommand, PciConfigSpace, PciReg, PciStatus } from '../../../src/pci/config-space.js';
+import { PciConfigSpace } from '../../../src/pci/config-space.js';
+import { PCI_COMMAND_WRITABLE, PciCommand, PciReg, PciStatus } from '../../../src/pci/registers.js';
 
 function make() {
   return new PciConfigSpace({

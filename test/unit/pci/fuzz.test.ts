@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { AccessSize } from '../../../src/devices/device.js';
 import { PciBus } from '../../../src/pci/bus.js';
-import { PCI_COMMAND_WRITABLE, PciConfigSpace, PciReg, type PciBarChange } from '../../../src/pci/config-space.js';
+import { PciConfigSpace, type PciBarChange } from '../../../src/pci/config-space.js';
+import { PCI_COMMAND_WRITABLE, PciReg } from '../../../src/pci/registers.js';
 import { PciConfigIo, PciEcam, PciHostBridge } from '../../../src/pci/host-bridge.js';
 import { Msix, RecordingMsiSink } from '../../../src/pci/msix.js';
 

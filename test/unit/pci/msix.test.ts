@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PciConfigSpace, PciReg, PciStatus } from '../../../src/pci/config-space.js';
+import { PciConfigSpace } from '../../../src/pci/config-space.js';
+import { PciCommand, PciReg, PciStatus } from '../../../src/pci/registers.js';
 import { Msix, MSIX_CAPABILITY_ID, RecordingMsiSink, type MsiSink } from '../../../src/pci/msix.js';
 
 const TABLE = 0x2000;
@@ -10,6 +11,7 @@ function make(vectors = 3, sink: MsiSink = new RecordingMsiSink()) {
   config.setBar(1, { kind: 'mem32', size: 0x4000 });
   const msix = new Msix(config, { vectors, table: { bar: 1, offset: TABLE }, pba: { bar: 1, offset: PBA }, sink });
   const cap = msix.capabilityOffset;
+  config.write(PciReg.COMMAND, 2, PciCommand.MEMORY | PciCommand.BUS_MASTER); // what pci_enable_device + pci_set_master do
   const control = () => config.read(cap + 2, 2) as number;
   const setControl = (v: number) => config.write(cap + 2, 2, v);
   /** Program entry `v` as Linux does: address, data, then vector control. */
@@ -147,6 +149,22 @@ describe('MSI-X delivery', () => {
     expect(sink.messages).toEqual([]);
     expect(pba()).toBe(0n);
     expect(msix.counters).toMatchObject({ dropped: 1, outOfRange: 4, delivered: 0 });
+  });
+
+  it('without bus mastering a message cannot be sent: dropped and counted', () => {
+    const { config, msix, setControl, program, sink, pba } = make();
+    setControl(0x8000);
+    program(0, 0x30);
+    program(1, 0x31, true);
+    msix.signal(1);
+    config.write(PciReg.COMMAND, 2, PciCommand.MEMORY);
+    expect(msix.signal(0)).toBe('no-bus-master');
+    msix.write(1, TABLE + 16 + 12, 4, 0); // releases vector 1's pending message into the void
+    expect(pba()).toBe(0n);
+    expect(sink.messages).toEqual([]);
+    expect(msix.counters).toMatchObject({ noBusMaster: 2, delivered: 0 });
+    config.write(PciReg.COMMAND, 2, PciCommand.MEMORY | PciCommand.BUS_MASTER);
+    expect(msix.signal(0)).toBe('delivered');
   });
 
   it('pending vectors survive a disable and deliver on re-enable', () => {
