@@ -110,8 +110,15 @@ export interface PciBarChange {
   readonly address: number | undefined;
 }
 
-/** Called after a guest access that touched a capability, with the touched part relative to its first byte. */
+/** Called after a guest write that touched a capability, with the touched part relative to its first byte. */
 export type PciCapabilityWriteHook = (offset: number, size: number) => void;
+
+/**
+ * Called before a guest read that touches a capability, with the touched part relative to
+ * its first byte: the function may refresh the bytes with {@link PciConfigSpace.poke} (as
+ * virtio's PCI configuration access capability must, to return BAR data).
+ */
+export type PciCapabilityReadHook = (offset: number, size: number) => void;
 
 /** A capability to add with {@link PciConfigSpace.addCapability}. */
 export interface PciCapabilitySpec {
@@ -123,6 +130,8 @@ export interface PciCapabilitySpec {
   writable?: Uint8Array | readonly number[];
   /** Called after a guest write touched the capability (offset relative to the id byte). */
   onWrite?: PciCapabilityWriteHook;
+  /** Called before a guest read of the capability's bytes (offset relative to the id byte). */
+  onRead?: PciCapabilityReadHook;
   /** Called after {@link PciConfigSpace.reset} restored the capability's initial bytes. */
   onReset?: () => void;
 }
@@ -139,6 +148,8 @@ export interface PciExtendedCapabilitySpec {
   writable?: Uint8Array | readonly number[];
   /** Called after a guest write touched the capability (offset relative to its header). */
   onWrite?: PciCapabilityWriteHook;
+  /** Called before a guest read of the capability's bytes (offset relative to its header). */
+  onRead?: PciCapabilityReadHook;
   /** Called after {@link PciConfigSpace.reset}. */
   onReset?: () => void;
 }
@@ -186,6 +197,7 @@ interface CapRange {
   start: number;
   end: number;
   onWrite?: PciCapabilityWriteHook;
+  onRead?: PciCapabilityReadHook;
   onReset?: () => void;
 }
 
@@ -209,6 +221,7 @@ export class PciConfigSpace {
   readonly #capRanges: CapRange[] = [];
   readonly #barListeners = new Set<(change: PciBarChange) => void>();
   readonly #commandListeners = new Set<(command: number, previous: number) => void>();
+  #readHooks = 0;
   #capEnd = PCI_CAPABILITIES_START;
   #lastCap = -1;
   #extEnd = PCI_EXTENDED_CAPABILITIES_START;
@@ -240,11 +253,13 @@ export class PciConfigSpace {
   // ------------------------------------------------------------------ guest side
 
   /**
-   * A guest read of `size` bytes at `offset`, little-endian (a bigint for size 8). Bytes
-   * past 4 KiB read 0xff; a malformed offset or size reads all-ones. Never throws.
+   * A guest read of `size` bytes at `offset`, little-endian (a bigint for size 8). The
+   * `onRead` hooks of the capabilities it touches run first. Bytes past 4 KiB read 0xff; a
+   * malformed offset or size reads all-ones. Never throws (unless a host hook does).
    */
   read(offset: number, size: AccessSize): number | bigint {
     if (!Number.isSafeInteger(offset) || offset < 0 || !isAccessSize(size)) return allOnes(size);
+    if (this.#readHooks > 0) this.#runHooks('onRead', offset, Math.min(offset + size, PCI_CONFIG_SIZE));
     const get = (i: number): number => (offset + i < PCI_CONFIG_SIZE ? this.#bytes[offset + i] : 0xff);
     if (size === 8) return (BigInt(assembleLE(4, (i) => get(i + 4))) << 32n) | BigInt(assembleLE(4, get));
     return assembleLE(size, get);
@@ -266,12 +281,7 @@ export class PciConfigSpace {
       const m = this.#wmask[a];
       this.#bytes[a] = ((this.#bytes[a] & ~m) | (b & m)) & ~(b & this.#w1c[a]);
     }
-    for (const c of this.#capRanges) {
-      if (c.onWrite && offset < c.end && c.start < end) {
-        const from = Math.max(offset, c.start);
-        c.onWrite(from - c.start, Math.min(end, c.end) - from);
-      }
-    }
+    this.#runHooks('onWrite', offset, end);
     const touchesBars = offset < PciReg.BAR0 + 4 * PCI_BAR_COUNT && end > PciReg.BAR0;
     const command = this.command;
     if (command !== oldCommand) for (const l of this.#commandListeners) l(command, oldCommand);
@@ -581,8 +591,9 @@ export class PciConfigSpace {
     const writable = checkBytes(spec.writable ?? [], 'spec.writable');
     if (writable.length > body.length) throw new RangeError(`spec.writable (${writable.length} bytes) is longer than spec.body (${body.length})`);
     if (spec.onWrite !== undefined && typeof spec.onWrite !== 'function') throw new TypeError('spec.onWrite must be a function');
+    if (spec.onRead !== undefined && typeof spec.onRead !== 'function') throw new TypeError('spec.onRead must be a function');
     if (spec.onReset !== undefined && typeof spec.onReset !== 'function') throw new TypeError('spec.onReset must be a function');
-    return { body, writable, hooks: { onWrite: spec.onWrite, onReset: spec.onReset } };
+    return { body, writable, hooks: { onWrite: spec.onWrite, onRead: spec.onRead, onReset: spec.onReset } };
   }
 
   #placeCap(at: number, header: number[], body: Uint8Array, writable: Uint8Array, hlen: number, hooks: Omit<CapRange, 'start' | 'end'>): void {
@@ -590,6 +601,17 @@ export class PciConfigSpace {
     body.forEach((b, i) => this.#setDefault8(at + hlen + i, b));
     writable.forEach((m, i) => (this.#wmask[at + hlen + i] = m));
     this.#capRanges.push({ start: at, end: at + hlen + body.length, ...hooks });
+    if (hooks.onRead) this.#readHooks++;
+  }
+
+  #runHooks(kind: 'onRead' | 'onWrite', offset: number, end: number): void {
+    for (const c of this.#capRanges) {
+      const hook = c[kind];
+      if (hook && offset < c.end && c.start < end) {
+        const from = Math.max(offset, c.start);
+        hook(from - c.start, Math.min(end, c.end) - from);
+      }
+    }
   }
 
   #barAddress(index: number, b: Bar): number {

@@ -97,6 +97,29 @@ describe('PCI capability list', () => {
     ]);
   });
 
+  it('onRead hooks run before a guest read and may refresh the bytes', () => {
+    const reads: [number, number][] = [];
+    const c = make();
+    let counter = 0;
+    const at = c.addCapability({
+      id: 0x09,
+      body: [8, 0, 0, 0, 0, 0],
+      onRead: (o, s) => {
+        reads.push([o, s]);
+        c.poke(at + 4, 4, ++counter);
+      },
+    });
+    expect(c.read(at + 4, 4)).toBe(1);
+    expect(c.read(at + 4, 2)).toBe(2);
+    expect(c.read(at - 1, 2)).toBe(0x0900); // max latency (0) and the capability id
+    expect(c.read(0, 4)).toBe(0x1041_1af4); // untouched: no hook
+    expect(reads).toEqual([
+      [4, 4],
+      [4, 2],
+      [0, 1],
+    ]);
+  });
+
   it('reset restores capability bytes and runs onReset', () => {
     let resets = 0;
     const c = make();
