@@ -234,13 +234,13 @@ export class PciConfigSpace {
     this.#set16(PciReg.VENDOR_ID, vendor);
     this.#set16(PciReg.DEVICE_ID, checkInt(opts.deviceId, 'opts.deviceId', 0, 0xffff));
     const cls = checkInt(opts.classCode, 'opts.classCode', 0, 0xffffff);
-    this.#set8(PciReg.REVISION_ID, checkInt(opts.revisionId ?? 0, 'opts.revisionId', 0, 0xff));
-    this.#set8(PciReg.PROG_IF, cls & 0xff);
-    this.#set8(PciReg.SUBCLASS, (cls >> 8) & 0xff);
-    this.#set8(PciReg.CLASS, cls >> 16);
+    this.#setDefault8(PciReg.REVISION_ID, checkInt(opts.revisionId ?? 0, 'opts.revisionId', 0, 0xff));
+    this.#setDefault8(PciReg.PROG_IF, cls & 0xff);
+    this.#setDefault8(PciReg.SUBCLASS, (cls >> 8) & 0xff);
+    this.#setDefault8(PciReg.CLASS, cls >> 16);
     this.#set16(PciReg.SUBSYSTEM_VENDOR_ID, checkInt(opts.subsystemVendorId ?? 0, 'opts.subsystemVendorId', 0, 0xffff));
     this.#set16(PciReg.SUBSYSTEM_ID, checkInt(opts.subsystemId ?? 0, 'opts.subsystemId', 0, 0xffff));
-    this.#set8(PciReg.INTERRUPT_PIN, checkInt(opts.interruptPin ?? 0, 'opts.interruptPin', 0, 4));
+    this.#setDefault8(PciReg.INTERRUPT_PIN, checkInt(opts.interruptPin ?? 0, 'opts.interruptPin', 0, 4));
     this.multiFunction = opts.multiFunction ?? false;
     this.#wmask[PciReg.COMMAND] = PCI_COMMAND_WRITABLE & 0xff;
     this.#wmask[PciReg.COMMAND + 1] = PCI_COMMAND_WRITABLE >> 8;
@@ -352,7 +352,7 @@ export class PciConfigSpace {
 
   set multiFunction(on: boolean) {
     if (typeof on !== 'boolean') throw new TypeError('multiFunction must be a boolean');
-    this.#set8(PciReg.HEADER_TYPE, on ? 0x80 : 0);
+    this.#setDefault8(PciReg.HEADER_TYPE, on ? 0x80 : 0);
   }
 
   /** Reflect the function's INTx level in status bit 3 (the function drives its pin itself). */
@@ -555,10 +555,7 @@ export class PciConfigSpace {
 
   // ------------------------------------------------------------------ internals
 
-  #set8(at: number, v: number): void {
-    this.#setDefault8(at, v);
-  }
-
+  /** Set a register's value and its reset value (host side; guest masks unaffected). */
   #set16(at: number, v: number): void {
     this.#setDefault8(at, v & 0xff);
     this.#setDefault8(at + 1, v >> 8);
