@@ -197,6 +197,11 @@ export class GuestDriver {
     return { head, inBufs };
   }
 
+  /** Take descriptors `ids` off the free list, for chains the test writes by hand. */
+  reserve(ids: number[]): void {
+    this.#free = this.#free.filter((i) => !ids.includes(i));
+  }
+
   #take(n: number): number[] {
     if (this.#free.length < n) throw new Error(`driver out of descriptors (${this.#free.length} free, ${n} wanted)`);
     return this.#free.splice(0, n);
