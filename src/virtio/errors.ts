@@ -14,7 +14,10 @@
 export type QueueErrorKind =
   /** enable() with a size that is not a power of two in [1, maxSize], or a misaligned ring address. */
   | 'bad-config'
-  /** A ring area is not (or no longer, after a memory-map change) backed by guest memory. */
+  /**
+   * A ring area is not (or no longer, after a memory-map change) backed by guest memory,
+   * or the used ring lies in read-only memory.
+   */
   | 'ring-unmapped'
   /** The transport tried to change a ring's size or address while the queue was enabled. */
   | 'ring-moved'

@@ -28,7 +28,7 @@ import {
 } from './constants.js';
 import { DescriptorChain, walkChain, type ChainLimits, type ChainOwner } from './chain.js';
 import { QueueError, newQueueErrors, type DropReason, type QueueErrors } from './errors.js';
-import { DescriptorTable, inMemory, type QueueMemory } from './memory.js';
+import { DescriptorTable, guestWritable, inMemory, type QueueMemory } from './memory.js';
 import { openRings, type Rings } from './ring.js';
 
 /** Limits a device sets for its queue. */
@@ -201,7 +201,8 @@ export class SplitQueue {
    * the negotiated `features`, at ring positions `start` (default 0, 0). Writes used.flags
    * = 0, used.idx and (with EVENT_IDX) avail_event. Throws a QueueError — `bad-config`
    * (size not a power of two in [1, maxSize], a misaligned ring) or `ring-unmapped` (a ring
-   * not in guest memory) — and the queue stays stopped until reset(). Does nothing if the
+   * not in guest memory, or the used ring in read-only memory) — and the queue stays
+   * stopped until reset(). Does nothing if the
    * queue is already enabled or stopped.
    */
   enable(features: QueueFeatures, start: QueueStart = { availIdx: 0, usedIdx: 0 }): void {
@@ -425,6 +426,9 @@ export class SplitQueue {
       if (!inMemory(this.#mem, gpa, len)) {
         throw this.#stop(new QueueError('ring-unmapped', `${area} ring ${hex(gpa)}+${hex(len)} is not in guest memory`));
       }
+    }
+    if (!guestWritable(this.#mem, this.#usedAddr, bytes.used)) {
+      throw this.#stop(new QueueError('ring-unmapped', `used ring ${hex(this.#usedAddr)}+${hex(bytes.used)} is in read-only memory`));
     }
     this.#table = new DescriptorTable(this.#mem, this.#descAddr, this.#size);
     this.#rings = openRings(this.#mem, this.#size, this.#availAddr, this.#usedAddr);

@@ -36,9 +36,13 @@ export class TestRam {
   }
 }
 
-/** A QueueMemory with only the GuestMemoryAccess members: forces the accessor paths. */
-export function accessorOnly(m: GuestMemory): QueueMemory {
+/**
+ * A QueueMemory without `slice` (forcing the accessor paths), with `segmentAt` unless
+ * `bare` (then it is a plain GuestMemoryAccess, which cannot tell ROM from RAM).
+ */
+export function accessorOnly(m: GuestMemory, bare = false): QueueMemory {
   return {
+    ...(bare ? {} : { segmentAt: (g: number) => m.segmentAt(g) }),
     readU8: (g) => m.readU8(g), readU16: (g) => m.readU16(g), readU32: (g) => m.readU32(g), readU64: (g) => m.readU64(g),
     writeU8: (g, v) => m.writeU8(g, v), writeU16: (g, v) => m.writeU16(g, v), writeU32: (g, v) => m.writeU32(g, v),
     writeU64: (g, v) => m.writeU64(g, v), readBytes: (g, n) => m.readBytes(g, n), writeBytes: (g, b) => m.writeBytes(g, b),

@@ -213,6 +213,20 @@ describe('ring-level corruption is a QueueError that stops the queue until reset
     }
   });
 
+  it('a used ring in read-only memory: ring-unmapped at enable (the device would write the ROM)', () => {
+    const m = new GuestMemory();
+    m.addSegment(0, new Uint8Array(0x4000));
+    const rom = new Uint8Array(0x1000).fill(0xee);
+    m.addSegment(0x4000, rom, true);
+    const q = new SplitQueue(m, { maxSize: 8 });
+    q.size = 8;
+    q.descAddr = 0;
+    q.availAddr = 0x1000;
+    q.usedAddr = 0x4000;
+    expect(kindOf(() => q.enable({ eventIdx: true, indirectDesc: false }))).toBe('ring-unmapped');
+    expect(rom.every((b) => b === 0xee)).toBe(true);
+  });
+
   it('a detached (transferred) non-shared buffer under the rings: memory', () => {
     const buf = new ArrayBuffer(0x4000);
     const m = new GuestMemory();
