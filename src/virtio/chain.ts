@@ -40,9 +40,13 @@ export interface ChainLimits {
 
 /** A chain that passed {@link walkChain}, before it is wrapped in a {@link DescriptorChain}. */
 export interface WalkedChain {
+  /** Device-readable buffers, in chain order. */
   readonly readable: BufferSegment[];
+  /** Device-writable buffers, in chain order. */
   readonly writable: BufferSegment[];
+  /** Total bytes of `readable`. */
   readonly readableBytes: number;
+  /** Total bytes of `writable`. */
   readonly writableBytes: number;
   /** Descriptors visited, including the one pointing at an indirect table. */
   readonly descriptors: number;

@@ -8,6 +8,27 @@
  * - A {@link QueueError}: the rings themselves cannot be trusted (see
  *   {@link QueueErrorKind}). The queue stops (it returns no more chains and ignores
  *   completions) until it is reset; the device should set DEVICE_NEEDS_RESET.
+ *
+ * | guest behaviour                                             | outcome                       |
+ * |-------------------------------------------------------------|-------------------------------|
+ * | descriptor loop / chain longer than the queue size          | drop `chainLength`, returned  |
+ * | loop or chain longer than the indirect table                | drop `chainLength`, returned  |
+ * | `next` ≥ queue size (or ≥ indirect table entries)           | drop `descIndex`, returned    |
+ * | buffer outside guest memory, or address ≥ 2^53              | drop `address`, returned      |
+ * | device-writable buffer in a ROM                             | drop `readOnly`, returned     |
+ * | total length over the cap (sums never wrap: JS numbers)     | drop `byteCap`, returned      |
+ * | readable descriptor after a writable one                    | drop `order`, returned        |
+ * | bad indirect descriptor (feature, NEXT, nesting, length, RAM) | drop `indirect`, returned   |
+ * | available-ring head ≥ queue size                            | drop `headIndex`, not returned |
+ * | available-ring head the device still holds                  | drop `headInFlight`, not returned |
+ * | avail.idx more than the queue size ahead (or moved back)    | QueueError `avail-idx`        |
+ * | size not a power of two ≤ maxSize, misaligned ring          | QueueError `bad-config`       |
+ * | ring outside guest memory, used ring in a ROM               | QueueError `ring-unmapped`    |
+ * | ring size/address register changed while enabled           | QueueError `ring-moved`       |
+ * | memory removed or detached under a validated ring or buffer | QueueError `memory` (or `ring-unmapped` from remap) |
+ *
+ * Rings overlapping each other or the buffers are allowed: every access stays inside
+ * guest memory, and a chain's descriptors are read once, when it is popped.
  */
 
 /** Why a queue stopped; see {@link QueueError}. */
