@@ -16,3 +16,5 @@ export {
   VIRTQ_USED_F_NO_NOTIFY, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX, RING_ALIGN, ringBytes, queueFeatures,
 } from './constants.js';
 export type { QueueFeatures } from './constants.js';
+export { VIRTIO_DEVICE_TYPE, VIRTIO_F_VERSION_1 } from './device.js';
+export type { VirtioDevice, VirtioContext } from './device.js';
