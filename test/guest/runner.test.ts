@@ -2,7 +2,7 @@
  * The worker-thread runner against real KVM guests.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { GuestError, KvmError, Reg, RunnerError, VcpuRunner, Vm, type Device } from '../../src/index.js';
+import { GuestError, KvmError, Reg, RunnerError, VcpuRunner, Vm, prestartVcpuWorkers, type Device } from '../../src/index.js';
 import { flat32, smpVm } from './guests.js';
 import { uniqueName } from '../helpers.js';
 
@@ -271,5 +271,25 @@ describe('GuestError', () => {
   it('carries the exit', () => {
     const e = new GuestError({ kind: 'shutdown', vcpu: 0 });
     expect(e.message).toMatch(/vcpu0 shutdown/);
+  });
+});
+
+describe('prestartVcpuWorkers', () => {
+  it('rejects a count that is not an integer in [1, 255] with a typed error', () => {
+    expect(() => prestartVcpuWorkers('1' as unknown as number)).toThrow(TypeError);
+    expect(() => prestartVcpuWorkers(0)).toThrow(RangeError);
+    expect(() => prestartVcpuWorkers(1.5)).toThrow(/count must be an integer/);
+  });
+
+  it('a runner takes the started pool of its size, and starts its own when the size differs', async () => {
+    for (const started of [1, 2]) {
+      prestartVcpuWorkers(started);
+      const vm = codeVm([0xb0, 0x07, 0xe6, 0x80, ...CLI_HLT]); // mov al,7 ; out 0x80,al ; cli ; hlt
+      const runner = new VcpuRunner(vm);
+      const out = sink();
+      runner.pio.register(0x80, 1, out);
+      expect(await runner.start()).toEqual({ reason: 'halted', vcpus: ['halted'] });
+      expect(out.writes).toEqual([7]);
+    }
   });
 });
