@@ -154,6 +154,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitVfio(env, exports);
   InitFutex(env, exports);
   InitXsave(env, exports);
+  InitFdWatcher(env, exports);
   return exports;
 }
 

@@ -125,5 +125,6 @@ class FileFd : public Napi::ObjectWrap<FileFd> {
 Napi::Object InitVfio(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitXsave(Napi::Env env, Napi::Object exports);
+void InitFdWatcher(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmmapi

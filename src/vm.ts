@@ -21,6 +21,7 @@ import { StatsReader } from './stats.js';
 import { checkCpuidOptions, guestCpuid, type CpuidOptions } from './cpuid.js';
 import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
 import { PassthroughDevices } from './passthrough.js';
+import { IoEventFds, type IoEventFd, type IoEventFdOptions } from './io-events.js';
 
 /** Options for {@link Vm.create}. */
 export interface VmCreateOptions {
@@ -256,6 +257,7 @@ export class Vm {
   #userStats = new Map<string, bigint[]>();
   /** PCI passthrough state (VFIO). */
   readonly #ppt: PassthroughDevices;
+  readonly #ioEvents = new IoEventFds((syscall) => this.#live(syscall));
 
   private constructor(name: string, fd: NativeVmFd, vcpus: number, irqchip: boolean, cpuid: CpuidOptions) {
     this.name = name;
@@ -341,6 +343,7 @@ export class Vm {
     // a runner still driving the vCPUs is stopped first (its workers keep their own fds)
     this.#onDestroy?.();
     this.#ppt.closeAll();
+    this.#ioEvents.closeAll();
     for (const v of this.#vcpus) {
       v?.stats?.close();
       v?.fd.close();
@@ -1032,6 +1035,18 @@ export class Vm {
     } catch (e) {
       if (!(e instanceof KvmError)) throw e; // hosts without XSAVE
     }
+  }
+
+  // ---------------------------------------------------------------- ioeventfd
+
+  /**
+   * Have KVM absorb guest writes to a port or MMIO address (KVM_IOEVENTFD): the vCPU does not
+   * exit, and `onWrite(count)` runs on this thread's event loop afterwards (count: writes since
+   * its last call; several writes may come as one call). For doorbells such as virtio queue
+   * notifications; see src/io-events.ts. A VcpuRunner's devices never see these writes.
+   */
+  addIoEventFd(options: IoEventFdOptions, onWrite: (count: number) => void): IoEventFd {
+    return this.#ioEvents.add(options, onWrite);
   }
 
   // ---------------------------------------------------------------- PCI passthrough (VFIO)

@@ -92,6 +92,17 @@ export interface NativeFileFd {
   write(bytes: Uint8Array): number;
 }
 
+/**
+ * Calls `callback` on the creating thread's event loop whenever `fd` is readable (uv_poll);
+ * `callback(errno | null)`. The fd stays the caller's; close() stops watching.
+ */
+export interface NativeFdWatcher {
+  readonly fd: number;
+  close(): void;
+  /** Read a non-blocking eventfd's counter: signals since the last drain (0 if none). */
+  drainEventfd(): number;
+}
+
 /** VFIO ioctls on fd numbers. */
 export interface NativeVfio {
   getApiVersion(fd: number): number;
@@ -114,6 +125,7 @@ export interface NativeAddon {
   VmFd: new (fd: number, vcpuMmapSize: number) => NativeVmFd;
   VcpuFd: new (fd: number) => NativeVcpuFd;
   FileFd: { new (fd: number): NativeFileFd; new (path: string, flags?: number): NativeFileFd };
+  FdWatcher: new (fd: number, callback: (errno: number | null) => void) => NativeFdWatcher;
   vfio: NativeVfio;
   eventfd(initval?: number): number;
   setErrorClass(cls: typeof KvmError): void;
