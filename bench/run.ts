@@ -68,6 +68,22 @@ function mainThreadRun(kind: 'in' | 'out'): { exits: number; seconds: number } {
   return { exits, seconds };
 }
 
+/** The OUT loop with its port absorbed by KVM_IOEVENTFD: the guest never exits until its HLT. */
+async function ioeventfdRun(): Promise<{ exits: number; seconds: number }> {
+  const vm = guest('out', 1, false, N);
+  let writes = 0;
+  const reg = vm.addIoEventFd({ space: 'pio', addr: 0x91, length: 1 }, (n) => void (writes += n));
+  const t0 = process.hrtime.bigint();
+  const e = vm.run(0);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (e.kind !== 'hlt') throw new Error(`unexpected exit ${e.kind}`);
+  await new Promise((r) => setTimeout(r, 10)); // the event loop hears the eventfd
+  reg.close();
+  vm.destroy();
+  if (writes !== N) throw new Error(`ioeventfd counted ${writes} writes, expected ${N}`);
+  return { exits: N, seconds };
+}
+
 async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' | 'worker'): Promise<{ exits: number; seconds: number }> {
   const vm = guest(kind, vcpus, true, N);
   const r = new VcpuRunner(vm);
@@ -126,6 +142,7 @@ const ALL: Scenario[] = [
   { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
   { name: 'runner: main-thread device answers IN', peer: 'C IN', target: { idle: 0.85, busy: 0.45 }, run: () => runner('in', 1, 'main') },
   { name: 'runner: posted OUT (ordered ring)', peer: 'C OUT', target: { idle: 0.9, busy: 0.8 }, run: () => runner('out', 1, 'posted') },
+  { name: 'ioeventfd OUT: no exit (writes/s), vm.run', peer: 'C OUT', run: () => ioeventfdRun() },
   { name: 'runner: worker-side device answers IN', peer: 'C IN', target: { idle: 0.95 }, run: () => runner('in', 1, 'worker') },
   { name: 'runner: 2 vCPUs, worker-side IN (total)', peer: 'C IN', run: () => runner('in', 2, 'worker') },
   { name: 'runner: 2 vCPUs, main-thread IN (total)', peer: 'C IN', target: { idle: 0.8, busy: 0.45 }, run: () => runner('in', 2, 'main') },
