@@ -4,6 +4,7 @@ import { CPUID_BITS } from '../cpuid.js';
 import { MAX_CPUS } from '../platform/layout.js';
 import { UsageError } from './errors.js';
 import { parseAddress, parseCount, parseMemory, parseSeconds } from './units.js';
+import { parseConsole, parseDisk, type ConsoleSpec, type DiskSpec } from './device-args.js';
 
 /** What to boot. */
 export type BootSpec =
@@ -34,6 +35,12 @@ export interface RunConfig {
   emulate: boolean;
   /** The status line on stderr: `true` (--status), `false` (--no-status), or unset: only when stderr is a terminal. */
   status?: boolean;
+  /** virtio-blk disks, in PCI slot order. */
+  disks: DiskSpec[];
+  /** A virtio-rng device. */
+  rng: boolean;
+  /** The virtio console (hvc0); `off` or unset: none. */
+  console: ConsoleSpec;
 }
 
 /** The parsed command: run something, print help, or print the version. */
@@ -79,6 +86,16 @@ Machine:
   --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
   --debug-exit PORT[,size=N]  put the isa-debug-exit device at PORT, claiming N ports
                        (1, 2 or 4; default 0x501,size=2); e.g. 0xf4,size=4
+
+Devices (virtio over PCI):
+  --disk path=FILE[,readonly=on]  a virtio-blk disk on the raw image FILE (repeatable;
+                       --disk FILE also works)
+  --rng                a virtio-rng device (host entropy)
+  --console file=PATH|socket=PATH|tty|off  the virtio console (the guest's hvc0) to a
+                       file, a Unix socket vmmapi listens on, or stdout (default off;
+                       COM1 stays on stdin/stdout)
+
+Run control:
   --timeout SECONDS    stop the guest after SECONDS and exit with status 124
   --trace-exits        print one line per VM exit on stderr (and the instructions the
                        userspace fallback finished, per mnemonic)
@@ -118,6 +135,9 @@ const OPTIONS = {
   version: { type: 'boolean', short: 'V' },
   status: { type: 'boolean' },
   'no-status': { type: 'boolean' },
+  disk: { type: 'string', multiple: true },
+  rng: { type: 'boolean' },
+  console: { type: 'string' },
 } as const;
 
 /** True if `--name` is an option that takes a value. */
@@ -205,6 +225,9 @@ export function parseCommand(argv: readonly string[]): Command {
       traceExits: v['trace-exits'] ?? false,
       emulate: !(v['no-emulate'] ?? false),
       status: v['no-status'] ? false : v.status ? true : undefined,
+      disks: (v.disk ?? []).map(parseDisk),
+      rng: v.rng ?? false,
+      console: v.console === undefined ? { kind: 'off' } : parseConsole(v.console),
     },
   };
 }

@@ -76,6 +76,9 @@ function outcome(r: PcRunResult, timeout: number | undefined, signal: NodeJS.Sig
 
 /** Run the configured guest to completion; returns the process exit code. Throws UsageError/KvmError before the guest starts. */
 export async function runGuest(cfg: RunConfig, log: (line: string) => void): Promise<number> {
+  if (cfg.disks.length > 0 || cfg.rng || cfg.console.kind !== 'off') {
+    throw new UsageError('--disk, --rng and --console are not implemented yet (the virtio devices are being built)');
+  }
   const stdout = ByteSink.stdout({
     onFirstDrop: (held) => log(`stdout is not keeping up: ${held} bytes of guest output are waiting; more is dropped (counted at exit)`),
   });

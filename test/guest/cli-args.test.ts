@@ -12,7 +12,7 @@ const run = (...argv: string[]) => {
 
 describe('parseCommand', () => {
   it('defaults: 1 vCPU, 128 MiB, no timeout', () => {
-    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true });
+    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true, disks: [], rng: false, console: { kind: 'off' } });
   });
 
   it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace', () => {
@@ -20,7 +20,31 @@ describe('parseCommand', () => {
     expect(c).toEqual({
       boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet', decompressOnHost: false },
       cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'], emulate: false,
+      disks: [], rng: false, console: { kind: 'off' },
     });
+  });
+
+  it('virtio devices: --disk (repeatable, key=value or bare), --rng, --console', () => {
+    const c = run('--kernel', 'k', '--disk', 'path=a.img', '--disk', 'b.img,readonly=on', '--rng', '--console', 'file=hvc.log');
+    expect(c.disks).toEqual([{ path: 'a.img', readonly: false }, { path: 'b.img', readonly: true }]);
+    expect(c.rng).toBe(true);
+    expect(c.console).toEqual({ kind: 'file', path: 'hvc.log' });
+    expect(run('--kernel', 'k', '--console', 'socket=/tmp/s').console).toEqual({ kind: 'socket', path: '/tmp/s' });
+    expect(run('--kernel', 'k', '--console', 'tty').console).toEqual({ kind: 'tty' });
+    expect(run('--kernel', 'k', '--console', 'off').console).toEqual({ kind: 'off' });
+    expect(run('--kernel', 'k', '--disk', 'path=a,readonly=off').disks).toEqual([{ path: 'a', readonly: false }]);
+    for (const [argv, re] of [
+      [['--disk', 'readonly=on'], /--disk needs a file/],
+      [['--disk', 'a.img,path=b.img'], /not both/],
+      [['--disk', 'path=a,ro=1'], /unknown key 'ro'/],
+      [['--disk', 'path=a,readonly=maybe'], /must be on or off/],
+      [['--disk', 'path=a,path=b'], /path given twice/],
+      [['--disk', 'path='], /path needs a value/],
+      [['--console', 'pipe'], /--console must be file=PATH/],
+      [['--console', 'file=a,socket=b'], /--console must be/],
+    ] as const) {
+      expect(() => run('--kernel', 'k', ...argv)).toThrow(re);
+    }
   });
 
   it('--decompress-on-host goes with --kernel only', () => {
