@@ -61,7 +61,8 @@ if (cSources.length > 0) {
     execFileSync('gcc', ['--version'], { stdio: 'ignore' });
   } catch (e) {
     const why = e.code === 'ENOENT' ? 'gcc was not found on PATH' : `\`gcc --version\` failed (${e.message})`;
-    throw new Error(`guest build: ${why}; the C fixtures (${cSources.join(', ')}) need it: install the gcc package (Debian/Ubuntu: apt-get install gcc)`);
+    console.error(`guest build: ${why}; the C fixtures (${cSources.join(', ')}) need it: install the gcc package (Debian/Ubuntu: apt-get install gcc)`);
+    process.exit(1);
   }
   const inc = join(src, 'include');
   for (const f of cSources) {
