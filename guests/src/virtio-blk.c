@@ -666,8 +666,10 @@ static int blk_test(struct vdev *v)
 	print(", data ");
 	print_bytes(blk_data, 16);
 	putch('\n');
-	if (st != VIRTIO_BLK_S_OK)
-		ok = fail(v, "read of sector 0 failed") == 0;
+	if (st != VIRTIO_BLK_S_OK) {
+		fail(v, "read of sector 0 failed");
+		ok = 0;
+	}
 
 	/* (b) write sector 1 */
 	for (u32 i = 0; i < SECTOR_SIZE; i++)
@@ -681,8 +683,10 @@ static int blk_test(struct vdev *v)
 	print(", used len ");
 	print_dec(len);
 	putch('\n');
-	if (st != VIRTIO_BLK_S_OK)
-		ok = fail(v, "write of sector 1 failed") == 0;
+	if (st != VIRTIO_BLK_S_OK) {
+		fail(v, "write of sector 1 failed");
+		ok = 0;
+	}
 
 	/* (c) flush */
 	if (v->accepted_lo & (1u << VIRTIO_BLK_F_FLUSH)) {
@@ -692,8 +696,10 @@ static int blk_test(struct vdev *v)
 		print(": flush: status ");
 		print_blk_status(st);
 		putch('\n');
-		if (st != VIRTIO_BLK_S_OK)
-			ok = fail(v, "flush failed") == 0;
+		if (st != VIRTIO_BLK_S_OK) {
+			fail(v, "flush failed");
+			ok = 0;
+		}
 	} else {
 		print(v->name);
 		print(": flush: not offered\n");
@@ -718,11 +724,13 @@ static int blk_test(struct vdev *v)
 			print(", MISMATCH at byte ");
 			print_dec(at);
 			putch('\n');
-			ok = fail(v, "sector 1 does not read back what was written") == 0;
+			fail(v, "sector 1 does not read back what was written");
+			ok = 0;
 		}
 	} else {
 		putch('\n');
-		ok = fail(v, "read of sector 1 failed") == 0;
+		fail(v, "read of sector 1 failed");
+		ok = 0;
 	}
 
 	/* (e) one sector past the end */
@@ -734,8 +742,10 @@ static int blk_test(struct vdev *v)
 	print(" (past the end): status ");
 	print_blk_status(st);
 	putch('\n');
-	if (st != VIRTIO_BLK_S_IOERR)
-		ok = fail(v, "a read past the capacity did not fail with IOERR") == 0;
+	if (st != VIRTIO_BLK_S_IOERR) {
+		fail(v, "a read past the capacity did not fail with IOERR");
+		ok = 0;
+	}
 	return ok ? 0 : -1;
 }
 
