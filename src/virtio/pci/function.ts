@@ -15,7 +15,9 @@
  * - Writing 0 resets: the device ({@link VirtioDevice.reset}), every queue and its
  *   registers, the features, both vector kinds (NO_VECTOR), queue_select, ISR. The reset
  *   is complete when the write returns (status reads 0 at once). A context handed to the
- *   device earlier goes dead: its calls do nothing.
+ *   device earlier goes dead: its calls do nothing, and its queues stay stopped (each
+ *   session gets new SplitQueues), so late completions are dropped. MSI-X state belongs
+ *   to PCI and is kept ({@link VirtioPciFunction.reset} is the function-level reset).
  * - Other writes can only add bits (the driver must not clear them; clearing writes
  *   keep them). DEVICE_NEEDS_RESET cannot be set by the driver.
  * - FEATURES_OK is refused — left clear, for the driver to read back — when the driver
@@ -31,7 +33,8 @@
  * enable or whose registers are rewritten while it runs, and by any exception a device
  * method throws (a QueueError the device let through, or a bug): each is counted, kept in
  * {@link VirtioPciFunction.lastError} and passed to `onError`; after DRIVER_OK the first
- * one also raises the configuration interrupt.
+ * one also raises the configuration interrupt. The function keeps forwarding
+ * notifications meanwhile: a stopped queue serves nothing, the others go on.
  *
  * Notifications: a write of any width to `notify.offset + 4 × q` notifies queue q (the
  * address, not the value, names the queue, as an ioeventfd without data match would). One
@@ -161,8 +164,8 @@ export class VirtioPciFunction implements PciFunction {
   readonly #onError: ((reason: string, error?: unknown) => void) | undefined;
   readonly #features: FeatureNegotiation;
   readonly #slots: QueueSlot[];
-  /** The queues as the device's context shows them (live: filled in as queues are enabled). */
-  readonly #active: (SplitQueue | undefined)[];
+  /** The queues as this session's context shows them (filled in as queues are enabled; a new array per reset). */
+  #active: (SplitQueue | undefined)[];
   readonly #common: CommonConfig;
   readonly #deviceConfig: DeviceConfigWindow;
   readonly #irq: InterruptRouter;
@@ -270,7 +273,7 @@ export class VirtioPciFunction implements PciFunction {
     return this.#lastRefusal;
   }
 
-  /** The SplitQueue behind queue `index` (RangeError if there is none). */
+  /** The SplitQueue behind queue `index` in the current session (each reset starts a new one; RangeError if there is none). */
   queue(index: number): SplitQueue {
     checkInt(index, 'index', 0, this.#slots.length - 1);
     return this.#slots[index].queue;
@@ -419,7 +422,7 @@ export class VirtioPciFunction implements PciFunction {
     this.counters.resets++;
     this.#call('reset', () => this.device.reset(), undefined);
     for (const s of this.#slots) s.reset();
-    this.#active.fill(undefined);
+    this.#active = new Array(this.#slots.length).fill(undefined);
     this.#features.reset();
     this.#common.reset();
     this.#irq.reset();

@@ -7,7 +7,9 @@
  * - Otherwise the ISR bit (0 for queues, 1 for configuration) is set and the INTx line is
  *   asserted while ISR is non-zero, unless the command register's INTx-disable bit is set;
  *   the PCI status register's interrupt bit follows ISR. Reading ISR clears it and drops
- *   the line.
+ *   the line. The line is never asserted while MSI-X is enabled; enabling MSI-X with the
+ *   line up drops it at the next interrupt or ISR read (the MSI-X capability tells no
+ *   one of its writes).
  */
 import type { IrqLine } from '../../devices/device.js';
 import type { Msix } from '../../pci/msix.js';
@@ -79,6 +81,7 @@ export class InterruptRouter {
   #raise(vector: number, isrBit: number): void {
     const msix = this.#msix;
     if (msix?.enabled) {
+      this.#update(); // drop a line left asserted from before MSI-X was enabled
       if (vector === VIRTIO_MSI_NO_VECTOR) {
         this.counters.noVector++;
         return;

@@ -6,6 +6,10 @@
  * halves, exact) and handed to the queue when the driver enables it. While the queue is
  * enabled the driver must not change them: such a write is passed on to the queue, which
  * stops with a `ring-moved` {@link QueueError}, returned to the caller to report.
+ *
+ * Each device reset retires the SplitQueue (reset, so it stays stopped: pop() gives
+ * nothing and pushUsed() false) and starts a new one, so a device that kept a reference
+ * from before the reset cannot take chains of the driver's next session.
  */
 import type { QueueFeatures } from '../constants.js';
 import { QueueError } from '../errors.js';
@@ -18,17 +22,25 @@ export type QueueAddressName = 'desc' | 'driver' | 'device';
 
 /** The per-queue registers of one queue, and its SplitQueue. */
 export class QueueSlot {
-  /** The queue (its maxSize is the device's size for it). */
-  readonly queue: SplitQueue;
   /** queue_msix_vector (VIRTIO_MSI_NO_VECTOR when unmapped). */
   vector = VIRTIO_MSI_NO_VECTOR;
+  readonly #mem: QueueMemory;
+  readonly #maxSize: number;
+  #queue: SplitQueue;
   #size: number;
   readonly #addr = { desc: [0, 0], driver: [0, 0], device: [0, 0] };
 
   /** The registers of a queue over `mem` of at most `maxSize` entries. */
   constructor(mem: QueueMemory, maxSize: number) {
-    this.queue = new SplitQueue(mem, { maxSize });
+    this.#mem = mem;
+    this.#maxSize = maxSize;
+    this.#queue = new SplitQueue(mem, { maxSize });
     this.#size = maxSize;
+  }
+
+  /** The queue of the current session (its maxSize is the device's size for it). */
+  get queue(): SplitQueue {
+    return this.#queue;
   }
 
   /** queue_size as written (the maximum after reset). */
@@ -79,11 +91,12 @@ export class QueueSlot {
     });
   }
 
-  /** Device reset: registers back to their initial values, the queue reset. */
+  /** Device reset: registers back to their initial values; the queue is retired and replaced. */
   reset(): void {
-    this.queue.reset();
+    this.#queue.reset();
+    this.#queue = new SplitQueue(this.#mem, { maxSize: this.#maxSize });
     this.vector = VIRTIO_MSI_NO_VECTOR;
-    this.#size = this.queue.maxSize;
+    this.#size = this.#maxSize;
     for (const a of Object.values(this.#addr)) a.fill(0);
   }
 

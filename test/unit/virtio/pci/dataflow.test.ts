@@ -211,6 +211,24 @@ describe('INTx and ISR (MSI-X not enabled)', () => {
     expect(intx.level).toBe(false);
   });
 
+  it('the line drops once the driver switches to MSI-X', () => {
+    const intx = new RecordingIrqLine();
+    const s = setup({ intx });
+    const { guest, rings, sink } = s;
+    expect(guest.negotiate(1n << BigInt(VIRTIO_F_VERSION_1))).toBe(true); // no EVENT_IDX: every completion interrupts
+    guest.setupQueue(0, rings[0], 1);
+    guest.driverOk();
+    rings[0].post(Uint8Array.of(1), 1);
+    guest.notify(0);
+    expect(intx.level).toBe(true);
+    guest.msixEnable();
+    guest.msixEntry(1, MSI_ADDR, 0x41);
+    rings[0].post(Uint8Array.of(2), 1);
+    guest.notify(0);
+    expect(intx.level).toBe(false);
+    expect(sink.messages).toEqual([{ addressLo: MSI_ADDR, addressHi: 0, data: 0x41 }]);
+  });
+
   it('without MSI-X at all (msixVectors 0) the vector registers read back NO_VECTOR', () => {
     const intx = new RecordingIrqLine();
     const s = setup({ intx, msixVectors: 0 });

@@ -59,9 +59,16 @@ describe('reset mid-flight', () => {
     s.rings = [0, 1].map((i) => new Vring(ram.mem, ram.base + 0x8000 * i + 0x4000, 8));
     bringUp(s);
     expect(device.ctx).not.toBe(oldCtx);
+    // A queue reference kept from the old session cannot take the new session's chains.
+    const oldQueue = oldCtx.queues[1]!;
+    expect(device.ctx!.queues[1]).not.toBe(oldQueue);
+    s.rings[1].post(Uint8Array.of(6), 1);
+    expect(oldQueue.pop()).toBeNull();
     const { head } = s.rings[1].post(Uint8Array.of(7), 1);
     guest.notify(1);
-    expect(s.rings[1].used()).toEqual([{ id: head, len: 1 }]);
+    expect(s.rings[1].used().map((u) => u.len)).toEqual([1, 1]);
+    expect(s.rings[1].lastUsed).toBe(2);
+    void head;
     expect(sink.messages).toEqual([{ addressLo: MSI_ADDR, addressHi: 0, data: 0x42 }]);
   });
 
