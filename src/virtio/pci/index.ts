@@ -10,8 +10,9 @@
  * KVM_SIGNAL_MSI and the INTx {@link IrqLine} with KVM_IRQ_LINE.
  * @packageDocumentation
  */
-export { VirtioPciFunction, VIRTIO_PCI_TRANSPORT_FEATURES } from './function.js';
-export type { VirtioPciOptions, VirtioPciCounters, VirtioPciNotifyRegion } from './function.js';
+export { VirtioPciFunction } from './function.js';
+export { VIRTIO_PCI_TRANSPORT_FEATURES } from './options.js';
+export type { VirtioPciOptions, VirtioPciCounters, VirtioPciNotifyRegion } from './options.js';
 export type { InterruptCounters } from './interrupts.js';
 export { virtioPciLayout, VIRTIO_PCI_BAR, VIRTIO_PCI_NOTIFY_MULTIPLIER, VIRTIO_PCI_PAGE, VIRTIO_PCI_MAX_QUEUES, VIRTIO_PCI_MAX_CONFIG_SIZE } from './layout.js';
 export type { VirtioPciLayout, VirtioPciRegion } from './layout.js';
