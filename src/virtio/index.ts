@@ -18,3 +18,14 @@ export {
 export type { QueueFeatures } from './constants.js';
 export { VIRTIO_DEVICE_TYPE, VIRTIO_F_VERSION_1 } from './device.js';
 export type { VirtioDevice, VirtioContext } from './device.js';
+export {
+  VirtioPciFunction, VIRTIO_PCI_TRANSPORT_FEATURES, virtioPciLayout, VIRTIO_PCI_BAR, VIRTIO_PCI_NOTIFY_MULTIPLIER, VIRTIO_PCI_PAGE,
+  VIRTIO_PCI_MAX_QUEUES, VIRTIO_PCI_MAX_CONFIG_SIZE, VIRTIO_PCI_VENDOR_ID, VIRTIO_PCI_DEVICE_ID_BASE, VIRTIO_PCI_MAX_DEVICE_TYPE,
+  VIRTIO_PCI_REVISION_ID, VIRTIO_PCI_DEFAULT_SUBSYSTEM_ID, PCI_CAP_ID_VENDOR, VIRTIO_PCI_CAP, VIRTIO_PCI_CAP_LEN,
+  VIRTIO_PCI_NOTIFY_CAP_LEN, VIRTIO_PCI_CFG_CAP_LEN, VirtioCapReg, CommonCfg, COMMON_CFG_SIZE, VIRTIO_STATUS, VIRTIO_ISR,
+  VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_UNSUPPORTED_FEATURES, virtioPciClassCode,
+} from './pci/index.js';
+export type {
+  VirtioPciOptions, VirtioPciCounters, VirtioPciNotifyRegion, InterruptCounters, VirtioPciLayout, VirtioPciRegion,
+  VirtioPciCapabilityOffsets,
+} from './pci/index.js';
