@@ -25,6 +25,8 @@
  * | DISCARD / WRITE_ZEROES: an unknown flag, or DISCARD + unmap  | UNSUPP          |
  * | DISCARD / WRITE_ZEROES without the feature negotiated        | UNSUPP          |
  * | any other type (GET_LIFETIME, SECURE_ERASE, legacy, unknown) | UNSUPP          |
+ * | GET_ID with fewer than 20 data bytes                         | OK, the ID truncated |
+ * | buffers of the other direction (readable data after an IN header, writable bytes before an OUT status) | ignored |
  * | the host file operation fails (EIO, ENOSPC, EOF, closed)     | IOERR, counted in `hostErrors` |
  * | a QueueError (rings or buffers unusable)                     | needsReset, serving stops |
  *
@@ -73,29 +75,39 @@ export interface VirtioBlockOptions {
 
 /** Counters of a {@link VirtioBlock} (cumulative, kept across resets). */
 export interface BlockStats {
-  /** Chains served. */
+  /** Chains served (popped and looked at). */
   requests: number;
-  /** Requests by type. */
+  /** VIRTIO_BLK_T_IN requests. */
   reads: number;
+  /** VIRTIO_BLK_T_OUT requests. */
   writes: number;
+  /** VIRTIO_BLK_T_FLUSH requests. */
   flushes: number;
+  /** VIRTIO_BLK_T_GET_ID requests. */
   getIds: number;
+  /** VIRTIO_BLK_T_DISCARD requests. */
   discards: number;
+  /** VIRTIO_BLK_T_WRITE_ZEROES requests. */
   writeZeroes: number;
-  /** Answers by status. */
+  /** Requests answered VIRTIO_BLK_S_OK. */
   ok: number;
+  /** Requests answered VIRTIO_BLK_S_IOERR (bad requests and failed file operations). */
   ioErrors: number;
+  /** Requests answered VIRTIO_BLK_S_UNSUPP. */
   unsupported: number;
-  /** Dropped requests (returned with length 0, no status), in total and by reason. */
+  /** Requests dropped (returned with used length 0, no status): noStatus + shortHeader. */
   dropped: number;
+  /** Dropped: no device-writable byte for the status. */
   noStatus: number;
+  /** Dropped: fewer than 16 device-readable bytes. */
   shortHeader: number;
-  /** File operations that failed (answered IOERR). */
+  /** File operations that failed (their requests were answered IOERR). */
   hostErrors: number;
   /** Completions discarded because the device was reset while they ran. */
   stale: number;
-  /** Bytes moved to and from the image. */
+  /** Bytes read from the image. */
   bytesRead: number;
+  /** Bytes written to the image (data and zeros). */
   bytesWritten: number;
   /** The most file operations that were in flight at once. */
   peakInFlight: number;
@@ -218,6 +230,7 @@ export class VirtioBlock implements VirtioDevice {
     }
   }
 
+  /** Use {@link VirtioBlock.open}: `fh` is the open image of `size` bytes, `o` the checked options. */
   private constructor(fh: FileHandle, size: number, o: ResolvedOptions) {
     this.#fh = fh;
     this.path = o.path;
