@@ -1,0 +1,20 @@
+/**
+ * Virtio device models — virtio-blk, virtio-rng, virtio-console — as pure state machines over
+ * a {@link VirtioContext}: no KVM, no transport. Pair one with a transport (virtio-pci) to
+ * give it to a guest; unit tests drive them with synthetic queues.
+ * @packageDocumentation
+ */
+export { VirtioBlock, BLK_MAX_DISCARD_SECTORS, BLK_MAX_DISCARD_SEG, BLK_DISCARD_SECTOR_ALIGNMENT, BLK_MAX_WRITE_ZEROES_SECTORS, BLK_MAX_WRITE_ZEROES_SEG } from './block.js';
+export type { VirtioBlockOptions, BlockStats } from './block.js';
+export {
+  VIRTIO_BLK_F, VIRTIO_BLK_T, VIRTIO_BLK_S, VIRTIO_BLK_CONFIG, SECTOR_SIZE, BLK_HEADER_BYTES, BLK_RANGE_BYTES,
+  VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+} from './block-constants.js';
+export { ImageError, ShortReadError, ZERO_CHUNK_BYTES } from './block-io.js';
+export type { BlockDropReason, BlockRequest, BlockRange } from './block-request.js';
+export { VirtioRng } from './rng.js';
+export type { VirtioRngOptions, RngStats } from './rng.js';
+export { VirtioConsole, VIRTIO_CONSOLE_F, VIRTIO_CONSOLE_CONFIG, VIRTIO_CONSOLE_QUEUE } from './console.js';
+export type { VirtioConsoleOptions, ConsoleStats } from './console.js';
+export { featureBits, hasFeature } from './features.js';
+export type { ConfigAccessSize } from './config-space.js';
