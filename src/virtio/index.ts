@@ -29,3 +29,4 @@ export type {
   VirtioPciOptions, VirtioPciCounters, VirtioPciNotifyRegion, InterruptCounters, VirtioPciLayout, VirtioPciRegion,
   VirtioPciCapabilityOffsets,
 } from './pci/index.js';
+export * from './devices/index.js';
