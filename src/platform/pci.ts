@@ -279,6 +279,7 @@ export class PcPci {
     const stuck = regions.find((r) => r.wanted !== undefined && r.mapped === undefined);
     if (stuck || regions.some((r) => r.wanted === undefined)) {
       // undo: a BAR could not be mapped where the allocator put it
+      const what = stuck ? `BAR${stuck.bar} at ${hex(stuck.wanted!)}+${hex(stuck.size)} overlaps ${this.#conflict(stuck, stuck.wanted!) ?? 'another range'}` : 'a BAR did not decode';
       fn.config.write(PciReg.COMMAND, 2, fn.config.command & ~decode);
       off();
       this.#regions.splice(this.#regions.length - regions.length, regions.length);
@@ -288,7 +289,6 @@ export class PcPci {
         this.allocator.release(p.window, p.address);
       }
       this.bus.remove(address.device, address.function);
-      const what = stuck ? `BAR${stuck.bar} at ${hex(stuck.wanted!)}+${hex(stuck.size)} overlaps ${this.#conflict(stuck, stuck.wanted!) ?? 'another range'}` : 'a BAR did not decode';
       throw new RangeError(`${label}: ${what}`);
     }
     return Object.freeze({ slot: address.device, address, bars: Object.freeze(placements) });
