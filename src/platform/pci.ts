@@ -1,10 +1,10 @@
 /**
  * The PC's PCI bus: bus 0 with the host bridge at 00:00.0, configuration mechanism #1 on
- * ports 0xcf8 (CONFIG_ADDRESS) and 0xcfc-0xcff (CONFIG_DATA), ECAM at {@link PCI_ECAM},
+ * ports 0xcf8 (CONFIG_ADDRESS) and 0xcfc-0xcff (CONFIG_DATA), ECAM at `PCI_ECAM`,
  * and the wiring of every added function's BARs onto the runner's buses.
  *
  * Adding a function ({@link PcPci.add}) does what firmware does before a directly booted
- * kernel runs: it places every BAR in the windows of {@link pciLayout} (BarAllocator) and
+ * kernel runs: it places every BAR in the windows of `pciLayout` (src/platform/layout.ts) and
  * enables memory and I/O decode. From then on each BAR's region is registered on the
  * runner's MMIO or port bus where the function decodes it, and moves when the guest
  * reprograms it (PciConfigSpace.onBarChange). A mapping the guest programs over something
@@ -352,7 +352,7 @@ export class PcPci {
     const postNow = !this.#host.started && r.postedAt === at;
     for (const p of r.pieces) {
       const posted = p.posted && postNow;
-      const name = r.pieces.length === 1 ? `${r.label} BAR${r.bar}` : `${r.label} BAR${r.bar}+${hex(p.offset)}${p.posted ? ' (posted)' : ''}`;
+      const name = r.pieces.length === 1 ? `${r.label} BAR${r.bar}` : `${r.label} BAR${r.bar}+${hex(p.offset)}${posted ? ' (posted)' : ''}`;
       bus.register(at + p.offset, p.length, shifted(dev, p.offset), { name, posted });
     }
     r.mapped = at;
