@@ -35,3 +35,5 @@ export * as devices from './devices/index.js';
 export * as boot from './boot/index.js';
 export { fixturePath } from './fixtures.js';
 export * from './platform/index.js';
+/** PCI models: configuration space, MSI-X, the bus and its config mechanisms, BAR placement (src/pci). */
+export * from './pci/index.js';

@@ -96,6 +96,8 @@ export interface VcpuStats {
 /** Guest-physical pages KVM needs for real mode on Intel (TSS and identity map). */
 const KVM_PRIVATE_BASE = 0xfeffc000;
 const KVM_PRIVATE_END = 0xff000000;
+/** Bits 31:20 of every MSI address on x86: the local APICs' interrupt range. */
+const MSI_ADDRESS_BASE = 0xfee00000;
 
 const registry = new Map<string, Vm>();
 let system: NativeKvmSystem | undefined;
@@ -834,6 +836,29 @@ export class Vm {
     const fd = this.#requireIrqchip('vm_lapic_irq');
     this.#vcpu(vcpu, 'vm_lapic_irq', false); // a VM-fd MSI: fine while the vCPU runs
     fd.signalMsi((0xfee00000 | (vcpu << 12)) >>> 0, 0, vector);
+  }
+
+  /**
+   * Deliver a message-signalled interrupt (bhyve's vm_raise_msi; KVM_SIGNAL_MSI): what a
+   * device's MSI or MSI-X write of `data` to `addressHi:addressLo` does. The address must be
+   * in the local APICs' interrupt range 0xfee00000-0xfeefffff (`addressHi` may carry extended
+   * destination id bits); the destination, mode and vector come from the address and data as
+   * the guest programmed them. Returns true when a local APIC accepted it, false when the
+   * guest's state blocked it (e.g. no vCPU matched the destination, or its APIC is disabled).
+   *
+   * @throws TypeError/RangeError naming a bad argument; KvmError ENXIO without the in-kernel
+   *   irqchip (`Vm.create(..., { irqchip: false })`), EBADF once destroyed.
+   */
+  raiseMsi(addressLo: number, addressHi: number, data: number): boolean {
+    checkInt(addressLo, 'addressLo', 0, 0xffff_ffff);
+    checkInt(addressHi, 'addressHi', 0, 0xffff_ffff);
+    checkInt(data, 'data', 0, 0xffff_ffff);
+    if ((addressLo & 0xfff0_0000) >>> 0 !== MSI_ADDRESS_BASE) {
+      throw new RangeError(`addressLo must be in the MSI range 0xfee00000-0xfeefffff, got 0x${addressLo.toString(16)}`);
+    }
+    const fd = this.#requireIrqchip('vm_raise_msi');
+    this.#mpChecked.fill(false); // the message may carry an INIT or a SIPI
+    return fd.signalMsi(addressLo, addressHi, data) > 0;
   }
 
   /** Send an NMI to `vcpu` (bhyve's vm_inject_nmi). */

@@ -1,10 +1,34 @@
 /**
  * A minimal, valid set of ACPI tables for a KVM guest with an in-kernel LAPIC/IOAPIC:
- * RSDP (ACPI 2.0+), XSDT, RSDT, FADT (revision 6), FACS, DSDT (optionally with `\_S5`)
- * and MADT (revision 4).
+ * RSDP (ACPI 2.0+), XSDT, RSDT, FADT (revision 6), FACS, DSDT (optionally with `\_S5`),
+ * MADT (revision 4) and, with a PCI host bridge (`opts.pci`), MCFG.
  *
  * Layout, from `at` upwards, each table 16-byte aligned (FACS 64-byte aligned):
- * RSDP (unless `rsdpAt` is given), XSDT, RSDT, FADT, FACS, DSDT, MADT.
+ * RSDP (unless `rsdpAt` is given), XSDT, RSDT, FADT, FACS, DSDT, MADT, MCFG.
+ *
+ * The DSDT (AML from src/boot/aml.ts) holds, with `opts.pci`:
+ *
+ * ```
+ * Scope (\_SB) {
+ *   Device (PCI0) {                      // the host bridge: segment 0, buses from 0
+ *     Name (_HID, EisaId ("PNP0A08"))    // PCI Express root bridge
+ *     Name (_CID, EisaId ("PNP0A03"))    // PCI root bridge
+ *     Name (_SEG, 0)  Name (_BBN, 0)  Name (_UID, 0)
+ *     Name (_CRS, ResourceTemplate () {
+ *       WordBusNumber (0 - endBus)
+ *       IO (Decode16, 0xCF8, 0xCF8, 1, 8)  // configuration mechanism #1, consumed
+ *       WordIO (the I/O window)  DWordMemory (the 32-bit window)  QWordMemory (the 64-bit window)
+ *     })
+ *   }
+ *   Device (MBRD) {                      // motherboard resources: the ECAM window
+ *     Name (_HID, EisaId ("PNP0C02"))  Name (_UID, 0)
+ *     Name (_CRS, ResourceTemplate () { Memory32Fixed (ReadWrite, ecamBase, ecamLength) })
+ *   }
+ * }
+ * Name (_S5, Package (4) { s5SleepType, 0, 0, 0 })
+ * ```
+ *
+ * and the MCFG one allocation: ECAM at `ecamBase` for segment 0, buses 0 to `endBus`.
  *
  * Where the RSDP must live: Linux finds it through `boot_params.acpi_rsdp_addr` when set,
  * otherwise (no EFI) it scans the BIOS area `0xE0000-0xFFFFF` on 16-byte boundaries, so put
@@ -16,7 +40,8 @@
  * register at I/O port 0xCF9 with value 0x06, and no PM timer unless `pmTimerPort` is given.
  */
 import type { GuestMemoryAccess } from '../memory/access.js';
-import { alignUp, hex, requireAddress } from './util.js';
+import * as aml from './aml.js';
+import { alignUp, hex, overlaps, requireAddress } from './util.js';
 
 /** The IOAPIC described by the MADT. */
 export interface AcpiIoApic {
@@ -26,6 +51,28 @@ export interface AcpiIoApic {
   address: number;
   /** First GSI it serves, normally 0. */
   gsiBase: number;
+}
+
+/** An address window `[base, base + size)`. */
+export interface AcpiWindow {
+  /** First address. */
+  base: number;
+  /** Bytes (ports for the I/O window), at least 1. */
+  size: number;
+}
+
+/** The PCI host bridge the DSDT (`\_SB.PCI0`) and the MCFG describe: segment 0, buses from 0. */
+export interface AcpiPciHostBridge {
+  /** Guest-physical base of the ECAM window (bus 0's configuration space), 1 MiB aligned. */
+  ecamBase: number;
+  /** Last bus number the ECAM window covers (1 MiB per bus), 0-255. Default 0. */
+  endBus?: number;
+  /** The I/O port window for BARs (the config ports 0xcf8-0xcff are added as consumed). */
+  io: AcpiWindow;
+  /** The MMIO window for BARs below 4 GiB. */
+  mmio32: AcpiWindow;
+  /** The MMIO window for 64-bit BARs (optional). */
+  mmio64?: AcpiWindow;
 }
 
 /** Options for {@link buildAcpiTables}. */
@@ -64,8 +111,10 @@ export interface AcpiOptions {
   resetValue?: number;
   /** FADT IAPC_BOOT_ARCH flags. Default 0x0003 (LEGACY_DEVICES | 8042). */
   iapcBootArch?: number;
-  /** SLP_TYPa value for `\_S5` in the DSDT, or `false` for an empty DSDT. Default 5. */
+  /** SLP_TYPa value for `\_S5` in the DSDT, or `false` for none. Default 5. */
   s5SleepType?: number | false;
+  /** A PCI host bridge: adds `\_SB.PCI0` and `\_SB.MBRD` to the DSDT and an MCFG table. */
+  pci?: AcpiPciHostBridge;
 }
 
 /** Addresses of the tables written by {@link buildAcpiTables}. */
@@ -84,6 +133,8 @@ export interface AcpiTables {
   dsdt: number;
   /** The MADT ("APIC"). */
   madt: number;
+  /** The MCFG, when `opts.pci` was given. */
+  mcfg?: number;
   /** First byte after the tables starting at `at` (the region `[at, end)` should be E820 type 3). */
   end: number;
 }
@@ -96,6 +147,12 @@ export const ACPI_HEADER_LENGTH = 36;
 export const FADT_LENGTH = 276;
 /** Length of the FACS. */
 export const FACS_LENGTH = 64;
+/** Length of an MCFG with one allocation: header, 8 reserved bytes, one 16-byte entry. */
+export const MCFG_LENGTH = ACPI_HEADER_LENGTH + 8 + 16;
+/** Bytes of ECAM space per bus. */
+export const ECAM_BUS_SIZE = 1 << 20;
+/** The configuration mechanism #1 ports the host bridge consumes (0xcf8-0xcff). */
+export const PCI_CONFIG_PORTS = { base: 0xcf8, length: 8 } as const;
 
 /** FADT flag bits used here. */
 export const FadtFlags = {
@@ -192,11 +249,99 @@ function intOpt(value: unknown, name: string, def: number, max: number): number 
   return value;
 }
 
-function buildDsdt(oem: Oem, s5: number | false): Uint8Array {
-  // AML: Name (_S5, Package (4) { BytePrefix s5, Zero, Zero, Zero })
-  const aml = s5 === false ? [] : [0x08, 0x5f, 0x53, 0x35, 0x5f, 0x12, 0x07, 0x04, 0x0a, s5, 0x00, 0x00, 0x00];
-  const t = new Table('DSDT', ACPI_HEADER_LENGTH + aml.length, 2, oem);
-  t.bytes.set(aml, ACPI_HEADER_LENGTH);
+/** A checked {@link AcpiWindow} inside `[0, limit)`. */
+function checkWindow(w: unknown, name: string, limit: number): AcpiWindow {
+  if (typeof w !== 'object' || w === null) throw new TypeError(`${name} must be an object with base and size`);
+  const { base, size } = w as AcpiWindow;
+  if (typeof base !== 'number' || typeof size !== 'number') throw new TypeError(`${name}.base and ${name}.size must be numbers`);
+  if (!Number.isSafeInteger(base) || base < 0) throw new RangeError(`${name}.base must be a non-negative safe integer, got ${base}`);
+  if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`${name}.size must be a positive safe integer, got ${size}`);
+  if (base + size > limit) throw new RangeError(`${name} ${hex(base)}+${hex(size)} must end at or below ${hex(limit)}`);
+  return { base, size };
+}
+
+/** `opts.pci`, checked, with its defaults. */
+interface PciPlan {
+  ecamBase: number;
+  endBus: number;
+  io: AcpiWindow;
+  mmio32: AcpiWindow;
+  mmio64?: AcpiWindow;
+}
+
+/** Check `opts.pci`: aligned ECAM, windows inside their spaces and clear of each other and of the ECAM. */
+function checkPci(pci: AcpiPciHostBridge): PciPlan {
+  if (typeof pci !== 'object' || pci === null) throw new TypeError('opts.pci must be an object');
+  const ecamBase = requireAddress(pci.ecamBase, 'opts.pci.ecamBase');
+  if (ecamBase % ECAM_BUS_SIZE !== 0) throw new RangeError(`opts.pci.ecamBase must be 1 MiB aligned, got ${hex(ecamBase)}`);
+  const endBus = intOpt(pci.endBus, 'opts.pci.endBus', 0, 0xff);
+  const ecamSize = (endBus + 1) * ECAM_BUS_SIZE;
+  if (ecamBase + ecamSize > 2 ** 52) throw new RangeError(`opts.pci.ecamBase ${hex(ecamBase)}: the ECAM window must end at or below 2^52`);
+  const io = checkWindow(pci.io, 'opts.pci.io', 0x10000);
+  if (overlaps(io.base, io.size, PCI_CONFIG_PORTS.base, PCI_CONFIG_PORTS.length)) throw new RangeError('opts.pci.io must not include the config ports 0xcf8-0xcff');
+  const mmio32 = checkWindow(pci.mmio32, 'opts.pci.mmio32', 2 ** 32);
+  const mmio64 = pci.mmio64 === undefined ? undefined : checkWindow(pci.mmio64, 'opts.pci.mmio64', 2 ** 52);
+  const mem: [string, AcpiWindow][] = [['ECAM window', { base: ecamBase, size: ecamSize }], ['opts.pci.mmio32', mmio32]];
+  if (mmio64) mem.push(['opts.pci.mmio64', mmio64]);
+  for (let i = 0; i < mem.length; i++) {
+    for (let j = i + 1; j < mem.length; j++) {
+      if (overlaps(mem[i][1].base, mem[i][1].size, mem[j][1].base, mem[j][1].size)) throw new RangeError(`${mem[j][0]} overlaps the ${mem[i][0]}`);
+    }
+  }
+  return { ecamBase, endBus, io, mmio32, mmio64 };
+}
+
+/** `\_SB.PCI0` and `\_SB.MBRD` (see the module comment). */
+function pciAml(pci: PciPlan): Uint8Array {
+  const last = (w: AcpiWindow): number => w.base + w.size - 1; // windows end at or below 2^52: exact
+  const crs = [
+    aml.wordBusNumber({ min: 0, max: pci.endBus }),
+    aml.ioPort({ min: PCI_CONFIG_PORTS.base, align: 1, length: PCI_CONFIG_PORTS.length }),
+    aml.wordIo({ min: pci.io.base, max: last(pci.io) }),
+    aml.dwordMemory({ min: pci.mmio32.base, max: last(pci.mmio32) }),
+  ];
+  if (pci.mmio64) crs.push(aml.qwordMemory({ min: pci.mmio64.base, max: last(pci.mmio64) }));
+  const ecamSize = (pci.endBus + 1) * ECAM_BUS_SIZE;
+  const ecam =
+    pci.ecamBase + ecamSize <= 2 ** 32
+      ? aml.memory32Fixed({ base: pci.ecamBase, length: ecamSize })
+      : aml.qwordMemory({ min: pci.ecamBase, max: pci.ecamBase + ecamSize - 1, consumer: true });
+  return aml.scope('\\_SB', [
+    aml.device('PCI0', [
+      aml.name('_HID', aml.eisaId('PNP0A08')),
+      aml.name('_CID', aml.eisaId('PNP0A03')),
+      aml.name('_SEG', aml.integer(0)),
+      aml.name('_BBN', aml.integer(0)),
+      aml.name('_UID', aml.integer(0)),
+      aml.name('_CRS', aml.resourceTemplate(crs)),
+    ]),
+    aml.device('MBRD', [
+      aml.name('_HID', aml.eisaId('PNP0C02')),
+      aml.name('_UID', aml.integer(0)),
+      aml.name('_CRS', aml.resourceTemplate([ecam])),
+    ]),
+  ]);
+}
+
+function buildDsdt(oem: Oem, s5: number | false, pci: PciPlan | undefined): Uint8Array {
+  const terms: Uint8Array[] = [];
+  if (pci) terms.push(pciAml(pci));
+  // Name (_S5, Package (4) { SLP_TYPa, SLP_TYPb, reserved, reserved })
+  if (s5 !== false) terms.push(aml.name('_S5', aml.packageOf([aml.integer(s5), aml.integer(0), aml.integer(0), aml.integer(0)])));
+  const body = aml.concat(terms);
+  const t = new Table('DSDT', ACPI_HEADER_LENGTH + body.length, 2, oem);
+  t.bytes.set(body, ACPI_HEADER_LENGTH);
+  return t.finish();
+}
+
+/** MCFG (PCI Firmware Specification 3.2 §4.1.2): one allocation, segment 0, buses 0 to `endBus`. */
+function buildMcfg(oem: Oem, pci: PciPlan): Uint8Array {
+  const t = new Table('MCFG', MCFG_LENGTH, 1, oem);
+  // 8 reserved bytes at 36, then the allocation structure
+  t.view.setBigUint64(44, BigInt(pci.ecamBase), true);
+  t.view.setUint16(52, 0, true); // PCI segment group
+  t.view.setUint8(54, 0); // start bus
+  t.view.setUint8(55, pci.endBus); // end bus
   return t.finish();
 }
 
@@ -273,6 +418,7 @@ export function buildAcpiTables(mem: GuestMemoryAccess, opts: AcpiOptions): Acpi
   const resetValue = intOpt(opts.resetValue, 'opts.resetValue', 0x06, 0xff);
   const bootArch = intOpt(opts.iapcBootArch, 'opts.iapcBootArch', IapcBootArch.LEGACY_DEVICES | IapcBootArch.I8042, 0xffff);
   const s5 = opts.s5SleepType === false ? false : intOpt(opts.s5SleepType, 'opts.s5SleepType', 5, 7);
+  const pci = opts.pci === undefined ? undefined : checkPci(opts.pci);
   const oem: Oem = {
     id: ascii(opts.oemId ?? 'VMMAPI', 6, 'opts.oemId'),
     tableId: ascii(opts.oemTableId ?? 'VMMAPI', 8, 'opts.oemTableId'),
@@ -294,16 +440,19 @@ export function buildAcpiTables(mem: GuestMemoryAccess, opts: AcpiOptions): Acpi
     cursor = a + len;
     return a;
   };
-  const xsdtLen = ACPI_HEADER_LENGTH + 2 * 8;
-  const rsdtLen = ACPI_HEADER_LENGTH + 2 * 4;
-  const dsdt = buildDsdt(oem, s5);
+  const entries = pci ? 3 : 2; // FADT, MADT (, MCFG)
+  const xsdtLen = ACPI_HEADER_LENGTH + entries * 8;
+  const rsdtLen = ACPI_HEADER_LENGTH + entries * 4;
+  const dsdt = buildDsdt(oem, s5, pci);
   const madt = buildMadt(oem, cpus, lapic, ioapic, sci);
+  const mcfg = pci ? buildMcfg(oem, pci) : undefined;
   const xsdtAt = place(xsdtLen);
   const rsdtAt = place(rsdtLen);
   const fadtAt = place(FADT_LENGTH);
   const facsAt = place(FACS_LENGTH, 64);
   const dsdtAt = place(dsdt.length);
   const madtAt = place(madt.length);
+  const mcfgAt = mcfg ? place(mcfg.length) : undefined;
   const end = cursor;
   if (end > 0x1_0000_0000 || rsdpAt + RSDP_LENGTH > 0x1_0000_0000)
     throw new RangeError(`ACPI tables at ${hex(at)} must lie below 4 GiB`);
@@ -354,12 +503,13 @@ export function buildAcpiTables(mem: GuestMemoryAccess, opts: AcpiOptions): Acpi
   fv.setUint8(32, 2); // version
 
   // XSDT / RSDT.
+  const listed = mcfgAt === undefined ? [fadtAt, madtAt] : [fadtAt, madtAt, mcfgAt];
   const xsdt = new Table('XSDT', xsdtLen, 1, oem);
-  xsdt.view.setBigUint64(36, BigInt(fadtAt), true);
-  xsdt.view.setBigUint64(44, BigInt(madtAt), true);
   const rsdt = new Table('RSDT', rsdtLen, 1, oem);
-  rsdt.view.setUint32(36, fadtAt, true);
-  rsdt.view.setUint32(40, madtAt, true);
+  listed.forEach((a, i) => {
+    xsdt.view.setBigUint64(36 + 8 * i, BigInt(a), true);
+    rsdt.view.setUint32(36 + 4 * i, a, true);
+  });
 
   // RSDP.
   const rsdp = new Uint8Array(RSDP_LENGTH);
@@ -381,5 +531,10 @@ export function buildAcpiTables(mem: GuestMemoryAccess, opts: AcpiOptions): Acpi
   mem.writeBytes(facsAt, facs);
   mem.writeBytes(dsdtAt, dsdt);
   mem.writeBytes(madtAt, madt);
-  return { rsdp: rsdpAt, xsdt: xsdtAt, rsdt: rsdtAt, fadt: fadtAt, facs: facsAt, dsdt: dsdtAt, madt: madtAt, end };
+  const tables: AcpiTables = { rsdp: rsdpAt, xsdt: xsdtAt, rsdt: rsdtAt, fadt: fadtAt, facs: facsAt, dsdt: dsdtAt, madt: madtAt, end };
+  if (mcfg && mcfgAt !== undefined) {
+    mem.writeBytes(mcfgAt, mcfg);
+    tables.mcfg = mcfgAt;
+  }
+  return tables;
 }

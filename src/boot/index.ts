@@ -7,6 +7,8 @@ export * from './errors.js';
 export * from './boot-state.js';
 export * from './e820.js';
 export * from './acpi.js';
+/** The AML encoder behind the DSDT (`boot.aml.device(...)`, `boot.aml.resourceTemplate(...)`, ...). */
+export * as aml from './aml.js';
 export * from './paging.js';
 export * from './elf.js';
 export * from './linux.js';

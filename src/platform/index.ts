@@ -1,6 +1,6 @@
 /**
- * The PC platform: a ready-made machine (RAM, irqchip, legacy devices, runner) and loaders
- * for firmware, Multiboot, Linux and flat images.
+ * The PC platform: a ready-made machine (RAM, irqchip, legacy devices, a PCI bus, runner)
+ * and loaders for firmware, Multiboot, Linux and flat images.
  * @packageDocumentation
  */
 export { createPc, describeRunResult, Pc } from './pc.js';
@@ -13,4 +13,6 @@ export { applyBootState } from './boot-state.js';
 export { AcpiPm, Pm1Cnt } from './acpi-pm.js';
 export type { AcpiPmOptions } from './acpi-pm.js';
 export { KvmIrqLine } from './irq.js';
+export { PcPci } from './pci.js';
+export type { PciBusHost, PcPciOptions, PciPostedRange, PcPciDeviceOptions, PcPciDevice, PcPciCounters } from './pci.js';
 export * from './layout.js';

@@ -2,7 +2,7 @@
  * Putting guest images into a PC: firmware ROM, Multiboot kernel, Linux bzImage, flat
  * binary. Each returns the loader's result after writing memory and vCPU 0's state.
  */
-import { buildAcpiTables } from '../boot/acpi.js';
+import { buildAcpiTables, ECAM_BUS_SIZE } from '../boot/acpi.js';
 import { BootImageError } from '../boot/errors.js';
 import { alignUp } from '../boot/util.js';
 import { buildE820, E820Type } from '../boot/e820.js';
@@ -15,7 +15,7 @@ import { loadMultiboot, type MultibootBootState, type MultibootModule } from '..
 import type { BootState } from '../boot/boot-state.js';
 import type { Vm } from '../vm.js';
 import { applyBootState } from './boot-state.js';
-import { ACPI_TABLES_AT, IOAPIC, IRQS, MIN_MEMORY, PORTS } from './layout.js';
+import { ACPI_TABLES_AT, IOAPIC, IRQS, MIN_MEMORY, pcReservedE820, PORTS, type PcPciLayout } from './layout.js';
 
 /** Options for {@link Pc.loadMultiboot}. */
 export interface PcMultibootOptions {
@@ -69,18 +69,20 @@ export function bootMultiboot(vm: Vm, memoryBytes: number, image: Uint8Array, op
     cmdline: opts.cmdline ?? '',
     modules: opts.modules,
     ramBytes: memoryBytes,
-    e820: buildE820(memoryBytes),
+    e820: buildE820(memoryBytes, { reserved: pcReservedE820() }),
   });
   start(vm, state);
   return state;
 }
 
 /**
- * Load a bzImage (or a vmlinux ELF) for 64-bit entry, with ACPI tables (one Local APIC per vCPU, the in-kernel
- * IOAPIC, a FADT pointing at the platform's PM1a and reset ports) whose RSDP sits at 0xE0000
- * and is also passed in the zero page; the tables are E820 type 3 (ACPI).
+ * Load a bzImage (or a vmlinux ELF) for 64-bit entry, with ACPI tables (one Local APIC per
+ * vCPU, the in-kernel IOAPIC, a FADT pointing at the platform's PM1a and reset ports, the
+ * PCI host bridge `\_SB.PCI0` with `pci`'s windows and an MCFG for its ECAM) whose RSDP
+ * sits at 0xE0000 and is also passed in the zero page; the tables are E820 type 3 (ACPI),
+ * the ECAM window type 2 (reserved).
  */
-export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts: PcLinuxOptions): LinuxBootState {
+export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts: PcLinuxOptions, pci: PcPciLayout): LinuxBootState {
   requireOptions(opts);
   const decompress = opts.decompress ?? 'guest';
   if (decompress !== 'guest' && decompress !== 'host') throw new TypeError(`opts.decompress must be 'guest' or 'host', got ${String(decompress)}`);
@@ -92,9 +94,17 @@ export function bootLinux(vm: Vm, memoryBytes: number, kernel: Uint8Array, opts:
     pm1aEventPort: PORTS.acpiPm.base,
     pm1aControlPort: PORTS.acpiPm.base + 4,
     resetPort: PORTS.reset.base,
+    pci: {
+      ecamBase: pci.ecam.base,
+      endBus: pci.ecam.size / ECAM_BUS_SIZE - 1,
+      io: pci.io,
+      mmio32: pci.mmio32,
+      mmio64: pci.mmio64,
+    },
   });
   const acpiEnd = alignUp(acpi.end, 0x1000);
-  const e820 = buildE820(memoryBytes, { reserved: [{ addr: ACPI_TABLES_AT, size: acpiEnd - ACPI_TABLES_AT, type: E820Type.ACPI }] });
+  const acpiRange = { addr: ACPI_TABLES_AT, size: acpiEnd - ACPI_TABLES_AT, type: E820Type.ACPI };
+  const e820 = buildE820(memoryBytes, { reserved: [...pcReservedE820(), acpiRange] });
   const linuxOpts = { cmdline: opts.cmdline ?? DEFAULT_LINUX_CMDLINE, initrd: opts.initrd, ramBytes: memoryBytes, e820, acpiRsdp: acpi.rsdp };
   const state = isElf(kernel)
     ? loadVmlinux(vm.memory, kernel, linuxOpts)

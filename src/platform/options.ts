@@ -3,7 +3,7 @@
  * (wrong type) or RangeError (out of range) whose one-line message names it.
  */
 import { checkCpuidOptions } from '../cpuid.js';
-import { formatBytes, KVM_PORTS, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY, PORTS } from './layout.js';
+import { formatBytes, KVM_PORTS, MAX_CPUS, MAX_MEMORY, MEMORY_ALIGN, MIN_MEMORY, PCI_IO_WINDOW, PORTS } from './layout.js';
 import type { PcOptions } from './pc.js';
 
 /** A range of I/O ports. */
@@ -23,7 +23,7 @@ const portSpan = (r: PortRange): string => (r.length === 1 ? `0x${r.base.toStrin
 /**
  * Check `opts.debugExit` (`{ port?, size? }`, default `{ port: 0x501, size: 2 }`): the port
  * an integer 0-0xffff, the size 1, 2 or 4, the range inside the port space and clear of the
- * other platform devices and of the ports KVM serves. Returns the range.
+ * other platform devices, of the ports KVM serves and of the PCI I/O window. Returns the range.
  */
 export function checkDebugExit(debugExit: unknown, withDebugcon: boolean): PortRange {
   const def = PORTS.debugExit;
@@ -40,6 +40,7 @@ export function checkDebugExit(debugExit: unknown, withDebugcon: boolean): PortR
   const taken: [string, PortRange][] = [
     ...Object.entries(KVM_PORTS).map(([k, r]): [string, PortRange] => [`in-kernel ${k}`, r]),
     ...Object.entries(PORTS).filter(([k]) => k !== 'debugExit' && (k !== 'debugcon' || withDebugcon)),
+    ['PCI I/O window', { base: PCI_IO_WINDOW.base, length: PCI_IO_WINDOW.size }],
   ];
   for (const [name, r] of taken) {
     if (port < r.base + r.length && r.base < port + size)

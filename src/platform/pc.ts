@@ -2,8 +2,10 @@
  * `createPc`: a PC-compatible machine on KVM — RAM, an in-kernel irqchip and PIT (which
  * serves port 0x61 too: OUT2 of channel 2 in bit 5), the legacy devices (COM1, i8042, CMOS,
  * POST, 0xcf9 reset, debug-exit (movable: {@link PcOptions.debugExit}), debugcon, fw_cfg, ACPI
- * PM1a), a worker-thread vCPU runner, and loaders for a BIOS ROM, a Multiboot kernel, a
- * Linux bzImage or a flat binary. See src/platform/layout.ts for the port map.
+ * PM1a), a PCI bus (host bridge at 00:00.0, config ports 0xcf8/0xcfc, ECAM; functions added
+ * with {@link Pc.addPciDevice}), a worker-thread vCPU runner, and loaders for a BIOS ROM, a
+ * Multiboot kernel, a Linux bzImage or a flat binary. See src/platform/layout.ts for the
+ * memory and port map.
  *
  * ```ts
  * const pc = createPc({ memory: 64 << 20, cpus: 2, serial: { onOutput: (b) => out.push(b) } });
@@ -22,6 +24,8 @@ import type { FirmwarePlan } from '../boot/firmware.js';
 import type { FlatOptions } from '../boot/flat.js';
 import type { LinuxBootState } from '../boot/linux.js';
 import type { MultibootBootState } from '../boot/multiboot.js';
+import type { PciFunction } from '../pci/bus.js';
+import type { MsiSink } from '../pci/msix.js';
 import { describeExit } from '../exits.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { VcpuRunner, type RunResult } from '../runner/runner.js';
@@ -29,7 +33,8 @@ import { Vm } from '../vm.js';
 import type { ResetKind } from '../devices/reset-port.js';
 import { attachDevices, type PcDevices } from './devices.js';
 import { emulatedTotals } from './emulated.js';
-import { ramRanges } from './layout.js';
+import { pciLayout, ramRanges } from './layout.js';
+import { PcPci, type PcPciDevice, type PcPciDeviceOptions } from './pci.js';
 import { checkPcOptions } from './options.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
 
@@ -127,6 +132,8 @@ export class Pc {
   readonly cpus: number;
   /** The platform devices. */
   readonly devices: PcDevices;
+  /** The PCI bus, its config mechanisms and BAR wiring (add functions with {@link addPciDevice}). */
+  readonly pci: PcPci;
 
   readonly #opts: PcOptions;
   #result: PcRunResult | undefined;
@@ -156,6 +163,12 @@ export class Pc {
           if (typ === S5_SLEEP_TYPE) this.#finish({ reason: 'poweroff' });
         },
       }, { debugExit });
+      const vm = this.vm;
+      this.pci = new PcPci(this.runner, {
+        layout: pciLayout(memory),
+        raiseMsi: (lo, hi, data) => vm.raiseMsi(lo, hi, data),
+        memoryOverlaps: (gpa, length) => vm.memory.segments.some((s) => gpa < s.gpa + s.length && s.gpa < gpa + length),
+      });
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));
@@ -172,6 +185,28 @@ export class Pc {
   /** Guest-physical memory (RAM and ROM). */
   get memory(): GuestMemory {
     return this.vm.memory;
+  }
+
+  /**
+   * The MSI sink for PCI functions' MSI-X models (KVM_SIGNAL_MSI through `Vm.raiseMsi`;
+   * never throws: bad messages are dropped and counted in `pci.counters`).
+   */
+  get msi(): MsiSink {
+    return this.pci.msi;
+  }
+
+  /**
+   * Put a PCI function on bus 0 (at `opts.slot` 1-31, else the lowest free device number),
+   * place its BARs in the PCI windows and enable decode, as firmware does for a directly
+   * booted kernel, and keep each BAR's region registered on the runner's buses wherever the
+   * guest moves it. `opts.posted` lists BAR sub-ranges whose writes are posted (see
+   * src/platform/pci.ts for what happens when the guest moves such a BAR). Call it before
+   * {@link run}. Throws RangeError for a taken slot or BARs that do not fit, TypeError for a
+   * bad argument.
+   */
+  addPciDevice(fn: PciFunction, opts: PcPciDeviceOptions = {}): PcPciDevice {
+    if (this.#ran) throw new Error('the machine has already run: add PCI functions before run()');
+    return this.pci.add(fn, opts);
   }
 
   /** The result {@link run} resolved to, once it has. */
@@ -200,7 +235,7 @@ export class Pc {
 
   /** Load a Linux bzImage (64-bit entry, ACPI tables for SMP); the other vCPUs wait for INIT/SIPI. */
   loadLinux(kernel: Uint8Array, opts: PcLinuxOptions = {}): LinuxBootState {
-    return this.#load('Linux kernel', () => bootLinux(this.vm, this.memoryBytes, kernel, opts));
+    return this.#load('Linux kernel', () => bootLinux(this.vm, this.memoryBytes, kernel, opts, this.pci.layout));
   }
 
   /** Copy a flat binary to `at` and enter it on vCPU 0 (real mode unless `opts.mode` says otherwise). */
@@ -234,6 +269,7 @@ export class Pc {
     const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.#finish({ reason: 'timeout' }), timeoutMs);
     let end: RunResult;
     try {
+      this.pci.preparePosted();
       end = await this.runner.start();
     } finally {
       clearTimeout(timer);

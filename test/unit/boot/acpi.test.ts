@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildAcpiTables, FADT_LENGTH, FadtFlags, type AcpiOptions } from '../../../src/boot/acpi.js';
+import { buildAcpiTables, FADT_LENGTH, FadtFlags, MCFG_LENGTH, type AcpiOptions } from '../../../src/boot/acpi.js';
+import { find, readAddressSpace, readResources, readTerms } from './aml-decode.js';
 import type { GuestMemoryAccess } from '../../../src/memory/access.js';
 import { bufferMemory } from '../../../src/memory/guest-memory.js';
 import { ascii, byteSum } from './images.js';
@@ -190,5 +191,118 @@ describe('buildAcpiTables', () => {
     expect(() => buildAcpiTables(mem, { ...base, rsdpAt: 0xf0001 })).toThrow(/16-byte aligned/);
     expect(() => buildAcpiTables(mem, { ...base, ioapic: { id: 300, address: 0xfec00000, gsiBase: 0 } })).toThrow(/ioapic\.id/);
     expect(() => buildAcpiTables(mem, { ...base, at: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('buildAcpiTables with a PCI host bridge', () => {
+  const PCI = {
+    ecamBase: 0xe000_0000,
+    io: { base: 0xc000, size: 0x4000 },
+    mmio32: { base: 0xc000_0000, size: 0x2000_0000 },
+    mmio64: { base: 2 ** 32, size: 2 ** 35 },
+  };
+
+  it('lists an MCFG in the XSDT and RSDT: segment 0, buses 0-0, the ECAM base', () => {
+    const { mem, t } = build({ pci: PCI });
+    expect(t.mcfg).toBeDefined();
+    const x = table(mem, t.xsdt);
+    expect(x.length).toBe(36 + 24);
+    expect(byteSum(x.bytes)).toBe(0);
+    const xv = new DataView(x.bytes.buffer);
+    expect([0, 1, 2].map((i) => Number(xv.getBigUint64(36 + 8 * i, true)))).toEqual([t.fadt, t.madt, t.mcfg]);
+    const r = table(mem, t.rsdt);
+    expect(r.length).toBe(36 + 12);
+    expect(byteSum(r.bytes)).toBe(0);
+    expect(new DataView(r.bytes.buffer).getUint32(44, true)).toBe(t.mcfg);
+    const m = table(mem, t.mcfg!);
+    expect(m.sig).toBe('MCFG');
+    expect(m.length).toBe(MCFG_LENGTH);
+    expect(m.length).toBe(60);
+    expect(m.revision).toBe(1);
+    expect(byteSum(m.bytes)).toBe(0);
+    const mv = new DataView(m.bytes.buffer);
+    expect(mv.getBigUint64(36, true)).toBe(0n); // reserved
+    expect(mv.getBigUint64(44, true)).toBe(0xe000_0000n);
+    expect([mv.getUint16(52, true), m.bytes[54], m.bytes[55], mv.getUint32(56, true)]).toEqual([0, 0, 0, 0]);
+    expect(t.end).toBeGreaterThanOrEqual(t.mcfg! + 60);
+    expect(t.madt < t.mcfg!).toBe(true);
+  });
+
+  it('says the end bus the ECAM covers', () => {
+    const { mem, t } = build({ pci: { ...PCI, endBus: 15 } });
+    expect(table(mem, t.mcfg!).bytes[55]).toBe(15);
+  });
+
+  it('describes \\_SB.PCI0 (PNP0A08/PNP0A03, _SEG/_BBN/_UID 0, _CRS windows) and \\_SB.MBRD in the DSDT, keeping \\_S5', () => {
+    const { mem, t } = build({ pci: PCI });
+    const d = table(mem, t.dsdt);
+    expect(byteSum(d.bytes)).toBe(0);
+    const terms = readTerms(d.bytes.subarray(36));
+    expect(terms.map((n) => n.kind)).toEqual(['scope', 'name']);
+    expect(find(terms, '_S5_')).toMatchObject({ kind: 'name', value: { kind: 'package', count: 4 } });
+    const int = (path: string): bigint | undefined => {
+      const n = find(terms, path);
+      return n?.kind === 'name' && n.value.kind === 'integer' ? n.value.value : undefined;
+    };
+    expect(find(terms, '\\_SB_')).toMatchObject({ kind: 'scope' });
+    expect(find(terms, '\\_SB_.PCI0')).toMatchObject({ kind: 'device' });
+    expect(int('\\_SB_.PCI0._HID')).toBe(0x080ad041n);
+    expect(int('\\_SB_.PCI0._CID')).toBe(0x030ad041n);
+    expect([int('\\_SB_.PCI0._SEG'), int('\\_SB_.PCI0._BBN'), int('\\_SB_.PCI0._UID')]).toEqual([0n, 0n, 0n]);
+    const crs = find(terms, '\\_SB_.PCI0._CRS');
+    if (crs?.kind !== 'name' || crs.value.kind !== 'buffer') throw new Error('no _CRS buffer');
+    expect(crs.value.size).toBe(crs.value.bytes.length);
+    expect(byteSum(crs.value.bytes)).toBe(0);
+    const descs = readResources(crs.value.bytes);
+    expect(descs.map((x) => x.tag)).toEqual([0x88, 0x40, 0x88, 0x87, 0x8a, 0x78]);
+    const spaces = [0, 2, 3, 4].map((i) => readAddressSpace(descs[i]));
+    expect(spaces.map((s) => [s.type, s.general, s.min, s.max, s.length])).toEqual([
+      [2, 0x0c, 0n, 0n, 1n],
+      [1, 0x0c, 0xc000n, 0xffffn, 0x4000n],
+      [0, 0x0c, 0xc000_0000n, 0xdfff_ffffn, 0x2000_0000n],
+      [0, 0x0c, 2n ** 32n, 2n ** 32n + 2n ** 35n - 1n, 2n ** 35n],
+    ]);
+    expect([...descs[1].bytes]).toEqual([0x47, 1, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8]);
+    expect(int('\\_SB_.MBRD._HID')).toBe(0x020cd041n);
+    const mres = find(terms, '\\_SB_.MBRD._CRS');
+    if (mres?.kind !== 'name' || mres.value.kind !== 'buffer') throw new Error('no MBRD _CRS');
+    const [fixed, end] = readResources(mres.value.bytes);
+    expect([...fixed.bytes]).toEqual([0x86, 9, 0, 1, 0, 0, 0, 0xe0, 0, 0, 0x10, 0]);
+    expect(end.tag).toBe(0x78);
+  });
+
+  it('leaves the QWordMemory out without a 64-bit window, and _S5 out when asked', () => {
+    const { mem, t } = build({ pci: { ...PCI, mmio64: undefined }, s5SleepType: false });
+    const terms = readTerms(table(mem, t.dsdt).bytes.subarray(36));
+    expect(find(terms, '_S5_')).toBeUndefined();
+    const crs = find(terms, '\\_SB_.PCI0._CRS');
+    if (crs?.kind !== 'name' || crs.value.kind !== 'buffer') throw new Error('no _CRS buffer');
+    expect(readResources(crs.value.bytes).map((x) => x.tag)).toEqual([0x88, 0x40, 0x88, 0x87, 0x78]);
+  });
+
+  it('without opts.pci: no MCFG, two XSDT entries, the DSDT only \\_S5', () => {
+    const { mem, t } = build();
+    expect(t.mcfg).toBeUndefined();
+    expect(table(mem, t.xsdt).length).toBe(52);
+    expect(readTerms(table(mem, t.dsdt).bytes.subarray(36)).map((n) => n.kind)).toEqual(['name']);
+  });
+
+  it('rejects bad PCI options, naming them', () => {
+    const bad: [unknown, new (...a: never[]) => Error, RegExp][] = [
+      [{ ...PCI, ecamBase: 0xe008_0000 }, RangeError, /opts\.pci\.ecamBase must be 1 MiB aligned/],
+      [{ ...PCI, ecamBase: '0' }, TypeError, /opts\.pci\.ecamBase must be a number/],
+      [{ ...PCI, endBus: 256 }, RangeError, /opts\.pci\.endBus/],
+      [{ ...PCI, io: { base: 0xc00, size: 0x400 } }, RangeError, /opts\.pci\.io must not include the config ports/],
+      [{ ...PCI, io: { base: 0xf000, size: 0x2000 } }, RangeError, /opts\.pci\.io 0xf000\+0x2000 must end at or below 0x10000/],
+      [{ ...PCI, mmio32: { base: 0xf000_0000, size: 0x2000_0000 } }, RangeError, /opts\.pci\.mmio32/],
+      [{ ...PCI, mmio32: { base: 0xdff0_0000, size: 0x20_0000 } }, RangeError, /opts\.pci\.mmio32 overlaps the ECAM window/],
+      [{ ...PCI, mmio64: { base: 0xc000_0000, size: 2 ** 32 } }, RangeError, /opts\.pci\.mmio64 overlaps/],
+      [{ ...PCI, mmio32: null }, TypeError, /opts\.pci\.mmio32 must be an object/],
+      [null, TypeError, /opts\.pci must be an object/],
+    ];
+    for (const [pci, cls, re] of bad) {
+      expect(() => build({ pci: pci as never }), String(re)).toThrow(cls);
+      expect(() => build({ pci: pci as never }), String(re)).toThrow(re);
+    }
   });
 });
