@@ -37,3 +37,5 @@ export { fixturePath } from './fixtures.js';
 export * from './platform/index.js';
 /** PCI models: configuration space, MSI-X, the bus and its config mechanisms, BAR placement (src/pci). */
 export * from './pci/index.js';
+/** Virtio 1.x: split virtqueues, the device contract, the virtio-pci transport and the blk/rng/console devices (src/virtio). */
+export * from './virtio/index.js';

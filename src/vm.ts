@@ -1062,6 +1062,12 @@ export class Vm {
     }
   }
 
+  /** KVM_CHECK_EXTENSION on the VM fd: 0 if KVM lacks capability `cap` (a KVM_CAP number), else its value. */
+  checkExtension(cap: number): number {
+    checkInt(cap, 'cap', 0, 2 ** 31 - 1);
+    return this.#live('KVM_CHECK_EXTENSION').checkExtension(cap);
+  }
+
   // ---------------------------------------------------------------- ioeventfd
 
   /**

@@ -16,3 +16,5 @@ export { KvmIrqLine } from './irq.js';
 export { PcPci } from './pci.js';
 export type { PciBusHost, PcPciOptions, PciPostedRange, PcPciDeviceOptions, PcPciDevice, PcPciCounters } from './pci.js';
 export * from './layout.js';
+export { PcVirtio } from './virtio.js';
+export type { PcVirtioDevice, PcVirtioOptions, VirtioNotifyPath } from './virtio.js';

@@ -35,6 +35,8 @@ import { attachDevices, type PcDevices } from './devices.js';
 import { emulatedTotals } from './emulated.js';
 import { pciLayout, ramRanges } from './layout.js';
 import { PcPci, type PcPciDevice, type PcPciDeviceOptions } from './pci.js';
+import { PcVirtio, type PcVirtioDevice, type PcVirtioOptions } from './virtio.js';
+import type { VirtioDevice } from '../virtio/device.js';
 import { checkPcOptions } from './options.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
 
@@ -134,6 +136,8 @@ export class Pc {
   readonly devices: PcDevices;
   /** The PCI bus, its config mechanisms and BAR wiring (add functions with {@link addPciDevice}). */
   readonly pci: PcPci;
+  /** The virtio devices (add them with {@link addVirtioDevice}). */
+  readonly virtio: PcVirtio;
 
   readonly #opts: PcOptions;
   #result: PcRunResult | undefined;
@@ -169,6 +173,7 @@ export class Pc {
         raiseMsi: (lo, hi, data) => vm.raiseMsi(lo, hi, data),
         memoryOverlaps: (gpa, length) => vm.memory.segments.some((s) => gpa < s.gpa + s.length && s.gpa < gpa + length),
       });
+      this.virtio = new PcVirtio(vm, this.pci);
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));
@@ -207,6 +212,17 @@ export class Pc {
   addPciDevice(fn: PciFunction, opts: PcPciDeviceOptions = {}): PcPciDevice {
     if (this.#ran) throw new Error('the machine has already run: add PCI functions before run()');
     return this.pci.add(fn, opts);
+  }
+
+  /**
+   * Put a virtio device (e.g. `await VirtioBlock.open({ path })`, `new VirtioRng()`,
+   * `new VirtioConsole({ output })`, or your own {@link VirtioDevice}) on the PCI bus behind a
+   * modern virtio-pci function with MSI-X; queue notifications take `opts.notify`'s path
+   * (default: KVM_IOEVENTFD, no exit). Call it before {@link run}.
+   */
+  addVirtioDevice(device: VirtioDevice, opts: PcVirtioOptions = {}): PcVirtioDevice {
+    if (this.#ran) throw new Error('the machine has already run: add virtio devices before run()');
+    return this.virtio.add(device, opts);
   }
 
   /** The result {@link run} resolved to, once it has. */
