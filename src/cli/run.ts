@@ -7,6 +7,7 @@ import type { BootSpec, RunConfig } from './args.js';
 import { ByteSink, SerialInput } from './console.js';
 import { ExitCode, UsageError } from './errors.js';
 import { StatusLine } from './status.js';
+import { attachDevices, type DetachDevices } from './devices.js';
 
 const READ_ERRORS: Record<string, string> = {
   ENOENT: 'no such file',
@@ -76,9 +77,6 @@ function outcome(r: PcRunResult, timeout: number | undefined, signal: NodeJS.Sig
 
 /** Run the configured guest to completion; returns the process exit code. Throws UsageError/KvmError before the guest starts. */
 export async function runGuest(cfg: RunConfig, log: (line: string) => void): Promise<number> {
-  if (cfg.disks.length > 0 || cfg.rng || cfg.console.kind !== 'off') {
-    throw new UsageError('--disk, --rng and --console are not implemented yet (the virtio devices are being built)');
-  }
   const stdout = ByteSink.stdout({
     onFirstDrop: (held) => log(`stdout is not keeping up: ${held} bytes of guest output are waiting; more is dropped (counted at exit)`),
   });
@@ -124,7 +122,9 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     pc.stop();
   };
   let input: SerialInput | undefined;
+  let detach: DetachDevices | undefined;
   try {
+    detach = await attachDevices(pc, cfg, stdout, log);
     loadBoot(pc, cfg.boot);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
@@ -164,6 +164,7 @@ export async function runGuest(cfg: RunConfig, log: (line: string) => void): Pro
     if (stdout.dropped > 0) log(`dropped ${stdout.dropped} bytes of guest output: stdout did not keep up`);
     if (debugcon !== stdout) debugcon?.close();
     pc.destroy();
+    await detach?.();
   }
 }
 

@@ -4,7 +4,7 @@
  * Needs the build (dist/) and the guest fixtures.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -117,6 +117,26 @@ describe('vmmapi run', () => {
     const o = await vmmapi(['run', '--multiboot', fixturePath('mb-smp.elf'), '--cpus', '2', '--memory', '8M']);
     expect(o.code).toBe(5);
     expect(o.stdout).toBe('mb-smp: CPU with APIC id 0 is up\nmb-smp: CPU with APIC id 1 is up\n');
+  });
+
+  it('--disk and --rng: the C virtio fixture passes, its write reaches the image; a read-only disk refuses it', async () => {
+    const img = join(tmp, 'virtio.img');
+    writeFileSync(img, new Uint8Array(1 << 20));
+    const o = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--memory', '32M', '--disk', `path=${img}`, '--rng']);
+    expect(o.stdout).toMatch(/virtio-fixture: PASS\n$/);
+    expect(o.code).toBe(1); // debug-exit value 0
+    expect(readFileSync(img).subarray(512, 540).toString('latin1')).toBe('vmmapi virtio-blk write test');
+    writeFileSync(img, new Uint8Array(1 << 20));
+    const ro = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--memory', '32M', '--disk', `${img},readonly=on`]);
+    expect(ro.stdout).toContain('virtio-blk: write sector 1: status 1 (IOERR)');
+    expect(ro.code).toBe(3); // the fixture fails
+    expect(readFileSync(img).subarray(512, 540).every((b) => b === 0)).toBe(true);
+  });
+
+  it('--disk with a missing image: exit 2 naming it', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--disk', join(tmp, 'none.img')]);
+    expect(o.code).toBe(2);
+    expect(o.stderr).toBe(`vmmapi: cannot open disk image '${join(tmp, 'none.img')}': no such file\n`);
   });
 
   it('a guest that halts with interrupts disabled exits 4; --trace-exits prints its exits', async () => {

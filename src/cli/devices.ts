@@ -1,0 +1,132 @@
+/**
+ * The virtio devices of `vmmapi run` (`--disk`, `--rng`, `--console`): opened, put on the
+ * PC's PCI bus, and closed again when the run ends.
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { rmSync } from 'node:fs';
+import type { Pc } from '../platform/pc.js';
+import { VirtioBlock } from '../virtio/devices/block.js';
+import { VirtioConsole } from '../virtio/devices/console.js';
+import { VirtioRng } from '../virtio/devices/rng.js';
+import type { RunConfig } from './args.js';
+import { ByteSink } from './console.js';
+import { UsageError } from './errors.js';
+
+/** Undoes {@link attachDevices}: closes the disks, the console's file or socket. */
+export type DetachDevices = () => Promise<void>;
+
+const OPEN_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'is a directory',
+  EROFS: 'read-only file system (add readonly=on)',
+};
+
+function why(e: unknown): string {
+  return OPEN_ERRORS[(e as NodeJS.ErrnoException).code ?? ''] ?? (e as Error).message;
+}
+
+/** The console's host side: where hvc0's output goes and where its input comes from. */
+interface ConsoleEnd {
+  output: (bytes: Uint8Array) => void;
+  /** Start feeding input to the device (for a socket). */
+  connect?: (console: VirtioConsole) => void;
+  close: () => Promise<void>;
+}
+
+async function consoleEnd(spec: RunConfig['console'], stdout: ByteSink, log: (line: string) => void): Promise<ConsoleEnd | undefined> {
+  const pushAll = (sink: ByteSink) => (bytes: Uint8Array) => {
+    for (const b of bytes) sink.push(b);
+  };
+  switch (spec.kind) {
+    case 'off':
+      return undefined;
+    case 'tty':
+      return { output: pushAll(stdout), close: async () => {} };
+    case 'file': {
+      let sink: ByteSink;
+      try {
+        sink = ByteSink.file(spec.path);
+      } catch (e) {
+        throw new UsageError(`cannot write console file '${spec.path}': ${why(e)}`);
+      }
+      return { output: pushAll(sink), close: async () => sink.close() };
+    }
+    case 'socket':
+      return socketEnd(spec.path, log);
+  }
+}
+
+/** A Unix socket vmmapi listens on; the newest client is hvc0 (output while nobody is connected is dropped). */
+async function socketEnd(path: string, log: (line: string) => void): Promise<ConsoleEnd> {
+  let client: { socket: Socket; sink: ByteSink } | undefined;
+  let device: VirtioConsole | undefined;
+  const server: Server = createServer((socket) => {
+    client?.socket.destroy();
+    const sink = ByteSink.stream(socket);
+    const me = { socket, sink };
+    client = me;
+    socket.on('data', (d: Buffer) => device?.input(d));
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      if (client === me) client = undefined;
+    });
+  });
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    /* not a file we may remove: listen reports it */
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) => reject(new UsageError(`cannot listen on console socket '${path}': ${why(e)}`)));
+    server.listen(path, () => resolve());
+  });
+  server.unref();
+  log(`virtio console: listening on ${path}`);
+  return {
+    output: (bytes) => {
+      if (client) for (const b of bytes) client.sink.push(b);
+    },
+    connect: (c) => (device = c),
+    close: async () => {
+      client?.socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * Open and attach the devices `cfg` asks for, in PCI slot order: the disks, the rng, the
+ * console. UsageError naming the file when a disk or the console's file cannot be opened; on
+ * any failure whatever was opened is closed again.
+ */
+export async function attachDevices(pc: Pc, cfg: RunConfig, stdout: ByteSink, log: (line: string) => void): Promise<DetachDevices> {
+  const closers: (() => Promise<void>)[] = [];
+  const detach: DetachDevices = async () => {
+    for (const c of closers.splice(0).reverse()) await c().catch(() => {});
+  };
+  try {
+    for (const d of cfg.disks) {
+      let blk: VirtioBlock;
+      try {
+        blk = await VirtioBlock.open({ path: d.path, readonly: d.readonly });
+      } catch (e) {
+        throw new UsageError(`cannot open disk image '${d.path}': ${why(e)}`);
+      }
+      closers.push(() => blk.close());
+      pc.addVirtioDevice(blk);
+    }
+    if (cfg.rng) pc.addVirtioDevice(new VirtioRng());
+    const end = await consoleEnd(cfg.console, stdout, log);
+    if (end) {
+      closers.push(end.close);
+      const c = new VirtioConsole({ output: end.output });
+      end.connect?.(c);
+      pc.addVirtioDevice(c);
+    }
+    return detach;
+  } catch (e) {
+    await detach();
+    throw e;
+  }
+}
