@@ -73,17 +73,12 @@ function fetchPackage(pkg, dest) {
   return unpack(fetchDeb(pkg), dest);
 }
 
-/**
- * The kernel's .deb: one already in debs/ (the one vmlinuz came from), else today's
- * dependency of linux-image-cloud-amd64 — so that an `apt-get update` bringing a newer ABI
- * does not pair an old vmlinuz with a new kernel's modules.
- */
-function kernelDeb() {
-  mkdirSync(debs, { recursive: true });
-  const cached = readdirSync(debs)
-    .filter((f) => /^linux-image-6\.1\.[\w.+-]*-cloud-amd64_.*\.deb$/.test(f))
-    .sort();
-  return cached.length ? join(debs, cached[cached.length - 1]) : fetchDeb(kernelPackage());
+/** The vmlinuz-* of an unpacked kernel package. */
+function kernelImage(tree, deb) {
+  const boot = join(tree, 'boot');
+  const image = existsSync(boot) ? readdirSync(boot).find((f) => f.startsWith('vmlinuz-')) : undefined;
+  if (!image) fail(`${basename(deb)} has no boot/vmlinuz-*`);
+  return join(boot, image);
 }
 
 /** Pack `dir` as a newc cpio archive `out`, every file owned by root. */
@@ -210,10 +205,17 @@ echo VMMAPI-INIT-OK
 echo "VMMAPI-NPROC=$($BB nproc)"
 echo "VMMAPI-KERNEL=$($BB uname -r)"
 
+# tick: a tenth of a second, without a fork where it can (a read timing out on a FIFO that
+# nobody writes): forks cost much where guest kernel code is emulated
+if $BB mkfifo /tmp/tick && exec 3<>/tmp/tick; then
+  tick() { read -t 0.1 -u 3 t; }
+else
+  tick() { $BB usleep 100000; }
+fi
 # wait_for TEST PATH TENTHS: until [ TEST PATH ] holds, at most TENTHS tenths of a second
 wait_for() {
   n=0
-  while ! [ $1 "$2" ] && [ $n -lt $3 ]; do $BB usleep 100000; n=$((n + 1)); done
+  while ! [ $1 "$2" ] && [ $n -lt $3 ]; do tick; n=$((n + 1)); done
   [ $1 "$2" ]
 }
 
@@ -265,7 +267,7 @@ if [ \${#hex} = 32 ]; then echo "VMMAPI-HWRNG=$hex"; else echo "VMMAPI-HWRNG-FAI
 if wait_for -c /dev/hvc0 600; then
   ( if echo "hello hvc0" > /dev/hvc0; then : > /tmp/hvc0.ok; else : > /tmp/hvc0.failed; fi ) 2>/tmp/hvc0.err &
   n=0
-  while ! [ -e /tmp/hvc0.ok ] && ! [ -e /tmp/hvc0.failed ] && [ $n -lt 600 ]; do $BB usleep 100000; n=$((n + 1)); done
+  while ! [ -e /tmp/hvc0.ok ] && ! [ -e /tmp/hvc0.failed ] && [ $n -lt 600 ]; do tick; n=$((n + 1)); done
   if [ -e /tmp/hvc0.ok ]; then echo VMMAPI-HVC0=written
   elif [ -e /tmp/hvc0.failed ]; then echo "VMMAPI-HVC0-FAILED=$($BB cat /tmp/hvc0.err)"
   else echo VMMAPI-HVC0-FAILED=write still blocked after 60 s; fi
@@ -282,18 +284,26 @@ $BB poweroff -f
 mkdirSync(cache, { recursive: true });
 
 let kernelTree; // the unpacked kernel package, while vmlinuz or the virtio initramfs needs it
-if (!existsSync(vmlinuz) || !existsSync(initramfsVirtio)) {
-  const deb = kernelDeb();
+if (!existsSync(vmlinuz)) {
+  const deb = fetchDeb(kernelPackage());
   kernelTree = unpack(deb, join(cache, 'kernel-root'));
-  const boot = join(kernelTree, 'boot');
-  const image = existsSync(boot) ? readdirSync(boot).find((f) => f.startsWith('vmlinuz-')) : undefined;
-  if (!image) fail(`${basename(deb)} has no boot/vmlinuz-*`);
-  if (!existsSync(vmlinuz)) {
-    copyFileSync(join(boot, image), vmlinuz);
-    console.log(`fetch-linux: kernel ${image} -> ${vmlinuz}`);
-  } else if (!readFileSync(vmlinuz).equals(readFileSync(join(boot, image)))) {
-    fail(`${vmlinuz} is not ${basename(deb)}'s ${image}: its modules would not load; remove ${cache} and re-run`);
+  const image = kernelImage(kernelTree, deb);
+  copyFileSync(image, vmlinuz);
+  console.log(`fetch-linux: kernel ${basename(image)} -> ${vmlinuz}`);
+} else if (!existsSync(initramfsVirtio)) {
+  // The modules must come from vmlinuz's own package: the cached .deb holding it (an
+  // `apt-get update` since may name a newer kernel, whose modules vmlinuz would refuse).
+  const debsHere = existsSync(debs) ? readdirSync(debs) : [];
+  const candidates = debsHere
+    .filter((f) => /^linux-image-6\.1\.[\w.+-]*-cloud-amd64_.*\.deb$/.test(f))
+    .sort((x, y) => y.localeCompare(x, 'en', { numeric: true })); // newest first
+  const want = readFileSync(vmlinuz);
+  for (const f of candidates) {
+    kernelTree = unpack(join(debs, f), join(cache, 'kernel-root'));
+    if (readFileSync(kernelImage(kernelTree, f)).equals(want)) break;
+    kernelTree = undefined;
   }
+  if (!kernelTree) fail(`no kernel .deb in ${debs} holds ${vmlinuz}, so its modules are not at hand: remove ${vmlinuz} and re-run`);
 }
 
 let bb;
