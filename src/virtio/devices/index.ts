@@ -18,3 +18,5 @@ export { VirtioConsole, VIRTIO_CONSOLE_F, VIRTIO_CONSOLE_CONFIG, VIRTIO_CONSOLE_
 export type { VirtioConsoleOptions, ConsoleStats } from './console.js';
 export { featureBits, hasFeature } from './features.js';
 export type { ConfigAccessSize } from './config-space.js';
+export { DeviceCore, checkContext, checkQueueIndex } from './core.js';
+export type { ChainHandler } from './core.js';
