@@ -78,6 +78,11 @@ export interface PcOptions {
   emulate?: boolean;
   /** VM name (default: a unique one). */
   name?: string;
+  /**
+   * Virtio devices to put on the PCI bus, in slot order, each as {@link Pc.addVirtioDevice}
+   * would (e.g. `[await VirtioBlock.open({ path: 'disk.img' }), new VirtioRng()]`).
+   */
+  virtio?: VirtioDevice[];
 }
 
 /** SLP_TYP of `\_S5` (soft-off) in the DSDT that src/boot/acpi.ts writes by default. */
@@ -174,6 +179,10 @@ export class Pc {
         memoryOverlaps: (gpa, length) => vm.memory.segments.some((s) => gpa < s.gpa + s.length && s.gpa < gpa + length),
       });
       this.virtio = new PcVirtio(vm, this.pci);
+      if (opts.virtio !== undefined) {
+        if (!Array.isArray(opts.virtio)) throw new TypeError('opts.virtio must be an array of VirtioDevice');
+        for (const d of opts.virtio) this.virtio.add(d);
+      }
       if (opts.traceExits) {
         const trace = opts.traceExits;
         this.runner.on('exit', (e) => void trace(describeExit(e)));

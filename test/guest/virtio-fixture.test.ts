@@ -60,6 +60,17 @@ function writePattern(): Uint8Array {
 }
 
 describe('virtio fixture: virtio-blk and virtio-rng over virtio-pci', () => {
+  it('createPc({ virtio }) attaches the devices as addVirtioDevice does', async () => {
+    let text = '';
+    const pc = createPc({ memory: 32 * MiB, serial: { onOutput: (b) => (text += String.fromCharCode(b)) }, virtio: [new VirtioRng()] });
+    pcs.push(pc);
+    expect(pc.virtio.devices.map((d) => [d.pci.slot, d.device.deviceType])).toEqual([[1, 4]]);
+    pc.loadMultiboot(fixture('virtio-blk.elf'));
+    expect(await pc.run({ timeoutMs: 60_000 })).toEqual({ reason: 'debug-exit', status: status(0) });
+    expect(text).toContain('virtio-fixture: found blk=0 rng=1\n');
+    expect(() => createPc({ memory: 32 * MiB, virtio: 5 as unknown as [] })).toThrow(/opts.virtio must be an array/);
+  });
+
   it.each(['ioeventfd', 'posted', 'exit'] as const)('notify by %s: drives both devices to PASS and leaves the written sector in the image', async (notify) => {
     const dir = mkdtempSync(join(tmpdir(), 'vmmapi-virtio-fixture-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
