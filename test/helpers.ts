@@ -65,3 +65,15 @@ export function runProcess(cmd: string, args: string[], opts: { cwd?: string; en
     });
   });
 }
+
+/** A seeded xorshift32 generator of unsigned 32-bit integers (deterministic fuzz tests). */
+export function xorshift32(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>>= 0);
+  };
+}

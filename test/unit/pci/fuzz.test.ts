@@ -5,18 +5,10 @@ import { PciConfigSpace, type PciBarChange } from '../../../src/pci/config-space
 import { PCI_COMMAND_WRITABLE, PciReg } from '../../../src/pci/registers.js';
 import { PciConfigIo, PciEcam, PciHostBridge } from '../../../src/pci/host-bridge.js';
 import { Msix, RecordingMsiSink } from '../../../src/pci/msix.js';
+import { xorshift32 } from '../../helpers.js';
 
 /** xorshift32: a reproducible stream of u32s. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
+const rng = xorshift32;
 
 function pick<T>(next: () => number, xs: readonly T[]): T {
   return xs[next() % xs.length];

@@ -12,17 +12,9 @@ import { TestRam } from '../driver.js';
 import { EchoDevice } from './echo-device.js';
 import { PciGuest } from './guest.js';
 import { Vring } from './vring.js';
+import { xorshift32 } from '../../../helpers.js';
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
+const rng = xorshift32;
 
 const C = CommonCfg;
 const S = VIRTIO_STATUS;
