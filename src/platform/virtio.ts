@@ -51,10 +51,16 @@ export class PcVirtio {
   readonly #vm: Vm;
   readonly #pci: PcPci;
   readonly #devices: PcVirtioDevice[] = [];
+  #ioeventfdRefused = 0;
 
   constructor(vm: Vm, pci: PcPci) {
     this.#vm = vm;
     this.#pci = pci;
+  }
+
+  /** Queue notify addresses KVM refused an ioeventfd for (a guest moved a BAR over another's). */
+  get ioeventfdRefused(): number {
+    return this.#ioeventfdRefused;
   }
 
   /** The devices added so far. */
@@ -98,7 +104,13 @@ export class PcVirtio {
       regs = [];
       if (base === undefined) return;
       for (let q = 0; q < queues; q++) {
-        regs.push(this.#vm.addIoEventFd({ space: 'mmio', addr: base + region.offset + q * region.multiplier, length: NOTIFY_WIDTH }, () => fn.notifyQueue(q)));
+        try {
+          regs.push(this.#vm.addIoEventFd({ space: 'mmio', addr: base + region.offset + q * region.multiplier, length: NOTIFY_WIDTH }, () => fn.notifyQueue(q)));
+        } catch {
+          // the guest put the BAR where KVM already has a registration (over another device's
+          // notify page): this queue's notifications exit to the BAR instead, if it is mapped
+          this.#ioeventfdRefused++;
+        }
       }
     };
     place(pci.bars.find((b) => b.bar === region.bar)?.address);

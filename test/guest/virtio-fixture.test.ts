@@ -59,6 +59,23 @@ function writePattern(): Uint8Array {
   return s;
 }
 
+describe('virtio devices on the PC: hostile BAR moves', () => {
+  it('a BAR moved over another device\'s notify page: the ioeventfd is refused and counted, nothing throws', () => {
+    const pc = createPc({ memory: 32 * MiB, virtio: [new VirtioRng(), new VirtioRng()] });
+    pcs.push(pc);
+    const [a, b] = pc.virtio.devices;
+    const target = a.pci.bars[0].address;
+    const bar0 = (slot: number, half: number) => (slot << 15) | (0x10 + 4 * half);
+    // the guest programs device b's 64-bit BAR 0 to device a's address, low half then high
+    expect(() => {
+      pc.pci.ecam.write(bar0(b.pci.slot, 0), 4, target % 2 ** 32);
+      pc.pci.ecam.write(bar0(b.pci.slot, 1), 4, Math.floor(target / 2 ** 32));
+    }).not.toThrow();
+    expect(pc.virtio.ioeventfdRefused).toBeGreaterThan(0);
+    expect(pc.pci.counters.barConflicts).toBeGreaterThan(0);
+  });
+});
+
 describe('virtio fixture: virtio-blk and virtio-rng over virtio-pci', () => {
   it('createPc({ virtio }) attaches the devices as addVirtioDevice does', async () => {
     let text = '';
