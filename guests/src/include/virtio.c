@@ -436,13 +436,24 @@ void vq_kick(struct vq *q)
 	mmio_write16(q->notify_addr, q->index);
 }
 
-int vq_wait(struct vq *q, u64 ticks, u32 *id, u32 *len)
+int vq_wait(struct vq *q, u64 ticks, u32 max_spins, u32 *id, u32 *len)
 {
-	u64 start = rdtsc();
+	u64 start = rdtsc(), last = start;
 	u32 spins = 0;
-	while (q->used->idx == q->used_idx)
-		if (rdtsc() - start > ticks || ++spins > POLL_MAX_ITERATIONS)
+	while (q->used->idx == q->used_idx) {
+		u64 now = rdtsc();
+		if (now - start > ticks)
 			return 1;
+		if (max_spins) {
+			if (++spins > max_spins)
+				return 1;
+		} else if (now != last) {
+			last = now;
+			spins = 0;
+		} else if (++spins > STALL_SPINS) {
+			return 1;
+		}
+	}
 	barrier(); /* the used entry after the index that published it */
 	volatile struct virtq_used_elem *e = &q->used->ring[q->used_idx % q->size];
 	*id = e->id;
@@ -457,7 +468,7 @@ int virtq_run(struct vq *q, const struct seg *segs, int n, u32 *used_len)
 	vq_post(q, 0, segs, n);
 	vq_kick(q);
 	u32 id;
-	if (vq_wait(q, POLL_TSC_TICKS, &id, used_len)) {
+	if (vq_wait(q, POLL_TSC_TICKS, POLL_MAX_ITERATIONS, &id, used_len)) {
 		print(v->name);
 		print(": timeout: no used buffer (");
 		if (q->index) {

@@ -145,6 +145,7 @@ struct virtio_blk_req_hdr {
 
 #define POLL_TSC_TICKS (1ull << 32) /* ~1.7 s at 2.5 GHz: requests take microseconds to milliseconds */
 #define POLL_MAX_ITERATIONS 2000000u /* a backstop should the TSC stand still */
+#define STALL_SPINS 100000u
 
 /* ---- state ---- */
 
@@ -237,10 +238,12 @@ void vq_kick(struct vq *q);
 /* Publish only the available-ring entry for a chain whose descriptors are already in place. */
 void vq_post_head(struct vq *q, u16 head);
 /*
- * Wait for the next used element: 0 with its id and len; 1 after `ticks` TSC ticks (or the
- * iteration backstop) without one — nothing is printed or recorded then.
+ * Wait for the next used element: 0 with its id and len; 1 after `ticks` TSC ticks without
+ * one — nothing is printed or recorded then. A backstop should the TSC stand still: at most
+ * `max_spins` polls, or with max_spins 0 (for long waits on fast hosts) until the TSC reads
+ * the same STALL_SPINS times in a row.
  */
-int vq_wait(struct vq *q, u64 ticks, u32 *id, u32 *len);
+int vq_wait(struct vq *q, u64 ticks, u32 max_spins, u32 *id, u32 *len);
 /* True if the used ring holds an element not yet taken. */
 static inline int vq_has_used(struct vq *q) { return q->used->idx != q->used_idx; }
 
