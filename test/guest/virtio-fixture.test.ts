@@ -204,3 +204,44 @@ describe('virtio fixture: virtio-console over virtio-pci', () => {
     expect(m.out.text).toMatch(/virtio-console: FAIL no virtio-console device\n$/);
   });
 });
+
+describe('virtio-blk-bench fixture (npm run bench\'s guest)', () => {
+  /** The fixture's blocks: i mod blocks, or x = x * 1664525 + 1013904223, block = (x * blocks) >> 32. */
+  function blocks(pattern: 'seq' | 'rand', n: number, count: number): number[] {
+    let x = 1;
+    return Array.from({ length: n }, (_, i) => {
+      if (pattern === 'seq') return i % count;
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      return Number((BigInt(x) * BigInt(count)) >> 32n);
+    });
+  }
+
+  it.each([
+    ['seq', 1, ''],
+    ['rand', 8, ''],
+    ['rand', 3, ' device=self'],
+  ] as const)('pattern=%s qd=%i%s: every read returns its block; the sum of the tags is the host\'s', async (pattern, qd, extra) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmmapi-blk-bench-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const img = join(dir, 'tagged.img');
+    const count = 40; // 4 KiB blocks, each starting with its index
+    const bytes = new Uint8Array(count * 4096);
+    for (let k = 0; k < count; k++) new DataView(bytes.buffer).setUint32(k * 4096, k, true);
+    writeFileSync(img, bytes);
+    const m = capturedPc(pcs, { memory: 32 * MiB });
+    const blk = await VirtioBlock.open({ path: img, readonly: true });
+    cleanups.unshift(() => blk.close());
+    const dev = m.addVirtioDevice(blk);
+    const n = 100; // seq wraps past the 40 blocks
+    m.loadMultiboot(fixture('virtio-blk-bench.elf'), { cmdline: `pattern=${pattern} n=${n} qd=${qd}${extra}` });
+    const result = await m.run({ timeoutMs: 60_000 });
+    expect(m.out.text, m.out.text).toMatch(/virtio-blk-bench: PASS\n$/);
+    expect(result).toEqual({ reason: 'debug-exit', status: status(0) });
+    const sum = blocks(pattern, n, count).reduce((a, b) => (a + b) >>> 0, 0);
+    expect(m.out.text).toContain(`virtio-blk-bench: pattern=${pattern} n=${n} qd=${qd} seed=1${extra}\n`);
+    expect(m.out.text).toContain(`virtio-blk: capacity 0x${(count * 8).toString(16).padStart(16, '0')} sectors, ${count} blocks of 4 KiB\n`);
+    expect(m.out.text).toContain(`virtio-blk-bench: go\nvirtio-blk-bench: done n=${n} sum=0x${sum.toString(16).padStart(8, '0')} bad=0\n`);
+    expect(dev.errors).toEqual([]);
+    expect(blk.stats.requests).toBe(extra ? 0 : n);
+  });
+});
