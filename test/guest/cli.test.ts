@@ -1,6 +1,7 @@
 /**
  * `vmmapi run` as a process: SeaBIOS to "No bootable device", the Multiboot fw_cfg guest's
- * exit status, one-line errors with exit code 2, the timeout (124) and a guest failure (1).
+ * exit status, one-line errors with exit code 2, the timeout (124) and a guest failure (1);
+ * the C virtio fixtures with --disk/--rng and with --console to a file and to a socket.
  * Needs the build (dist/) and the guest fixtures.
  */
 import { spawn } from 'node:child_process';

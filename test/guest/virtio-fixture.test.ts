@@ -15,6 +15,9 @@
  * receiveq0, "hello from hvc0\n" on transmitq0, then the input it gets back as
  * "echo: <line>\n" — waiting at most `wait=S` seconds (Multiboot command line) and failing
  * without input only with `input=required`.
+ *
+ * The last suite checks the bench's guest (guests/src/virtio-blk-bench.c, npm run bench's
+ * virtio-blk rows) on a small tagged image: every read returns its block.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -163,7 +166,7 @@ describe('virtio fixture: virtio-console over virtio-pci', () => {
     expect(m.con.buffered).toBe(0);
   });
 
-  it('input typed before the driver is up waits for the receive buffer; bytes past the newline stay unread', async () => {
+  it('input typed before the driver is up waits for the receive buffer; bytes past the newline are not echoed', async () => {
     const m = consolePc(undefined);
     m.con.input(new TextEncoder().encode('early\nlate'));
     m.pc.loadMultiboot(fixture('virtio-console.elf'), { cmdline: 'wait=20 input=required' });
