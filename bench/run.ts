@@ -8,6 +8,10 @@
  * Every scenario runs on an idle machine and with one core kept busy by another process
  * (the bench starts and stops that loop itself); BENCH_LOAD=idle|busy picks one.
  * BENCH_EXITS and BENCH_ROUNDS set the size.
+ *
+ * Then the virtio-blk rows (bench/virtio-blk.ts): a guest's 4 KiB reads, sequential and
+ * random, at queue depth 1 and 8 and on each notification path, as IOPS and MB/s next to the
+ * host's own pread of the same blocks (BENCH_VIRTIO_READS sets the reads per run).
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -15,6 +19,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Reg, VcpuRunner, Vm, type Device } from '../src/index.js';
 import { packageRoot } from '../src/kvm/native.js';
+import { virtioBlkBench } from './virtio-blk.js';
 
 const N = Number(process.env.BENCH_EXITS ?? 50_000);
 
@@ -189,6 +194,7 @@ async function main(): Promise<void> {
   }
   for (const load of LOADS) report(load, rates.get(load)!);
   console.log('\nMedians of interleaved runs on a shared machine; the spread column shows min–max ratios.');
+  await virtioBlkBench(ROUNDS, only);
   if (!only || only.test('start-up')) startupRows();
 }
 

@@ -45,6 +45,8 @@ for (const f of readdirSync(src).filter((x) => x.endsWith('.S')).sort()) {
 // layout guest.ld. A source may say in a header comment:
 //   // @entry FILE.S          (another entry stub from guests/src/include; default mb-entry.S)
 //   // @cflags ...            (extra gcc arguments)
+//   // @uses FILE.c ...       (more of guests/src/include to compile and link, e.g. virtio.c:
+//                             the virtio-pci driver the virtio fixtures share)
 // gcc compiles only (-c): no 32-bit libc or multilib is needed, and nothing links against
 // libgcc, so a fixture must not use 64-bit division. -mgeneral-regs-only keeps SSE and x87
 // out (on PVM hosts KVM's emulator runs kernel-mode code and gives up on most of them),
@@ -70,14 +72,19 @@ if (cSources.length > 0) {
     const name = f.slice(0, -2);
     const entry = /@entry\s+(\S+)/.exec(text)?.[1] ?? 'mb-entry.S';
     const cExtra = /@cflags\s+(.+)/.exec(text)?.[1].trim().split(/\s+/) ?? [];
+    const uses = /@uses\s+(.+)/.exec(text)?.[1].trim().split(/\s+/) ?? [];
     if (!existsSync(join(inc, entry))) throw new Error(`guest build: ${f} names entry stub ${entry}, which is not in guests/src/include`);
+    for (const u of uses) {
+      if (!/^[\w-]+\.c$/.test(u) || u === 'runtime.c' || !existsSync(join(inc, u))) throw new Error(`guest build: ${f} uses ${u}, which is not a .c file of guests/src/include (other than runtime.c)`);
+    }
     const tmp = join(out, `.${name}.objs`);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp);
-    const objs = [join(tmp, 'entry.o'), join(tmp, 'runtime.o'), join(tmp, `${name}.o`)];
+    const shared = ['runtime.c', ...uses];
+    const objs = [join(tmp, 'entry.o'), ...shared.map((u) => join(tmp, `${u.slice(0, -2)}.o`)), join(tmp, `${name}.o`)];
     execFileSync('as', ['--32', '-I', inc, '-o', objs[0], join(inc, entry)], { stdio: 'inherit' });
-    execFileSync('gcc', [...CFLAGS, '-I', inc, '-c', '-o', objs[1], join(inc, 'runtime.c')], { stdio: 'inherit' });
-    execFileSync('gcc', [...CFLAGS, ...cExtra, '-I', inc, '-c', '-o', objs[2], join(src, f)], { stdio: 'inherit' });
+    shared.forEach((u, i) => execFileSync('gcc', [...CFLAGS, '-I', inc, '-c', '-o', objs[1 + i], join(inc, u)], { stdio: 'inherit' }));
+    execFileSync('gcc', [...CFLAGS, ...cExtra, '-I', inc, '-c', '-o', objs[objs.length - 1], join(src, f)], { stdio: 'inherit' });
     const elf = join(out, `${name}.elf`);
     execFileSync('ld', ['-m', 'elf_i386', '-nostdlib', '-z', 'noexecstack', '-T', join(inc, 'guest.ld'), '-o', elf, ...objs], { stdio: 'inherit' });
     rmSync(tmp, { recursive: true });

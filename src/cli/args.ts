@@ -92,8 +92,9 @@ Devices (virtio over PCI):
                        --disk FILE also works)
   --rng                a virtio-rng device (host entropy)
   --console file=PATH|socket=PATH|tty|off  the virtio console (the guest's hvc0) to a
-                       file, a Unix socket vmmapi listens on, or stdout (default off;
-                       COM1 stays on stdin/stdout)
+                       file, a Unix socket vmmapi listens on (output from before the
+                       first client connects is kept for it, up to 64 KiB), or stdout
+                       (default off; COM1 stays on stdin/stdout)
 
 Run control:
   --timeout SECONDS    stop the guest after SECONDS and exit with status 124

@@ -57,15 +57,27 @@ async function consoleEnd(spec: RunConfig['console'], stdout: ByteSink, log: (li
   }
 }
 
-/** A Unix socket vmmapi listens on; the newest client is hvc0 (output while nobody is connected is dropped). */
+/** Output held for the console socket's first client, at most (the rest is dropped). */
+export const SOCKET_EARLY_OUTPUT_BYTES = 64 * 1024;
+
+/**
+ * A Unix socket vmmapi listens on; the newest client is hvc0. Output from before the first
+ * client connects is held for it (at most {@link SOCKET_EARLY_OUTPUT_BYTES}, so a guest's
+ * first lines are not lost to a client that connects a moment after the guest starts);
+ * once a client has come and gone, output while nobody is connected is dropped.
+ */
 async function socketEnd(path: string, log: (line: string) => void): Promise<ConsoleEnd> {
   let client: { socket: Socket; sink: ByteSink } | undefined;
   let device: VirtioConsole | undefined;
+  let early: Uint8Array[] | undefined = [];
+  let earlyBytes = 0;
   const server: Server = createServer((socket) => {
     client?.socket.destroy();
     const sink = ByteSink.stream(socket);
     const me = { socket, sink };
     client = me;
+    for (const chunk of early ?? []) for (const b of chunk) sink.push(b);
+    early = undefined;
     socket.on('data', (d: Buffer) => device?.input(d));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
@@ -86,6 +98,11 @@ async function socketEnd(path: string, log: (line: string) => void): Promise<Con
   return {
     output: (bytes) => {
       if (client) for (const b of bytes) client.sink.push(b);
+      else if (early && earlyBytes < SOCKET_EARLY_OUTPUT_BYTES) {
+        const kept = bytes.subarray(0, SOCKET_EARLY_OUTPUT_BYTES - earlyBytes);
+        early.push(kept);
+        earlyBytes += kept.length;
+      }
     },
     connect: (c) => (device = c),
     close: async () => {

@@ -1,9 +1,11 @@
 /**
  * `vmmapi run` as a process: SeaBIOS to "No bootable device", the Multiboot fw_cfg guest's
- * exit status, one-line errors with exit code 2, the timeout (124) and a guest failure (1).
+ * exit status, one-line errors with exit code 2, the timeout (124) and a guest failure (1);
+ * the C virtio fixtures with --disk/--rng and with --console to a file and to a socket.
  * Needs the build (dist/) and the guest fixtures.
  */
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,6 +134,56 @@ describe('vmmapi run', () => {
     expect(ro.code).toBe(3); // the fixture fails
     expect(readFileSync(img).subarray(512, 540).every((b) => b === 0)).toBe(true);
   });
+
+  it('--console file=PATH: the virtio-console fixture\'s greeting lands in the file; without input it passes after its bounded wait', async () => {
+    const out = join(tmp, 'hvc0.txt');
+    const o = await vmmapi(['run', '--multiboot', fixturePath('virtio-console.elf'), '--memory', '32M', '--console', `file=${out}`, '--append', 'wait=1']);
+    expect(o.stdout).toContain('virtio-console: no input within 1 s\n');
+    expect(o.stdout).toMatch(/virtio-console: PASS\n$/);
+    expect(o.code).toBe(1); // debug-exit value 0
+    expect(o.stderr).toBe('');
+    expect(readFileSync(out, 'latin1')).toBe('hello from hvc0\n');
+  });
+
+  it('--console socket=PATH: a client connecting after the greeting still reads it, and gets its line echoed', async () => {
+    const sock = join(tmp, 'hvc0.sock');
+    const child = spawn(process.execPath, [CLI, 'run', '--multiboot', fixturePath('virtio-console.elf'), '--memory', '32M', '--console', `socket=${sock}`, '--append', 'wait=30 input=required'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    let stdout = '';
+    let stderr = '';
+    let hvc0 = '';
+    let connected = false;
+    const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const echoed = new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString('latin1');
+        // connect only once the guest has sent its greeting: the output from before the
+        // first client is kept for it
+        if (connected || !stdout.includes('virtio-console: greeting sent on queue 1')) return;
+        connected = true;
+        const s = connect(sock);
+        s.on('error', reject);
+        s.on('data', (b: Buffer) => {
+          const before = hvc0;
+          hvc0 += b.toString('latin1');
+          if (!before.startsWith('hello from hvc0\n') && hvc0.startsWith('hello from hvc0\n')) s.write('ping over the socket\n');
+          if (hvc0.includes('echo: ') && hvc0.endsWith('\n')) resolve();
+        });
+        s.on('close', () => resolve());
+      });
+    });
+    await echoed;
+    const code = await done;
+    clearTimeout(killer);
+    expect(stderr).toBe(`vmmapi: virtio console: listening on ${sock}\n`);
+    expect(hvc0).toBe('hello from hvc0\necho: ping over the socket\n');
+    expect(stdout).toContain('virtio-console: received 21 bytes: "ping over the socket\\n"\n');
+    expect(stdout).toMatch(/virtio-console: PASS\n$/);
+    expect(code).toBe(1);
+  }, 70_000);
 
   it('--disk with a missing image: exit 2 naming it', async () => {
     const o = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--disk', join(tmp, 'none.img')]);

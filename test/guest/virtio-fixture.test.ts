@@ -9,12 +9,21 @@
  * The first suite runs it on a PC without virtio devices (the scan finds only the host
  * bridge); the second with a virtio-blk disk and a virtio-rng (`pc.addVirtioDevice`), once
  * per queue-notification path (KVM_IOEVENTFD, posted writes, plain exits).
+ *
+ * The console fixture (guests/src/virtio-console.c, the same driver code in
+ * guests/src/include/virtio.c) drives a virtio-console (1af4:1043): a receive buffer on
+ * receiveq0, "hello from hvc0\n" on transmitq0, then the input it gets back as
+ * "echo: <line>\n" — waiting at most `wait=S` seconds (Multiboot command line) and failing
+ * without input only with `input=required`.
+ *
+ * The last suite checks the bench's guest (guests/src/virtio-blk-bench.c, npm run bench's
+ * virtio-blk rows) on a small tagged image: every read returns its block.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createPc, VirtioBlock, VirtioRng, type Pc } from '../../src/index.js';
+import { createPc, VirtioBlock, VirtioConsole, VirtioRng, type Pc } from '../../src/index.js';
 import { fixture } from '../helpers.js';
 import { capturedPc } from './guests.js';
 
@@ -135,5 +144,135 @@ describe('virtio fixture: virtio-blk and virtio-rng over virtio-pci', () => {
     const back = readFileSync(img);
     expect(new Uint8Array(back.subarray(512, 1024))).toEqual(writePattern());
     expect(new Uint8Array(back.subarray(0, 16))).toEqual(sector0);
+  });
+});
+
+describe('virtio fixture: virtio-console over virtio-pci', () => {
+  const GREETING = 'hello from hvc0\n';
+
+  /** A PC with a virtio-console whose output is collected; `onOutput` sees it after each chunk. */
+  function consolePc(notify: 'ioeventfd' | 'posted' | 'exit' | undefined, onOutput: (hvc0: string, con: VirtioConsole) => void = () => {}) {
+    let com1 = '';
+    let hvc0 = '';
+    const pc = createPc({ memory: 32 * MiB, serial: { onOutput: (b) => (com1 += String.fromCharCode(b)) } });
+    pcs.push(pc);
+    const con: VirtioConsole = new VirtioConsole({
+      output: (bytes) => {
+        hvc0 += new TextDecoder().decode(bytes);
+        onOutput(hvc0, con);
+      },
+    });
+    const dev = pc.addVirtioDevice(con, notify === undefined ? {} : { notify });
+    return { pc, con, dev, text: () => ({ com1, hvc0 }) };
+  }
+
+  it.each(['ioeventfd', 'posted', 'exit'] as const)('notify by %s: greets on hvc0, echoes the line fed to input() once the greeting is out', async (notify) => {
+    let fed = false;
+    const m = consolePc(notify, (hvc0, con) => {
+      if (!fed && hvc0 === GREETING) {
+        fed = true;
+        setImmediate(() => con.input(new TextEncoder().encode('hi there, guest\r\n')));
+      }
+    });
+    m.pc.loadMultiboot(fixture('virtio-console.elf'), { cmdline: 'wait=20 input=required' });
+    const result = await m.pc.run({ timeoutMs: 60_000 });
+    const { com1, hvc0 } = m.text();
+
+    expect(com1, com1).toMatch(/virtio-console: PASS\n$/);
+    expect(result).toEqual({ reason: 'debug-exit', status: status(0) });
+    expect(hvc0).toBe(`${GREETING}echo: hi there, guest\n`);
+    expect(com1).toContain('virtio-console: wait=20 input=required\n');
+    expect(com1).toMatch(/^pci 00:[01][0-9a-f]\.0 1af4:1043$/m);
+    // VERSION_1 only, both queues of port 0
+    expect(com1).toMatch(/^virtio-console: driver features 0x0000000100000000, queue 0 size 8 \(max \d+\), queue 1 size 8 \(max \d+\), status 0x0f$/m);
+    expect(com1).toContain('virtio-console: greeting sent on queue 1 (16 bytes)\n');
+    expect(com1).toContain('virtio-console: received 17 bytes: "hi there, guest\\r\\n"\n');
+    expect(com1).toContain('virtio-console: input line "hi there, guest" (newline), 1 receive buffer\n');
+    expect(com1).toContain('virtio-console: echo sent on queue 1 (22 bytes)\n');
+    expect(m.dev.errors).toEqual([]);
+    expect(m.con.stats).toMatchObject({ txChains: 2, outputBytes: 16 + 22, inputBytes: 17, delivered: 17, rxChains: 1, empty: 0, inputDropped: 0 });
+    expect(m.con.buffered).toBe(0);
+  });
+
+  it('input typed before the driver is up waits for the receive buffer; bytes past the newline are not echoed', async () => {
+    const m = consolePc(undefined);
+    m.con.input(new TextEncoder().encode('early\nlate'));
+    m.pc.loadMultiboot(fixture('virtio-console.elf'), { cmdline: 'wait=20 input=required' });
+    const result = await m.pc.run({ timeoutMs: 60_000 });
+    const { com1, hvc0 } = m.text();
+    expect(com1, com1).toMatch(/virtio-console: PASS\n$/);
+    expect(result).toEqual({ reason: 'debug-exit', status: status(0) });
+    expect(hvc0).toBe(`${GREETING}echo: early\n`);
+    expect(com1).toContain('virtio-console: received 10 bytes: "early\\nlate"\n');
+  });
+
+  it('no input within wait=1: passes transmit-only, fails with input=required', async () => {
+    for (const [cmdline, pass] of [['wait=1', true], ['wait=1 input=required', false]] as const) {
+      const m = consolePc(undefined);
+      m.pc.loadMultiboot(fixture('virtio-console.elf'), { cmdline });
+      const t0 = Date.now();
+      const result = await m.pc.run({ timeoutMs: 60_000 });
+      const { com1, hvc0 } = m.text();
+      expect(hvc0).toBe(GREETING);
+      expect(com1).toContain('virtio-console: waiting up to 1 s for input\nvirtio-console: no input within 1 s\n');
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+      if (pass) {
+        expect(com1, com1).toMatch(/virtio-console: PASS\n$/);
+        expect(result).toEqual({ reason: 'debug-exit', status: status(0) });
+      } else {
+        expect(com1, com1).toMatch(/virtio-console: FAIL no input \(input=required\)\n$/);
+        expect(result).toEqual({ reason: 'debug-exit', status: status(1) });
+      }
+    }
+  });
+
+  it('a PC without a virtio-console: FAIL naming it', async () => {
+    const m = capturedPc(pcs, { memory: 16 * MiB });
+    m.loadMultiboot(fixture('virtio-console.elf'), { cmdline: 'wait=0 bogus' });
+    const result = await m.run({ timeoutMs: 30_000 });
+    expect(result).toEqual({ reason: 'debug-exit', status: status(1) });
+    expect(m.out.text).toContain("virtio-console: ignoring command-line word 'bogus'\n");
+    expect(m.out.text).toMatch(/virtio-console: FAIL no virtio-console device\n$/);
+  });
+});
+
+describe('virtio-blk-bench fixture (npm run bench\'s guest)', () => {
+  /** The fixture's blocks: i mod blocks, or x = x * 1664525 + 1013904223, block = (x * blocks) >> 32. */
+  function blocks(pattern: 'seq' | 'rand', n: number, count: number): number[] {
+    let x = 1;
+    return Array.from({ length: n }, (_, i) => {
+      if (pattern === 'seq') return i % count;
+      x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+      return Number((BigInt(x) * BigInt(count)) >> 32n);
+    });
+  }
+
+  it.each([
+    ['seq', 1, ''],
+    ['rand', 8, ''],
+    ['rand', 3, ' device=self'],
+  ] as const)('pattern=%s qd=%i%s: every read returns its block; the sum of the tags is the host\'s', async (pattern, qd, extra) => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmmapi-blk-bench-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const img = join(dir, 'tagged.img');
+    const count = 40; // 4 KiB blocks, each starting with its index
+    const bytes = new Uint8Array(count * 4096);
+    for (let k = 0; k < count; k++) new DataView(bytes.buffer).setUint32(k * 4096, k, true);
+    writeFileSync(img, bytes);
+    const m = capturedPc(pcs, { memory: 32 * MiB });
+    const blk = await VirtioBlock.open({ path: img, readonly: true });
+    cleanups.unshift(() => blk.close());
+    const dev = m.addVirtioDevice(blk);
+    const n = 100; // seq wraps past the 40 blocks
+    m.loadMultiboot(fixture('virtio-blk-bench.elf'), { cmdline: `pattern=${pattern} n=${n} qd=${qd}${extra}` });
+    const result = await m.run({ timeoutMs: 60_000 });
+    expect(m.out.text, m.out.text).toMatch(/virtio-blk-bench: PASS\n$/);
+    expect(result).toEqual({ reason: 'debug-exit', status: status(0) });
+    const sum = blocks(pattern, n, count).reduce((a, b) => (a + b) >>> 0, 0);
+    expect(m.out.text).toContain(`virtio-blk-bench: pattern=${pattern} n=${n} qd=${qd} seed=1${extra}\n`);
+    expect(m.out.text).toContain(`virtio-blk: capacity 0x${(count * 8).toString(16).padStart(16, '0')} sectors, ${count} blocks of 4 KiB\n`);
+    expect(m.out.text).toContain(`virtio-blk-bench: go\nvirtio-blk-bench: done n=${n} sum=0x${sum.toString(16).padStart(8, '0')} bad=0\n`);
+    expect(dev.errors).toEqual([]);
+    expect(blk.stats.requests).toBe(extra ? 0 : n);
   });
 });
