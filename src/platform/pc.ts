@@ -178,7 +178,7 @@ export class Pc {
         raiseMsi: (lo, hi, data) => vm.raiseMsi(lo, hi, data),
         memoryOverlaps: (gpa, length) => vm.memory.segments.some((s) => gpa < s.gpa + s.length && s.gpa < gpa + length),
       });
-      this.virtio = new PcVirtio(vm, this.pci);
+      this.virtio = new PcVirtio(vm, this.pci, this.runner);
       if (opts.virtio !== undefined) {
         if (!Array.isArray(opts.virtio)) throw new TypeError('opts.virtio must be an array of VirtioDevice');
         for (const d of opts.virtio) this.virtio.add(d);

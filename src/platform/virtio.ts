@@ -12,6 +12,7 @@
  * - `exit`: the plain path, each notify a round trip to the main thread (for comparison).
  */
 import type { Vm } from '../vm.js';
+import type { VcpuRunner } from '../runner/runner.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import { VirtioPciFunction } from '../virtio/pci/function.js';
 import type { IoEventFd } from '../io-events.js';
@@ -50,12 +51,15 @@ const MAX_ERRORS = 16;
 export class PcVirtio {
   readonly #vm: Vm;
   readonly #pci: PcPci;
+  readonly #runner: VcpuRunner;
   readonly #devices: PcVirtioDevice[] = [];
   #ioeventfdRefused = 0;
 
-  constructor(vm: Vm, pci: PcPci) {
+  /** Virtio devices for the PC of `vm`, on `pci`, served by `runner`. */
+  constructor(vm: Vm, pci: PcPci, runner: VcpuRunner) {
     this.#vm = vm;
     this.#pci = pci;
+    this.#runner = runner;
   }
 
   /** Queue notify addresses KVM refused an ioeventfd for (a guest moved a BAR over another's). */
@@ -90,6 +94,7 @@ export class PcVirtio {
       posted: notify === 'posted' ? [{ bar: region.bar, offset: region.offset, length: region.length }] : undefined,
     });
     if (notify === 'ioeventfd') this.#followNotify(fn, pci, device.queueSizes.length);
+    if ('hostWorkPending' in device) this.#runner.addHostWorkProbe(() => device.hostWorkPending === true);
     const entry: PcVirtioDevice = Object.freeze({ device, function: fn, pci, notify, errors });
     this.#devices.push(entry);
     return entry;

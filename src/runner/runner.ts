@@ -98,6 +98,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   #kickable: Kickable;
   #endReason: RunResult['reason'] | undefined;
   #emuCounts: Int32Array[] = [];
+  readonly #hostWork: (() => boolean)[] = [];
   #emuSeen: number[][] = [];
 
   /** A runner for `vm` (nothing starts until {@link start}). Throws TypeError/RangeError for bad options. */
@@ -127,6 +128,21 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   get counters(): RunnerCounters {
     this.#syncCounters();
     return this.#counters;
+  }
+
+  /**
+   * Tell the runner how to see that a device has host work in flight that completes on the
+   * event loop (file I/O, a socket): while `probe()` is true the main thread waits for exits
+   * through the event loop instead of spinning or blocking, so the completion runs at once.
+   * `probe` is called often: keep it a field read. Returns a function that removes it.
+   */
+  addHostWorkProbe(probe: () => boolean): () => void {
+    if (typeof probe !== 'function') throw new TypeError(`probe must be a function, got ${typeof probe}`);
+    this.#hostWork.push(probe);
+    return () => {
+      const i = this.#hostWork.indexOf(probe);
+      if (i >= 0) this.#hostWork.splice(i, 1);
+    };
   }
 
   /** The raw control-block words of each vCPU, for diagnosing a stuck run. */
@@ -240,7 +256,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         }),
     );
     const servers = this.#slots.map((s) => new VcpuServer(s, this.#hooks));
-    const loops = [...done, serveAll(servers, this.#bell).catch((e: unknown) => this.#fail(toError(e)))];
+    const hostWork = (): boolean => this.#hostWork.some((probe) => probe());
+    const loops = [...done, serveAll(servers, this.#bell, hostWork).catch((e: unknown) => this.#fail(toError(e)))];
     try {
       await Promise.all(loops);
     } finally {

@@ -180,10 +180,11 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 /**
  * The serve loop of a runner: steps every server until all are done. Between rounds with
  * nothing to do it waits on the doorbell — spinning while that pays, then blocking briefly
- * while that pays, then asynchronously (src/runner/handoff.ts). While vCPUs keep it busy it
+ * while that pays, then asynchronously (src/runner/handoff.ts); only asynchronously while
+ * `hostWork()` says a device has host work in flight that completes on the event loop. While vCPUs keep it busy it
  * still yields to the event loop every {@link YIELD_MS} (timers, I/O, stop()).
  */
-export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array): Promise<void> {
+export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array, hostWork: () => boolean = () => false): Promise<void> {
   const spin = new SpinPolicy(MAIN_SPIN_MS, hostLoad.flag);
   const block = new BlockPolicy(MAIN_BLOCK_MS);
   let lastYield = performance.now();
@@ -207,7 +208,8 @@ export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array)
       if (busy) await null; // let pending handlers' microtasks run
       continue;
     }
-    if (!busy) {
+    // a device waiting for host I/O completes it on the event loop: do not hold the loop
+    if (!busy && !hostWork()) {
       if (spin.spin(bell, BELL.SEQ, seen)) continue;
       const t0 = performance.now();
       // the wait state is published before the wait re-checks SEQ: a later ring notifies

@@ -75,4 +75,10 @@ export interface VirtioDevice {
   notify(index: number): void;
   /** Stop serving and forget all queue state; a later activate starts afresh. */
   reset(): void;
+  /**
+   * Optional: true while the device waits for host work it started (file I/O) that completes
+   * on the event loop; the platform then keeps the main thread's event loop free (see
+   * VcpuRunner.addHostWorkProbe). Read often: keep it a field read.
+   */
+  readonly hostWorkPending?: boolean;
 }

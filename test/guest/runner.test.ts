@@ -293,3 +293,20 @@ describe('prestartVcpuWorkers', () => {
     }
   });
 });
+
+describe('VcpuRunner.addHostWorkProbe', () => {
+  it('a TypeError for a non-function; a run with host work pending (event-loop waits only) still completes, and the probe is removable', async () => {
+    const vm = codeVm([0xb0, 0x07, 0xe6, 0x80, 0xe6, 0x80, ...CLI_HLT]); // two OUTs, cli ; hlt
+    const runner = new VcpuRunner(vm);
+    expect(() => runner.addHostWorkProbe(5 as unknown as () => boolean)).toThrow(TypeError);
+    let asked = 0;
+    const remove = runner.addHostWorkProbe(() => (asked++, true));
+    const out = sink();
+    runner.pio.register(0x80, 1, out);
+    expect(await runner.start()).toEqual({ reason: 'halted', vcpus: ['halted'] });
+    expect(out.writes).toEqual([7, 7]);
+    expect(asked).toBeGreaterThan(0);
+    remove();
+    remove(); // idempotent
+  });
+});

@@ -266,6 +266,10 @@ export class VirtioBlock implements VirtioDevice {
   get inFlight(): number {
     return this.#inFlight;
   }
+  /** True while file operations run (VirtioDevice.hostWorkPending). */
+  get hostWorkPending(): boolean {
+    return this.#inFlight > 0;
+  }
   /** True once close() was called: requests needing the file are answered IOERR. */
   get closed(): boolean {
     return this.#closed;
