@@ -336,6 +336,45 @@ export class SplitQueue {
   }
 
   /**
+   * Return several chains at once, in order, publishing used.idx once after all their
+   * elements are written: the driver never sees part of the batch (virtio-net's merged
+   * receive buffers must appear together). Each entry is checked as in {@link pushUsed}
+   * before anything is written (TypeError / RangeError naming `items[i]`). Returns false,
+   * writing nothing, if the queue was reset since the chains were popped or is stopped.
+   */
+  pushUsedBatch(items: readonly { readonly chain: DescriptorChain; readonly len: number }[]): boolean {
+    if (!Array.isArray(items)) throw new TypeError('items must be an array of { chain, len }');
+    const seen = new Set<number>();
+    let stale = false;
+    items.forEach(({ chain, len }, i) => {
+      if (!(chain instanceof DescriptorChain)) throw new TypeError(`items[${i}].chain must be a DescriptorChain from pop()`);
+      if (typeof len !== 'number') throw new TypeError(`items[${i}].len must be a number, got ${typeof len}`);
+      if (!Number.isInteger(len) || len < 0 || len > chain.writableBytes) {
+        throw new RangeError(`items[${i}].len must be an integer in [0, ${chain.writableBytes}] (the chain's writable bytes), got ${len}`);
+      }
+      if (chain.owner !== this.#owner) stale = true;
+      else if (!this.#inFlight[chain.head] || seen.has(chain.head)) throw new RangeError(`items[${i}].chain (${chain.head}) was already returned`);
+      seen.add(chain.head);
+    });
+    if (stale || !this.#enabled || this.#error) return false;
+    if (items.length === 0) return true;
+    const rings = this.#rings!;
+    try {
+      for (const { chain, len } of items) {
+        rings.writeUsed(this.#nextUsed & (this.#size - 1), chain.head, len);
+        this.#nextUsed = (this.#nextUsed + 1) & 0xffff;
+      }
+      rings.publishUsedIdx(this.#nextUsed);
+    } catch (e) {
+      throw this.#fail(e);
+    }
+    this.#pushedSinceSignal += items.length;
+    for (const { chain } of items) this.#inFlight[chain.head] = 0;
+    this.#inFlightCount -= items.length;
+    return true;
+  }
+
+  /**
    * Whether the driver wants an interrupt for the used elements added since the last call:
    * with EVENT_IDX, if used.idx moved past used_event; otherwise unless avail.flags has
    * VIRTQ_AVAIL_F_NO_INTERRUPT. False if nothing was added. Call once after a batch of

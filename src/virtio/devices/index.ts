@@ -1,5 +1,5 @@
 /**
- * Virtio device models — virtio-blk, virtio-rng, virtio-console — as pure state machines over
+ * Virtio device models — virtio-blk, virtio-rng, virtio-console, virtio-net — as pure state machines over
  * a {@link VirtioContext}: no KVM, no transport. Pair one with a transport (virtio-pci) to
  * give it to a guest; unit tests drive them with synthetic queues.
  * @packageDocumentation
@@ -16,6 +16,11 @@ export { VirtioRng } from './rng.js';
 export type { VirtioRngOptions, RngStats } from './rng.js';
 export { VirtioConsole, VIRTIO_CONSOLE_F, VIRTIO_CONSOLE_CONFIG, VIRTIO_CONSOLE_QUEUE } from './console.js';
 export type { VirtioConsoleOptions, ConsoleStats } from './console.js';
+export { VirtioNet } from './net.js';
+export type { VirtioNetOptions, NetStats } from './net.js';
+export { VIRTIO_NET_F, VIRTIO_NET_CONFIG, VIRTIO_NET_S, VIRTIO_NET_QUEUE, NET_HDR_BYTES, NET_HDR_NUM_BUFFERS, NET_MTU_RANGE } from './net-constants.js';
+export { NetReceiver } from './net-rx.js';
+export type { RxOutcome, RxBufferCounters } from './net-rx.js';
 export { featureBits, hasFeature } from './features.js';
 export type { ConfigAccessSize } from './config-space.js';
 export { DeviceCore, checkContext, checkQueueIndex } from './core.js';
