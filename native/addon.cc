@@ -155,6 +155,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFutex(env, exports);
   InitXsave(env, exports);
   InitFdWatcher(env, exports);
+  InitTap(env, exports);
   return exports;
 }
 

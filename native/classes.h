@@ -126,5 +126,6 @@ Napi::Object InitVfio(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitXsave(Napi::Env env, Napi::Object exports);
 void InitFdWatcher(Napi::Env env, Napi::Object exports);
+void InitTap(Napi::Env env, Napi::Object exports);
 
 }  // namespace vmmapi

@@ -39,3 +39,5 @@ export * from './platform/index.js';
 export * from './pci/index.js';
 /** Virtio 1.x: split virtqueues, the device contract, the virtio-pci transport and the blk/rng/console devices (src/virtio). */
 export * from './virtio/index.js';
+/** Network backends for virtio-net: NetBackend, NetSwitch, StreamSocketBackend, TapBackend (src/net). */
+export * from './net/index.js';

@@ -128,6 +128,12 @@ export interface NativeAddon {
   FdWatcher: new (fd: number, callback: (errno: number | null) => void) => NativeFdWatcher;
   vfio: NativeVfio;
   eventfd(initval?: number): number;
+  /**
+   * Attach to the existing TAP interface `name`: /dev/net/tun opened non-blocking and bound
+   * with TUNSETIFF (IFF_TAP | IFF_NO_PI, and IFF_VNET_HDR with `vnetHdr`). Returns the fd
+   * (the caller's to close). KvmError ENODEV if there is no such interface.
+   */
+  tapOpen(name: string, vnetHdr?: boolean): number;
   setErrorClass(cls: typeof KvmError): void;
   kick(vcpuFd: number): boolean;
   readonly kickSignal: number;

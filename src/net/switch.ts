@@ -138,6 +138,7 @@ export class NetSwitch {
       this.#dirty.clear();
       for (const p of ports) this.#drain(p);
     }
+    if (this.#dirty.size > 0) this.#schedule();
   }
 
   /** @internal A frame sent into `from`. */
@@ -184,13 +185,16 @@ export class NetSwitch {
       return;
     }
     this.#dirty.add(port);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(() => {
-        this.#scheduled = false;
-        this.flush();
-      });
-    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.flush();
+    });
   }
 
   #drain(port: Port): void {
