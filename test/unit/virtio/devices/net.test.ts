@@ -287,3 +287,25 @@ describe('VirtioNet receive', () => {
     expect(ctx.resets[0]).toMatch(/^avail-idx/);
   });
 });
+
+describe('SplitQueue.pushUsedBatch', () => {
+  it('checks every entry before writing and publishes used.idx once', () => {
+    const net = new VirtioNet({ backend: new FakeBackend(), queueSize: 8 });
+    const [d] = driversFor(net);
+    const q = d.enable();
+    d.add([], [10]);
+    d.add([], [10]);
+    const a = q.pop()!;
+    const b = q.pop()!;
+    expect(() => q.pushUsedBatch([{ chain: a, len: 1 }, { chain: b, len: 11 }])).toThrow(/items\[1\].len/);
+    expect(() => q.pushUsedBatch([{ chain: a, len: 1 }, { chain: a, len: 1 }])).toThrow(/items\[1\].chain/);
+    expect(() => q.pushUsedBatch([{ chain: {} as never, len: 0 }])).toThrow(/items\[0\].chain/);
+    expect(d.usedIdx()).toBe(0);
+    expect(q.pushUsedBatch([{ chain: a, len: 3 }, { chain: b, len: 4 }])).toBe(true);
+    expect(d.usedIdx()).toBe(2);
+    expect(d.used()).toEqual([{ id: a.head, len: 3 }, { id: b.head, len: 4 }]);
+    expect(q.inFlight).toBe(0);
+    expect(() => q.pushUsed(a, 0)).toThrow(/already returned/);
+    expect(q.pushUsedBatch([])).toBe(true);
+  });
+});
