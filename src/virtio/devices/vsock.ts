@@ -489,7 +489,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     }
     const ctl = this.#control.shift();
     if (ctl) {
-      const conn = ctl.conn && ctl.!isClosed(conn) ? ctl.conn : undefined;
+      const conn = ctl.conn && !isClosed(ctl.conn) ? ctl.conn : undefined;
       chain.writeBytes(encodeHeader(this.#header(ctl.op, ctl.hostPort, ctl.guestPort, 0, ctl.flags, conn)));
       if (conn) {
         conn.advertisedFwdCnt = conn.fwdCnt;
