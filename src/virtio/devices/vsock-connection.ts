@@ -9,7 +9,8 @@ import type { VsockHostEnd } from '../../vsock/backend.js';
  * - `connecting-in`: the guest sent REQUEST; the backend has not yet accepted or refused.
  * - `connecting-out`: the host sent REQUEST; waiting for the guest's RESPONSE (timer).
  * - `established`: data flows both ways.
- * - `closing`: the host sent SHUTDOWN (both directions); waiting for the guest's RST (timer).
+ * - `closing`: both sides are done sending and the host sent SHUTDOWN (both directions);
+ *   waiting for the guest's RST (timer).
  * - `closed`: forgotten by the device; every later call on it is ignored.
  */
 export type VsockConnState = 'connecting-in' | 'connecting-out' | 'established' | 'closing' | 'closed';
@@ -65,6 +66,8 @@ export class VsockConnection {
   hostBlocked = false;
   /** The host called end(): shut down once {@link toGuest} is empty. */
   hostSendDone = false;
+  /** The host's SHUTDOWN is queued. */
+  hostShutdownSent = false;
 
   /** A connection between `hostPort` and `guestPort`, in `state`. */
   constructor(readonly hostPort: number, readonly guestPort: number, state: VsockConnState) {

@@ -358,9 +358,17 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     this.#callHost(conn, (e) => e.drain?.());
   }
 
-  /** Once the host has ended and its data is out: SHUTDOWN both ways, then wait for the guest's RST. */
+  /**
+   * Once the host has ended and its data is out: SHUTDOWN SEND, or, if the guest is done
+   * sending too, SHUTDOWN both ways and wait (shutdownTimeoutMs) for the guest's RST.
+   */
   #maybeShutdown(conn: VsockConnection): void {
-    if (!conn.hostSendDone || conn.toGuestBytes > 0 || conn.state !== 'established') return;
+    if (!conn.hostSendDone || conn.hostShutdownSent || conn.toGuestBytes > 0 || conn.state !== 'established') return;
+    conn.hostShutdownSent = true;
+    if (!conn.guestSendDone) {
+      this.#queue(VSOCK_OP.SHUTDOWN, conn, VSOCK_SHUTDOWN.SEND);
+      return;
+    }
     conn.state = 'closing';
     this.#queue(VSOCK_OP.SHUTDOWN, conn, VSOCK_SHUTDOWN.RCV | VSOCK_SHUTDOWN.SEND);
     conn.timer = setTimeout(() => {
@@ -653,13 +661,17 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
       conn.toGuestBytes = 0;
     }
     if (flags & VSOCK_SHUTDOWN.SEND) conn.guestSendDone = true;
-    if ((conn.guestRecvDone && conn.guestSendDone) || conn.state === 'closing') {
-      // Both directions are done: answer with RST and forget the connection (as Linux does).
-      this.#abort(conn, 'shut down by the guest');
+    const done = (conn.guestRecvDone && conn.guestSendDone) || conn.state === 'closing' || (conn.guestSendDone && conn.hostShutdownSent);
+    if (!done) {
+      this.#flushToHost(conn);
+      this.#maybeDrain(conn);
       return;
     }
+    // Both directions are over: hand the host what the guest sent (held within bufAlloc, so
+    // even past a pause), answer RST and forget the connection, as Linux's transport does.
+    conn.hostPaused = false;
     this.#flushToHost(conn);
-    this.#maybeDrain(conn);
+    if (!isClosed(conn)) this.#abort(conn, 'shut down');
   }
 
   #request(h: VsockHeader, existing: VsockConnection | undefined): void {
