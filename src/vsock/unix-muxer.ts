@@ -155,7 +155,7 @@ export class UnixMuxer implements VsockBackend {
   }
 
   /** Relay between `sock` and `channel`; returns the host end for the device. */
-  #relay(sock: Socket, channel: VsockChannel, leftover?: Uint8Array): VsockHostEnd {
+  #relay(sock: Socket, channel: VsockChannel): VsockHostEnd {
     let gone = false;
     const end: VsockHostEnd = {
       data: (bytes) => sock.write(bytes),
@@ -168,7 +168,6 @@ export class UnixMuxer implements VsockBackend {
       },
       drain: () => sock.resume(),
     };
-    if (leftover && leftover.length > 0 && !channel.write(leftover)) sock.pause();
     sock.on('data', (d: Buffer) => {
       if (!channel.write(d)) sock.pause();
     });
@@ -239,9 +238,9 @@ export class UnixMuxer implements VsockBackend {
         connected = true;
         this.stats.hostConnected++;
         sock.write(`OK ${hostPort}\n`);
-        inner = this.#relay(sock, channel!, leftover);
-        if (!sock.isPaused()) return;
-        sock.resume();
+        const blocked = leftover.length > 0 && !channel!.write(leftover);
+        inner = this.#relay(sock, channel!);
+        if (!blocked) sock.resume();
       },
       drain: () => sock.resume(),
     };
