@@ -19,6 +19,13 @@
  *   CREDIT_UPDATE goes out when a quarter of the buffer has been freed unannounced, or when
  *   the guest asks (CREDIT_REQUEST).
  *
+ * Shutdown: a guest SHUTDOWN with SEND reaches the host end as end() once its queued data
+ * is delivered; the host's {@link VsockChannel.end} becomes SHUTDOWN SEND once its queued
+ * data is out. When both directions are over (the guest shut down both, or each side its
+ * sending half) the device answers RST and forgets the connection; if the host ends after
+ * the guest, it sends SHUTDOWN with both flags and waits shutdownTimeoutMs for the guest's
+ * RST. {@link VsockChannel.close} and every protocol error are an RST at once.
+ *
  * Hostile input ends in a counter, never an exception: a header shorter than 44 bytes is
  * dropped (`truncatedHeader`), a wrong src/dst CID is dropped (`badCid`); an unknown type or
  * op, len over 64 KiB or past the chain's bytes, or a packet the connection's state does not
@@ -177,6 +184,8 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
   readonly #config = new ConfigSpace(VIRTIO_VSOCK_CONFIG.SIZE);
   readonly #core = new DeviceCore(3);
   readonly #conns = new Map<number, VsockConnection>();
+  /** Connections per host port. */
+  readonly #hostPorts = new Map<number, number>();
   /** Connections that may have data for the guest, in round-robin order. */
   readonly #ready = new Set<VsockConnection>();
   readonly #control: Control[] = [];
@@ -273,8 +282,12 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
 
   /** True if host port `hostPort` has a connection. */
   hostPortInUse(hostPort: number): boolean {
-    for (const c of this.#conns.values()) if (c.hostPort === hostPort) return true;
-    return false;
+    return this.#hostPorts.has(hostPort);
+  }
+
+  #add(conn: VsockConnection): void {
+    this.#conns.set(conn.key, conn);
+    this.#hostPorts.set(conn.hostPort, (this.#hostPorts.get(conn.hostPort) ?? 0) + 1);
   }
 
   /**
@@ -294,7 +307,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     if (this.#conns.size >= this.maxConnections) throw new Error(`too many vsock connections (${this.maxConnections})`);
     const conn = new VsockConnection(hostPort, guestPort, 'connecting-out');
     conn.end = end;
-    this.#conns.set(conn.key, conn);
+    this.#add(conn);
     conn.timer = setTimeout(() => {
       if (conn.state !== 'connecting-out') return;
       this.stats.connectTimeouts++;
@@ -410,6 +423,9 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     conn.state = 'closed';
     conn.clear();
     this.#conns.delete(conn.key);
+    const n = (this.#hostPorts.get(conn.hostPort) ?? 1) - 1;
+    if (n > 0) this.#hostPorts.set(conn.hostPort, n);
+    else this.#hostPorts.delete(conn.hostPort);
     this.#ready.delete(conn);
   }
 
@@ -682,7 +698,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     }
     const conn = new VsockConnection(h.dstPort, h.srcPort, 'connecting-in');
     conn.updatePeer(h.bufAlloc, h.fwdCnt);
-    this.#conns.set(conn.key, conn);
+    this.#add(conn);
     const accept = (end: VsockHostEnd | undefined): void => {
       if (end === undefined || end === null) return refuse();
       if (conn.state !== 'connecting-in') {
