@@ -19,8 +19,8 @@ beforeEach(() => {
 });
 afterEach(async () => {
   for (const c of clients.splice(0)) c.destroy();
-  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
   await muxer?.close();
+  for (const s of servers.splice(0)) await new Promise((r) => s.close(r));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -171,5 +171,40 @@ describe('UnixMuxer', () => {
     g.recv();
     expect(got()).toBe(8192 * 6);
     expect(written).toBeLessThan(4 * 1024 * 1024); // the client was stopped by backpressure
+  });
+
+  it('backpressure: a host program that stops reading stalls the guest through credit, within bufAlloc', async () => {
+    const sock = join(dir, 'v.sock');
+    const conns = await hostListener(`${sock}_52`);
+    muxer = new UnixMuxer({ socket: sock, cid: 3, device: { bufAlloc: 16384 } });
+    const g = new GuestVsock(muxer.device);
+    g.send({ op: VSOCK_OP.REQUEST, srcPort: 1000, dstPort: 52 });
+    await until(() => (g.recv(), conns.length === 1 && g.received.length > 0));
+    let total = 0;
+    conns[0].sock.removeAllListeners('data');
+    conns[0].sock.on('data', (d) => (total += d.length));
+    conns[0].sock.pause();
+    // A well-behaved guest: sends only within the device's advertised credit.
+    let sent = 0;
+    const credit = () => {
+      const last = g.received.filter((p) => p.h.op !== VSOCK_OP.RST).at(-1)!.h;
+      return last.bufAlloc - (sent - last.fwdCnt);
+    };
+    const t0 = Date.now();
+    while (Date.now() - t0 < 300) {
+      g.recv();
+      const n = Math.min(4096, credit());
+      if (n > 0) {
+        g.send({ srcPort: 1000 }, new Uint8Array(n).fill(0x62));
+        sent += n;
+      } else await sleep(5);
+      expect(muxer.device.bufferedBytes).toBeLessThanOrEqual(16384);
+    }
+    expect(muxer.device.stats.creditViolations).toBe(0);
+    expect(sent).toBeLessThan(4 * 1024 * 1024); // stalled: the kernel and socket buffers plus 16 KiB (about 200 KiB here)
+    expect(credit()).toBe(0);
+    conns[0].sock.resume();
+    await until(() => total === sent);
+    await until(() => (g.recv(), credit() > 0)); // the device credits the guest again
   });
 });

@@ -291,4 +291,27 @@ describe('VirtioVsock', () => {
     expect(c.ch.write(text('after reset'))).toBe(true); // ignored
     expect(s.dev.bufferedBytes).toBe(0);
   });
+
+  it('a host end that throws is reset and counted; a late async accept is closed', async () => {
+    const s = setup();
+    const { end } = guestConnect(s);
+    end.data = () => {
+      throw new Error('sink failed');
+    };
+    s.g.send({ srcPort: 1000 }, text('x'));
+    expect(s.g.recv()[0].h.op).toBe(VSOCK_OP.RST);
+    expect(s.dev.stats.hostErrors).toBe(1);
+    expect(s.dev.connections).toBe(0);
+
+    let resolve!: (e: VsockHostEnd) => void;
+    const dev = new VirtioVsock({ guestCid: 3, backend: { connect: () => new Promise((r) => (resolve = r)) } });
+    const g = new GuestVsock(dev);
+    g.send({ op: VSOCK_OP.REQUEST, srcPort: 9, dstPort: 52 });
+    dev.reset();
+    const late = new RecordingEnd();
+    resolve(late);
+    await sleep(1);
+    expect(late.closed).toEqual(['connection closed before it was accepted']);
+    expect(dev.connections).toBe(0);
+  });
 });
