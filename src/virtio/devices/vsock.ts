@@ -336,7 +336,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
         this.#maybeShutdown(conn);
       },
       close: () => {
-        if (!isClosed(conn)) this.#abort(conn, 'host closed', false);
+        if (!isClosed(conn)) this.#abort(conn, 'host closed', true, false);
       },
     };
   }
@@ -635,6 +635,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
         conn.state = 'established';
         this.stats.established++;
         this.#callHost(conn, (e) => e.connected?.());
+        if (!isClosed(conn)) this.#maybeShutdown(conn);
         break;
       case VSOCK_OP.SHUTDOWN:
         if (conn.state === 'connecting-out') return this.#unexpected(h);
@@ -713,6 +714,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
       conn.state = 'established';
       this.stats.established++;
       this.#queue(VSOCK_OP.RESPONSE, conn, 0);
+      this.#maybeShutdown(conn); // the backend may have ended already
     };
     const refuse = (): void => {
       this.stats.refused++;

@@ -100,10 +100,22 @@ describe('UnixMuxer', () => {
     await until(() => (g.recv(), payload(g) === 'first'));
     g.send({ srcPort: 7000, dstPort: req.srcPort }, text('hi host'));
     await until(() => c.data.endsWith('hi host'));
+    // A second client gets the next local port; its EOF is a SHUTDOWN SEND to the guest.
+    const c2 = hostClient(sock);
+    c2.sock.write('CONNECT 7000\n');
+    await until(() => (g.recv(), g.received.some((p) => p.h.op === VSOCK_OP.REQUEST && p.h.srcPort === req.srcPort + 1)));
+    g.send({ op: VSOCK_OP.RESPONSE, srcPort: 7000, dstPort: req.srcPort + 1 });
+    await until(() => c2.data === `OK ${req.srcPort + 1}\n`);
+    c2.sock.destroy();
+    await until(() => (g.recv(), g.received.some((p) => p.h.op === VSOCK_OP.SHUTDOWN && p.h.srcPort === req.srcPort + 1)));
+    expect(g.received.at(-1)!.h.flags).toBe(VSOCK_SHUTDOWN.SEND);
+    g.send({ op: VSOCK_OP.SHUTDOWN, srcPort: 7000, dstPort: req.srcPort + 1, flags: VSOCK_SHUTDOWN.RCV | VSOCK_SHUTDOWN.SEND });
+    await until(() => (g.recv(), g.received.at(-1)!.h.op === VSOCK_OP.RST));
+    expect(muxer.device.connections).toBe(1);
     // A guest RST closes the client.
     g.send({ op: VSOCK_OP.RST, srcPort: 7000, dstPort: req.srcPort });
     await until(() => c.closed);
-    expect(muxer.stats).toMatchObject({ hostClients: 1, hostConnected: 1 });
+    expect(muxer.stats).toMatchObject({ hostClients: 2, hostConnected: 2 });
   });
 
   it('closes a client with a malformed or overlong first line, or one the guest refuses', async () => {

@@ -314,4 +314,15 @@ describe('VirtioVsock', () => {
     expect(late.closed).toEqual(['connection closed before it was accepted']);
     expect(dev.connections).toBe(0);
   });
+
+  it('a host close() is an RST to the guest; the host end is not told again', () => {
+    const s = setup();
+    const { end, ch } = guestConnect(s);
+    ch.close();
+    ch.close();
+    expect(s.g.recv().map((p) => [p.h.op, p.h.dstPort])).toEqual([[VSOCK_OP.RST, 1000]]);
+    expect(end.closed).toEqual([]);
+    expect(s.dev.connections).toBe(0);
+    expect(s.dev.hostPortInUse(52)).toBe(false);
+  });
 });
