@@ -116,7 +116,10 @@ export class UnixMuxer implements VsockBackend {
       });
     });
 
-  /** Listen on `<socket>` for host clients (an old socket file there is removed first). */
+  /**
+   * Listen on `<socket>` for host clients (an old socket file there is removed first). Error
+   * naming the path if it cannot listen, or if already listening.
+   */
   async listen(): Promise<void> {
     if (this.#server) throw new Error('the muxer is already listening');
     try {
@@ -126,9 +129,9 @@ export class UnixMuxer implements VsockBackend {
     }
     const server = createServer({ allowHalfOpen: true }, (sock) => this.#hostClient(sock));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(new Error(`cannot listen on vsock socket '${this.socket}': ${e.message}`, { cause: e })));
       server.listen(this.socket, () => {
-        server.off('error', reject);
+        server.removeAllListeners('error');
         resolve();
       });
     });

@@ -53,6 +53,15 @@ function hostClient(path: string) {
 const payload = (g: GuestVsock) => g.received.filter((p) => p.h.op === VSOCK_OP.RW).map((p) => Buffer.from(p.payload).toString()).join('');
 
 describe('UnixMuxer', () => {
+  it('checks its options and owns a device with the cid', async () => {
+    expect(() => new UnixMuxer({ cid: 3 } as never)).toThrow(/options.socket/);
+    expect(() => new UnixMuxer({ socket: 'x', cid: 1 })).toThrow(/options.guestCid/);
+    expect(() => new UnixMuxer({ socket: 'x', cid: 3, firstLineTimeoutMs: 0 })).toThrow(/options.firstLineTimeoutMs/);
+    muxer = new UnixMuxer({ socket: join(dir, 'missing', 'v.sock'), cid: 7 });
+    expect(muxer.device.guestCid).toBe(7);
+    await expect(muxer.listen()).rejects.toThrow(/cannot listen on vsock socket/);
+  });
+
   it('guest → host port P goes to <socket>_P, both ways, with EOF as SHUTDOWN', async () => {
     const sock = join(dir, 'v.sock');
     const conns = await hostListener(`${sock}_52`);
