@@ -37,7 +37,9 @@ export { fixturePath } from './fixtures.js';
 export * from './platform/index.js';
 /** PCI models: configuration space, MSI-X, the bus and its config mechanisms, BAR placement (src/pci). */
 export * from './pci/index.js';
-/** Virtio 1.x: split virtqueues, the device contract, the virtio-pci transport and the blk/rng/console devices (src/virtio). */
+/** Virtio 1.x: split virtqueues, the device contract, the virtio-pci transport and the blk/rng/console/vsock devices (src/virtio). */
 export * from './virtio/index.js';
 /** Network backends for virtio-net: NetBackend, NetSwitch, StreamSocketBackend, TapBackend (src/net). */
 export * from './net/index.js';
+/** virtio-vsock's host side: the VsockBackend contract and the Firecracker-convention UnixMuxer (src/vsock). */
+export * from './vsock/index.js';

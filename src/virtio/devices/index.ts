@@ -1,5 +1,5 @@
 /**
- * Virtio device models — virtio-blk, virtio-rng, virtio-console, virtio-net — as pure state machines over
+ * Virtio device models — virtio-blk, virtio-rng, virtio-console, virtio-net, virtio-vsock — as pure state machines over
  * a {@link VirtioContext}: no KVM, no transport. Pair one with a transport (virtio-pci) to
  * give it to a guest; unit tests drive them with synthetic queues.
  * @packageDocumentation
@@ -21,6 +21,14 @@ export type { VirtioNetOptions, NetStats } from './net.js';
 export { VIRTIO_NET_F, VIRTIO_NET_CONFIG, VIRTIO_NET_S, VIRTIO_NET_QUEUE, NET_HDR_BYTES, NET_HDR_NUM_BUFFERS, NET_MTU_RANGE } from './net-constants.js';
 export { NetReceiver } from './net-rx.js';
 export type { RxOutcome, RxBufferCounters } from './net-rx.js';
+export { VirtioVsock, VIRTIO_VSOCK_CONFIG } from './vsock.js';
+export type { VirtioVsockOptions, VsockStats } from './vsock.js';
+export type { VsockConnState } from './vsock-connection.js';
+export {
+  VSOCK_HDR_BYTES, VSOCK_HOST_CID, VSOCK_MIN_GUEST_CID, VSOCK_MAX_PAYLOAD, VSOCK_HDR, VSOCK_TYPE, VSOCK_OP, VSOCK_SHUTDOWN,
+  VSOCK_EVENT, VSOCK_QUEUE, decodeHeader as decodeVsockHeader, encodeHeader as encodeVsockHeader,
+} from './vsock-packet.js';
+export type { VsockHeader } from './vsock-packet.js';
 export { featureBits, hasFeature } from './features.js';
 export type { ConfigAccessSize } from './config-space.js';
 export { DeviceCore, checkContext, checkQueueIndex } from './core.js';
