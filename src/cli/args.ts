@@ -4,7 +4,7 @@ import { CPUID_BITS } from '../cpuid.js';
 import { MAX_CPUS } from '../platform/layout.js';
 import { UsageError } from './errors.js';
 import { parseAddress, parseCount, parseMemory, parseSeconds } from './units.js';
-import { parseConsole, parseDisk, type ConsoleSpec, type DiskSpec } from './device-args.js';
+import { parseConsole, parseDisk, parseNet, parseVsock, type ConsoleSpec, type DiskSpec, type NetSpec, type VsockSpec } from './device-args.js';
 
 /** What to boot. */
 export type BootSpec =
@@ -41,6 +41,10 @@ export interface RunConfig {
   rng: boolean;
   /** The virtio console (hvc0); `off` or unset: none. */
   console: ConsoleSpec;
+  /** virtio-net devices, in PCI slot order after the disks. */
+  nets: NetSpec[];
+  /** A virtio-vsock device. */
+  vsock?: VsockSpec;
 }
 
 /** The parsed command: run something, print help, or print the version. */
@@ -139,6 +143,8 @@ const OPTIONS = {
   disk: { type: 'string', multiple: true },
   rng: { type: 'boolean' },
   console: { type: 'string' },
+  net: { type: 'string', multiple: true },
+  vsock: { type: 'string' },
 } as const;
 
 /** True if `--name` is an option that takes a value. */
@@ -229,6 +235,8 @@ export function parseCommand(argv: readonly string[]): Command {
       disks: (v.disk ?? []).map(parseDisk),
       rng: v.rng ?? false,
       console: v.console === undefined ? { kind: 'off' } : parseConsole(v.console),
+      nets: (v.net ?? []).map(parseNet),
+      vsock: v.vsock === undefined ? undefined : parseVsock(v.vsock),
     },
   };
 }

@@ -74,3 +74,46 @@ export function parseConsole(text: string): ConsoleSpec {
   const [[key, path]] = [...values];
   return key === 'file' ? { kind: 'file', path } : { kind: 'socket', path };
 }
+
+/** One `--net`: a virtio-net device and the backend its frames go to. */
+export type NetSpec =
+  /** An existing TAP interface (opened through /dev/net/tun). */
+  | { kind: 'tap'; name: string; mac?: string }
+  /** QEMU's stream-socket protocol over a Unix socket vmmapi connects to (e.g. passt's). */
+  | { kind: 'socket'; path: string; mac?: string };
+
+/** `--vsock cid=N,socket=PATH`. */
+export interface VsockSpec {
+  /** The guest's context id, 3 to 2^32 - 2. */
+  cid: number;
+  /** The host side: clients connect to PATH; guest connections to port P go to PATH_P. */
+  socket: string;
+}
+
+/** `--net tap=NAME[,mac=MAC]` or `--net socket=PATH[,mac=MAC]`. */
+export function parseNet(text: string): NetSpec {
+  const { bare, values } = keyValues(text, '--net', ['tap', 'socket', 'mac']);
+  if (bare !== undefined) throw new UsageError(`--net must be tap=NAME or socket=PATH (with an optional ,mac=MAC), got '${text}'`);
+  const mac = values.get('mac');
+  if (mac !== undefined && !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new UsageError(`--net mac must be six hex bytes like 52:54:00:12:34:56, got '${mac}'`);
+  if (mac !== undefined && (Number.parseInt(mac.slice(0, 2), 16) & 1) === 1) throw new UsageError(`--net mac must be a unicast address (first byte even), got '${mac}'`);
+  const tap = values.get('tap');
+  const path = values.get('socket');
+  if ((tap === undefined) === (path === undefined)) throw new UsageError(`--net needs exactly one of tap=NAME and socket=PATH, got '${text}'`);
+  if (tap !== undefined) {
+    if (tap.length > 15) throw new UsageError(`--net tap: an interface name has at most 15 characters, got '${tap}'`);
+    return mac === undefined ? { kind: 'tap', name: tap } : { kind: 'tap', name: tap, mac };
+  }
+  return mac === undefined ? { kind: 'socket', path: path! } : { kind: 'socket', path: path!, mac };
+}
+
+/** `--vsock cid=N,socket=PATH`. */
+export function parseVsock(text: string): VsockSpec {
+  const { bare, values } = keyValues(text, '--vsock', ['cid', 'socket']);
+  const cidText = values.get('cid');
+  const socket = values.get('socket');
+  if (bare !== undefined || cidText === undefined || socket === undefined) throw new UsageError(`--vsock must be cid=N,socket=PATH, got '${text}'`);
+  const cid = /^\d+$/.test(cidText) ? Number(cidText) : NaN;
+  if (!Number.isSafeInteger(cid) || cid < 3 || cid > 2 ** 32 - 2) throw new UsageError(`--vsock cid must be an integer from 3 to ${2 ** 32 - 2}, got '${cidText}'`);
+  return { cid, socket };
+}

@@ -1,6 +1,6 @@
 /**
- * The virtio devices of `vmmapi run` (`--disk`, `--rng`, `--console`): opened, put on the
- * PC's PCI bus, and closed again when the run ends.
+ * The virtio devices of `vmmapi run` (`--disk`, `--net`, `--vsock`, `--rng`, `--console`):
+ * opened, put on the PC's PCI bus, and closed again when the run ends.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { rmSync } from 'node:fs';
@@ -8,6 +8,12 @@ import type { Pc } from '../platform/pc.js';
 import { VirtioBlock } from '../virtio/devices/block.js';
 import { VirtioConsole } from '../virtio/devices/console.js';
 import { VirtioRng } from '../virtio/devices/rng.js';
+import { VirtioNet } from '../virtio/devices/net.js';
+import type { NetBackend } from '../net/backend.js';
+import { TapBackend } from '../net/tap.js';
+import { StreamSocketBackend } from '../net/stream.js';
+import { UnixMuxer } from '../vsock/unix-muxer.js';
+import type { NetSpec } from './device-args.js';
 import type { RunConfig } from './args.js';
 import { ByteSink } from './console.js';
 import { UsageError } from './errors.js';
@@ -112,9 +118,27 @@ async function socketEnd(path: string, log: (line: string) => void): Promise<Con
   };
 }
 
+/** The backend of one `--net`; UsageError naming the interface or socket when it cannot be opened. */
+async function netBackend(n: NetSpec): Promise<NetBackend> {
+  if (n.kind === 'tap') {
+    try {
+      return new TapBackend(n.name);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const hint = code === 'ENODEV' ? 'no such interface (create it first, e.g. ip tuntap add NAME mode tap)' : code === 'EBUSY' ? 'the interface is in use' : code === 'EPERM' || code === 'EACCES' ? 'permission denied (/dev/net/tun, or the interface\'s owner)' : (e as Error).message;
+      throw new UsageError(`cannot open TAP interface '${n.name}': ${hint}`);
+    }
+  }
+  try {
+    return await StreamSocketBackend.connect(n.path);
+  } catch (e) {
+    throw new UsageError(`cannot connect --net socket '${n.path}': ${why(e)}`);
+  }
+}
+
 /**
- * Open and attach the devices `cfg` asks for, in PCI slot order: the disks, the rng, the
- * console. UsageError naming the file when a disk or the console's file cannot be opened; on
+ * Open and attach the devices `cfg` asks for, in PCI slot order: the disks, the network
+ * devices, vsock, the rng, the console. UsageError naming the file when a disk or the console's file cannot be opened; on
  * any failure whatever was opened is closed again.
  */
 export async function attachDevices(pc: Pc, cfg: RunConfig, stdout: ByteSink, log: (line: string) => void): Promise<DetachDevices> {
@@ -132,6 +156,21 @@ export async function attachDevices(pc: Pc, cfg: RunConfig, stdout: ByteSink, lo
       }
       closers.push(() => blk.close());
       pc.addVirtioDevice(blk);
+    }
+    for (const n of cfg.nets) {
+      const backend = await netBackend(n);
+      closers.push(async () => backend.close());
+      pc.addVirtioDevice(new VirtioNet(n.mac === undefined ? { backend } : { backend, mac: n.mac }));
+    }
+    if (cfg.vsock) {
+      const mux = new UnixMuxer({ socket: cfg.vsock.socket, cid: cfg.vsock.cid });
+      try {
+        await mux.listen();
+      } catch (e) {
+        throw new UsageError(`cannot listen on vsock socket '${cfg.vsock.socket}': ${why(e)}`);
+      }
+      closers.push(() => mux.close());
+      pc.addVirtioDevice(mux.device);
     }
     if (cfg.rng) pc.addVirtioDevice(new VirtioRng());
     const end = await consoleEnd(cfg.console, stdout, log);

@@ -12,7 +12,7 @@ const run = (...argv: string[]) => {
 
 describe('parseCommand', () => {
   it('defaults: 1 vCPU, 128 MiB, no timeout', () => {
-    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true, disks: [], rng: false, console: { kind: 'off' } });
+    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true, disks: [], rng: false, console: { kind: 'off' }, nets: [], vsock: undefined });
   });
 
   it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace', () => {
@@ -20,7 +20,7 @@ describe('parseCommand', () => {
     expect(c).toEqual({
       boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet', decompressOnHost: false },
       cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'], emulate: false,
-      disks: [], rng: false, console: { kind: 'off' },
+      disks: [], rng: false, console: { kind: 'off' }, nets: [], vsock: undefined,
     });
   });
 
@@ -42,6 +42,26 @@ describe('parseCommand', () => {
       [['--disk', 'path='], /path needs a value/],
       [['--console', 'pipe'], /--console must be file=PATH/],
       [['--console', 'file=a,socket=b'], /--console must be/],
+    ] as const) {
+      expect(() => run('--kernel', 'k', ...argv)).toThrow(re);
+    }
+  });
+
+  it('virtio-net and vsock: --net tap=|socket=[,mac=] (repeatable), --vsock cid=,socket=', () => {
+    const c = run('--kernel', 'k', '--net', 'tap=vmtap0', '--net', 'socket=/run/passt.sock,mac=52:54:00:12:34:56', '--vsock', 'cid=3,socket=/tmp/v.sock');
+    expect(c.nets).toEqual([{ kind: 'tap', name: 'vmtap0' }, { kind: 'socket', path: '/run/passt.sock', mac: '52:54:00:12:34:56' }]);
+    expect(c.vsock).toEqual({ cid: 3, socket: '/tmp/v.sock' });
+    for (const [argv, re] of [
+      [['--net', 'vmtap0'], /--net must be tap=NAME or socket=PATH/],
+      [['--net', 'tap=a,socket=b'], /exactly one of tap=NAME and socket=PATH/],
+      [['--net', 'mac=52:54:00:12:34:56'], /exactly one of/],
+      [['--net', 'tap=a,mac=52:54:00:12:34'], /six hex bytes/],
+      [['--net', 'tap=a,mac=01:00:00:00:00:01'], /unicast/],
+      [['--net', 'tap=an-interface-name-too-long'], /at most 15 characters/],
+      [['--vsock', 'cid=2,socket=/tmp/v'], /cid must be an integer from 3/],
+      [['--vsock', 'cid=x,socket=/tmp/v'], /cid must be an integer/],
+      [['--vsock', 'cid=3'], /--vsock must be cid=N,socket=PATH/],
+      [['--vsock', 'socket=/tmp/v'], /--vsock must be/],
     ] as const) {
       expect(() => run('--kernel', 'k', ...argv)).toThrow(re);
     }

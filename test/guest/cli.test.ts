@@ -185,6 +185,23 @@ describe('vmmapi run', () => {
     expect(code).toBe(1);
   }, 70_000);
 
+  it('--net tap= with an interface that does not exist, --net socket= with nobody listening: exit 2 naming it', async () => {
+    const tap = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--net', 'tap=vmmapi-none0']);
+    expect(tap.code).toBe(2);
+    expect(tap.stderr).toMatch(/^vmmapi: cannot open TAP interface 'vmmapi-none0': /);
+    const sock = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--net', `socket=${join(tmp, 'none.sock')}`]);
+    expect(sock.code).toBe(2);
+    expect(sock.stderr).toBe(`vmmapi: cannot connect --net socket '${join(tmp, 'none.sock')}': no such file\n`);
+  });
+
+  it('--vsock: the device is on the bus (the fixture scan lists 1af4:1053) and the host socket is listened on', async () => {
+    const sock = join(tmp, 'v.sock');
+    const o = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--memory', '32M', '--vsock', `cid=3,socket=${sock}`, '--rng']);
+    expect(o.stdout).toMatch(/^pci 00:01\.0 1af4:1053$/m);
+    expect(o.stdout).toMatch(/virtio-fixture: PASS\n$/);
+    expect(o.code).toBe(1);
+  });
+
   it('--disk with a missing image: exit 2 naming it', async () => {
     const o = await vmmapi(['run', '--multiboot', fixturePath('virtio-blk.elf'), '--disk', join(tmp, 'none.img')]);
     expect(o.code).toBe(2);
