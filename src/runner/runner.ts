@@ -256,7 +256,11 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
         }),
     );
     const servers = this.#slots.map((s) => new VcpuServer(s, this.#hooks));
-    const hostWork = (): boolean => this.#hostWork.some((probe) => probe());
+    const probes = this.#hostWork;
+    const hostWork = (): boolean => {
+      for (let i = 0; i < probes.length; i++) if (probes[i]()) return true;
+      return false;
+    };
     const loops = [...done, serveAll(servers, this.#bell, hostWork).catch((e: unknown) => this.#fail(toError(e)))];
     try {
       await Promise.all(loops);
