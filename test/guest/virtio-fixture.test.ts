@@ -210,12 +210,10 @@ describe('virtio fixture: virtio-console over virtio-pci', () => {
     for (const [cmdline, pass] of [['wait=1', true], ['wait=1 input=required', false]] as const) {
       const m = consolePc(undefined);
       m.pc.loadMultiboot(fixture('virtio-console.elf'), { cmdline });
-      const t0 = Date.now();
       const result = await m.pc.run({ timeoutMs: 60_000 });
       const { com1, hvc0 } = m.text();
       expect(hvc0).toBe(GREETING);
       expect(com1).toContain('virtio-console: waiting up to 1 s for input\nvirtio-console: no input within 1 s\n');
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
       if (pass) {
         expect(com1, com1).toMatch(/virtio-console: PASS\n$/);
         expect(result).toEqual({ reason: 'debug-exit', status: status(0) });

@@ -153,13 +153,11 @@ describe('virtio-net fixture: ping, pong, ping 2 over a NetSwitch', () => {
   it('nobody answers: the bounded wait ends in FAIL no pong', async () => {
     const { m, sw, net, dev, seen } = netPc({ notify: 'ioeventfd' });
     m.loadMultiboot(fixture('virtio-net.elf'), { cmdline: 'wait=1' });
-    const t0 = Date.now();
     const result = await m.run({ timeoutMs: 60_000 });
     sw.flush();
     const text = m.out.text;
     expect(text, text).toMatch(/virtio-net: waiting up to 1 s for a pong\nvirtio-net: no pong within 1 s\nvirtio-net: FAIL no pong\n$/);
     expect(result).toEqual({ reason: 'debug-exit', status: status(1) });
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
     expect(seen.map((f) => f.payload)).toEqual([PING]);
     expect(net.stats).toMatchObject({ txFrames: 1, rxFrames: 0 });
     expect(dev.errors).toEqual([]);
