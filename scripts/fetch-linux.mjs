@@ -1,5 +1,6 @@
 // Fetch a Linux kernel and build busybox initramfs images for the slow boot tests
-// (test/slow/linux-init.test.ts, test/slow/linux-virtio.test.ts). Nothing is installed on the host:
+// (test/slow/linux-init.test.ts, test/slow/linux-virtio.test.ts, test/slow/linux-net.test.ts).
+// Nothing is installed on the host:
 //   - the kernel: Debian's versioned linux-image-6.1.*-cloud-amd64 package (the dependency of
 //     linux-image-cloud-amd64), fetched with `apt-get download` and unpacked with dpkg-deb;
 //   - busybox: Debian's busybox-static package, fetched and unpacked the same way;
@@ -8,10 +9,16 @@
 //     virtio-pci, virtio-blk, virtio-rng and virtio-console (see VIRTIO_NEEDS: what the cloud
 //     kernel builds in is only checked, what it builds as a module is copied with its
 //     dependencies), and a /init that exercises the disks, /dev/hwrng and hvc0 (VIRTIO_INIT).
+//   - initramfs-net.cpio: the same busybox plus the modules for virtio-pci, virtio-net and
+//     virtio-vsock (NET_NEEDS), bin/vsock-line (VSOCK_LINE_C: busybox's nc speaks no AF_VSOCK,
+//     so a small C client/listener, built here with the host's `gcc -static` against glibc's
+//     libc.a from libc6-dev), and a /init that talks TCP over eth0 and lines over vsock
+//     (netInit).
 //   Both are newc cpio archives (cpio if installed, else busybox's own cpio applet), left
 //   uncompressed: where guest kernel code is emulated, gunzip in the guest costs a minute,
 //   while the 2 MiB extra of an uncompressed archive costs nothing.
-// Output: .cache/linux/vmlinuz, .cache/linux/initramfs.cpio, .cache/linux/initramfs-virtio.cpio.
+// Output: .cache/linux/vmlinuz, .cache/linux/initramfs.cpio, .cache/linux/initramfs-virtio.cpio,
+// .cache/linux/initramfs-net.cpio.
 // Re-running reuses them (and the .debs in .cache/linux/debs).
 import { execFileSync, execSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -24,6 +31,7 @@ const debs = join(cache, 'debs');
 const vmlinuz = join(cache, 'vmlinuz');
 const initramfs = join(cache, 'initramfs.cpio');
 const initramfsVirtio = join(cache, 'initramfs-virtio.cpio');
+const initramfsNet = join(cache, 'initramfs-net.cpio');
 
 function fail(message) {
   console.error(`fetch-linux: ${message}`);
@@ -150,10 +158,11 @@ function decompressModules(dir) {
 }
 
 /**
- * The modules to load for VIRTIO_NEEDS, dependencies first: [{ name, path (relative to the
- * modules directory), size }], and the needs the kernel builds in.
+ * The modules to load for `needs` (VIRTIO_NEEDS, NET_NEEDS), dependencies first: [{ name, path
+ * (relative to the modules directory), size }], and the needs the kernel builds in. `what`
+ * names the initramfs in messages.
  */
-function virtioModules(tree, release, bb) {
+function neededModules(tree, release, bb, needs, what) {
   const dir = join(tree, 'lib', 'modules', release);
   decompressModules(dir);
   // Debian's package ships no modules.dep (its postinst runs depmod): busybox's depmod writes
@@ -171,11 +180,11 @@ function virtioModules(tree, release, bb) {
     if (order.some((m) => m.name === name)) return;
     if (chain.includes(name)) fail(`modules.dep has a cycle: ${[...chain, name].join(' -> ')}`);
     const entry = deps.get(name);
-    if (!entry) fail(`module ${name} (needed by ${chain.join(' -> ') || 'the virtio initramfs'}) is neither built in nor in modules.dep`);
+    if (!entry) fail(`module ${name} (needed by ${chain.join(' -> ') || what}) is neither built in nor in modules.dep`);
     for (const d of entry.deps) if (!builtin.has(d)) visit(d, [...chain, name]);
     order.push({ name, path: entry.path, size: statSync(join(dir, entry.path)).size });
   };
-  for (const [name, why] of VIRTIO_NEEDS) {
+  for (const [name, why] of needs) {
     if (builtin.has(name)) builtins.push({ name, why });
     else if (deps.has(name)) visit(name, []);
     else fail(`${release} has no ${name} (${why}): neither built in (modules.builtin) nor a module (modules.dep)`);
@@ -281,16 +290,329 @@ $BB poweroff -f
 `;
 }
 
+/**
+ * What the net initramfs needs from the kernel (as VIRTIO_NEEDS: built in is only reported,
+ * a module is copied with its dependencies). The Debian 6.1 cloud kernel builds all of these
+ * as modules (CONFIG_VIRTIO_NET, CONFIG_NET_FAILOVER, CONFIG_FAILOVER, CONFIG_VSOCKETS,
+ * CONFIG_VIRTIO_VSOCKETS(_COMMON)=m); virtio_net's modules.dep adds net_failover and failover,
+ * virtio_pci's adds virtio, virtio_ring and virtio_pci_{modern,legacy}_dev. IPv4, AF_UNIX and
+ * AF_PACKET are built in.
+ */
+const NET_NEEDS = [
+  ['virtio_pci', 'the virtio-pci transport'],
+  ['virtio_net', 'eth0'],
+  ['vsock', 'AF_VSOCK, /dev/vsock'],
+  ['vmw_vsock_virtio_transport_common', "virtio-vsock's packet layer"],
+  ['vmw_vsock_virtio_transport', 'the virtio-vsock device driver'],
+];
+
+/**
+ * bin/vsock-line of the net initramfs: busybox's nc knows AF_INET(6) only, and the guest has no
+ * compiler, so this is built on the host with `gcc -static` (glibc's libc.a). Every wait is
+ * bounded by SECS (poll on non-blocking sockets, CLOCK_MONOTONIC deadlines); errors go to
+ * stderr as "step: strerror", with exit status 1.
+ *   vsock-line cid                          print the local CID (IOCTL_VM_SOCKETS_GET_LOCAL_CID)
+ *   vsock-line connect CID PORT LINE SECS   connect, send LINE and a newline, print the reply line
+ *   vsock-line listen PORT SECS READY       bind VMADDR_CID_ANY:PORT, listen, create the file READY,
+ *                                           accept one connection, read a line, send it back,
+ *                                           print it
+ */
+const VSOCK_LINE_C = String.raw`/* vsock-line: one line over AF_VSOCK (vmmapi, scripts/fetch-linux.mjs: VSOCK_LINE_C). */
+#define _GNU_SOURCE /* accept4 */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/vm_sockets.h>
+
+static int fail(const char *step) {
+  fprintf(stderr, "%s: %s\n", step, strerror(errno));
+  return 1;
+}
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+/* Until fd has one of events, or the deadline (then ETIMEDOUT). */
+static int wait_fd(int fd, short events, long long deadline) {
+  for (;;) {
+    long long left = deadline - now_ms();
+    if (left <= 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    struct pollfd p = { .fd = fd, .events = events };
+    int r = poll(&p, 1, left > 3600000 ? 3600000 : (int)left);
+    if (r > 0) return 0;
+    if (r < 0 && errno != EINTR) return -1;
+  }
+}
+
+/* A line (without its newline) into buf; the connection's end before any byte is ECONNRESET. */
+static int read_line(int fd, char *buf, size_t cap, long long deadline) {
+  size_t n = 0;
+  while (n < cap - 1) {
+    if (wait_fd(fd, POLLIN, deadline) < 0) return -1;
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return -1;
+    }
+    if (r == 0) {
+      if (n == 0) {
+        errno = ECONNRESET;
+        return -1;
+      }
+      break;
+    }
+    char *nl = memchr(buf + n, '\n', (size_t)r);
+    n += (size_t)r;
+    if (nl) {
+      n = (size_t)(nl - buf);
+      break;
+    }
+  }
+  buf[n] = 0;
+  return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n, long long deadline) {
+  while (n) {
+    if (wait_fd(fd, POLLOUT, deadline) < 0) return -1;
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int vsock_socket(void) {
+  return socket(AF_VSOCK, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+static int cmd_cid(void) {
+  int fd = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail("open /dev/vsock");
+  unsigned int cid;
+  if (ioctl(fd, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid) < 0) return fail("IOCTL_VM_SOCKETS_GET_LOCAL_CID");
+  printf("%u\n", cid);
+  return 0;
+}
+
+static int cmd_connect(unsigned int cid, unsigned int port, const char *line, int secs) {
+  long long deadline = now_ms() + secs * 1000LL;
+  int fd = vsock_socket();
+  if (fd < 0) return fail("socket AF_VSOCK");
+  struct timeval tv = { .tv_sec = secs };
+  setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof tv); /* the kernel's own bound: 2 s by default */
+  struct sockaddr_vm addr = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+    if (errno != EINPROGRESS) return fail("connect");
+    if (wait_fd(fd, POLLOUT, deadline) < 0) return fail("connect");
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return fail("getsockopt SO_ERROR");
+    if (err) {
+      errno = err;
+      return fail("connect");
+    }
+  }
+  size_t n = strlen(line);
+  char *out = malloc(n + 1);
+  if (!out) return fail("malloc");
+  memcpy(out, line, n);
+  out[n] = '\n';
+  if (write_all(fd, out, n + 1, deadline) < 0) return fail("write");
+  char reply[1024];
+  if (read_line(fd, reply, sizeof reply, deadline) < 0) return fail("read");
+  printf("%s\n", reply);
+  close(fd);
+  return 0;
+}
+
+static int cmd_listen(unsigned int port, int secs, const char *ready) {
+  long long deadline = now_ms() + secs * 1000LL;
+  int fd = vsock_socket();
+  if (fd < 0) return fail("socket AF_VSOCK");
+  struct sockaddr_vm addr = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port };
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0) return fail("bind");
+  if (listen(fd, 1) < 0) return fail("listen");
+  int r = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (r < 0) return fail("create the ready file");
+  close(r);
+  int c;
+  for (;;) {
+    if (wait_fd(fd, POLLIN, deadline) < 0) return fail("accept");
+    c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0) break;
+    if (errno != EAGAIN && errno != EINTR) return fail("accept");
+  }
+  char line[1024];
+  if (read_line(c, line, sizeof line, deadline) < 0) return fail("read");
+  size_t n = strlen(line);
+  line[n] = '\n';
+  if (write_all(c, line, n + 1, deadline) < 0) return fail("write");
+  line[n] = 0;
+  printf("%s\n", line);
+  close(c);
+  close(fd);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  if (argc == 2 && !strcmp(argv[1], "cid")) return cmd_cid();
+  if (argc == 6 && !strcmp(argv[1], "connect"))
+    return cmd_connect((unsigned int)strtoul(argv[2], NULL, 0), (unsigned int)strtoul(argv[3], NULL, 0), argv[4], atoi(argv[5]));
+  if (argc == 5 && !strcmp(argv[1], "listen")) return cmd_listen((unsigned int)strtoul(argv[2], NULL, 0), atoi(argv[3]), argv[4]);
+  fprintf(stderr, "usage: vsock-line cid | connect CID PORT LINE SECS | listen PORT SECS READY\n");
+  return 2;
+}
+`;
+
+/** VSOCK_LINE_C built with the host's gcc into `out`: static (glibc's libc.a), stripped. */
+function buildVsockLine(out) {
+  try {
+    execSync('command -v gcc', { stdio: 'ignore' });
+  } catch {
+    fail('initramfs-net.cpio needs gcc and glibc\'s static libc.a (Debian: gcc, libc6-dev) to build its AF_VSOCK client bin/vsock-line (busybox nc has no AF_VSOCK)');
+  }
+  const dir = join(cache, 'vsock-line-build');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const src = join(dir, 'vsock-line.c');
+  writeFileSync(src, VSOCK_LINE_C);
+  run('gcc', ['-static', '-O2', '-s', '-o', out, src]);
+  rmSync(dir, { recursive: true, force: true });
+  chmodSync(out, 0o755);
+}
+
+/**
+ * The net initramfs's /init, for test/slow/linux-net.test.ts (one virtio-net, on a TAP whose
+ * host end is 10.213.1.1/24 with a line server on TCP port 7000; one virtio-vsock, the host's
+ * end answering a line on port 5000 and connecting to the guest's port 6000). As virtioInit:
+ * every step prints a marker, VMMAPI-...-FAILED=why when it fails, and goes on to poweroff -f;
+ * every wait is bounded, in guest seconds (on PVM hosts the test's tsc_early_khz makes a guest
+ * second last ten real ones: all the waits below failing in turn add up to 110 guest seconds,
+ * about 18 real minutes, which with the boot stays within the test's 30).
+ * - modules in dependency order; lo up; eth0 (awaited up to 10 s; virtio_net's probe makes it
+ *   at insmod): 10.213.1.2/24, up, its MAC printed (VMMAPI-ETH0-MAC=) and its address;
+ * - TCP: "hello tcp from the guest" to 10.213.1.1:7000 with busybox nc (-w 20 bounds the
+ *   connect, timeout 30 the whole exchange: the server answers one line and closes), the
+ *   reply line printed as VMMAPI-TCP-REPLY=;
+ * - vsock: VMMAPI-VSOCK-DEVICE=found or none (a virtio device of ID 0x13); with one, the local
+ *   CID (VMMAPI-VSOCK-CID=) and a listener on port 6000 (60 s to accept and echo one line)
+ *   started first (awaited up to 10 s: ready when /tmp/vsock6000.ready exists), so the host can
+ *   connect as soon as it has the guest's line on port 5000; then "hello vsock from the guest" to CID 2 (the host) port 5000, the reply as
+ *   VMMAPI-VSOCK-REPLY= (30 s; attempted without a device too: it fails at once, ENODEV); then the
+ *   listener's outcome, VMMAPI-VSOCK-LISTEN-OK=<the line the host sent, echoed back>;
+ * - VMMAPI-NET-DONE, poweroff -f.
+ */
+function netInit(release, modules) {
+  const insmods = modules.map((m) => `${m.name}:/lib/modules/${release}/${m.path}`).join(' \\\n  ');
+  return `#!/bin/busybox sh
+# vmmapi's net initramfs (scripts/fetch-linux.mjs): see netInit there.
+BB=/bin/busybox
+VL=/bin/vsock-line
+$BB mount -t proc proc /proc
+$BB mount -t sysfs sysfs /sys
+$BB mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo VMMAPI-INIT-OK
+echo "VMMAPI-NPROC=$($BB nproc)"
+echo "VMMAPI-KERNEL=$($BB uname -r)"
+
+# tick: a tenth of a second (see the virtio initramfs's /init)
+if $BB mkfifo /tmp/tick && exec 3<>/tmp/tick; then
+  tick() { read -t 0.1 -u 3 t; }
+else
+  tick() { $BB usleep 100000; }
+fi
+# wait_for TEST PATH TENTHS: until [ TEST PATH ] holds, at most TENTHS tenths of a second
+wait_for() {
+  n=0
+  while ! [ $1 "$2" ] && [ $n -lt $3 ]; do tick; n=$((n + 1)); done
+  [ $1 "$2" ]
+}
+# first line of a file, for failure markers
+first() { $BB head -n 1 "$1" 2>/dev/null; }
+
+failed=0
+for m in \\
+  ${insmods}; do
+  name=\${m%%:*}
+  if out=$($BB insmod "\${m#*:}" 2>&1); then echo "VMMAPI-INSMOD=$name"; else echo "VMMAPI-INSMOD-FAILED=$name: $out"; failed=$((failed + 1)); fi
+done
+if [ $failed = 0 ]; then echo VMMAPI-NET-MODULES-OK; else echo "VMMAPI-NET-MODULES-FAILED=$failed"; fi
+
+$BB ip link set lo up || echo VMMAPI-LO-FAILED=ip link set lo up
+
+if wait_for -e /sys/class/net/eth0 100; then
+  if out=$( ($BB ip addr add 10.213.1.2/24 dev eth0 && $BB ip link set eth0 up) 2>&1); then
+    echo "VMMAPI-ETH0-MAC=$($BB cat /sys/class/net/eth0/address)"
+    echo "VMMAPI-ETH0=$($BB ip -o -4 addr show dev eth0 | $BB awk '{print $4}')"
+    reply=$(echo "hello tcp from the guest" | $BB timeout 30 $BB nc -w 20 10.213.1.1 7000 2>/tmp/nc.err)
+    if [ -n "$reply" ]; then echo "VMMAPI-TCP-REPLY=$reply"; else echo "VMMAPI-TCP-REPLY-FAILED=no reply (nc: $(first /tmp/nc.err))"; fi
+  else
+    echo "VMMAPI-ETH0-FAILED=$out"
+    echo VMMAPI-TCP-REPLY-FAILED=eth0 not configured
+  fi
+else
+  echo VMMAPI-ETH0-FAILED=no eth0
+  echo VMMAPI-TCP-REPLY-FAILED=no eth0
+fi
+
+device=none
+for d in /sys/bus/virtio/devices/*; do
+  [ "$($BB cat "$d/device" 2>/dev/null)" = 0x0013 ] && device=found
+done
+echo "VMMAPI-VSOCK-DEVICE=$device"
+if [ $device = found ]; then
+  echo "VMMAPI-VSOCK-CID=$($VL cid 2>&1)"
+  $VL listen 6000 60 /tmp/vsock6000.ready >/tmp/listen.out 2>/tmp/listen.err &
+  listener=$!
+  wait_for -e /tmp/vsock6000.ready 100 || echo "VMMAPI-VSOCK-LISTEN-FAILED=not listening after 10 s: $(first /tmp/listen.err)"
+fi
+if reply=$($VL connect 2 5000 "hello vsock from the guest" 30 2>/tmp/connect.err); then
+  echo "VMMAPI-VSOCK-REPLY=$reply"
+else
+  echo "VMMAPI-VSOCK-REPLY-FAILED=$(first /tmp/connect.err)"
+fi
+if [ $device = found ]; then
+  if wait $listener; then echo "VMMAPI-VSOCK-LISTEN-OK=$(first /tmp/listen.out)"; else echo "VMMAPI-VSOCK-LISTEN-FAILED=$(first /tmp/listen.err)"; fi
+else
+  echo VMMAPI-VSOCK-LISTEN-FAILED=no virtio-vsock device
+fi
+
+echo VMMAPI-NET-DONE
+$BB poweroff -f
+`;
+}
+
 mkdirSync(cache, { recursive: true });
 
-let kernelTree; // the unpacked kernel package, while vmlinuz or the virtio initramfs needs it
+let kernelTree; // the unpacked kernel package, while vmlinuz or the virtio or net initramfs needs it
+const needModules = !existsSync(initramfsVirtio) || !existsSync(initramfsNet);
 if (!existsSync(vmlinuz)) {
   const deb = fetchDeb(kernelPackage());
   kernelTree = unpack(deb, join(cache, 'kernel-root'));
   const image = kernelImage(kernelTree, deb);
   copyFileSync(image, vmlinuz);
   console.log(`fetch-linux: kernel ${basename(image)} -> ${vmlinuz}`);
-} else if (!existsSync(initramfsVirtio)) {
+} else if (needModules) {
   // The modules must come from vmlinuz's own package: the cached .deb holding it (an
   // `apt-get update` since may name a newer kernel, whose modules vmlinuz would refuse).
   const debsHere = existsSync(debs) ? readdirSync(debs) : [];
@@ -307,7 +629,7 @@ if (!existsSync(vmlinuz)) {
 }
 
 let bb;
-if (!existsSync(initramfs) || !existsSync(initramfsVirtio)) {
+if (!existsSync(initramfs) || needModules) {
   bb = join(fetchPackage('busybox-static', join(cache, 'busybox-root')), 'bin', 'busybox');
   if (!existsSync(bb)) fail('busybox-static has no bin/busybox');
 }
@@ -319,24 +641,45 @@ if (!existsSync(initramfs)) {
   console.log(`fetch-linux: initramfs -> ${initramfs}`);
 }
 
-if (!existsSync(initramfsVirtio)) {
+/** The one lib/modules/* release of the unpacked kernel package. */
+function kernelRelease() {
   const releases = readdirSync(join(kernelTree, 'lib', 'modules'));
   if (releases.length !== 1) fail(`the kernel package has ${releases.length} lib/modules/* directories, expected 1`);
-  const [release] = releases;
-  const { order, builtins } = virtioModules(kernelTree, release, bb);
+  return releases[0];
+}
+
+/** A fresh initramfs tree cache/`name` holding busybox and `order`'s modules from the kernel package. */
+function modulesTree(name, release, order, builtins) {
   for (const b of builtins) console.log(`fetch-linux: ${release}: ${b.name} built in (${b.why})`);
-  const dir = initramfsTree('initramfs-virtio', bb);
+  const dir = initramfsTree(name, bb);
   for (const m of order) {
     const to = join(dir, 'lib', 'modules', release, m.path);
     mkdirSync(dirname(to), { recursive: true });
     copyFileSync(join(kernelTree, 'lib', 'modules', release, m.path), to);
     console.log(`fetch-linux: ${release}: module ${m.name} (${m.path}, ${m.size} bytes)`);
   }
+  return dir;
+}
+
+if (!existsSync(initramfsVirtio)) {
+  const release = kernelRelease();
+  const { order, builtins } = neededModules(kernelTree, release, bb, VIRTIO_NEEDS, 'the virtio initramfs');
+  const dir = modulesTree('initramfs-virtio', release, order, builtins);
   writeFileSync(join(dir, 'init'), virtioInit(release, order), { mode: 0o755 });
   packCpio(dir, initramfsVirtio, bb);
   console.log(`fetch-linux: virtio initramfs (load order ${order.map((m) => m.name).join(' ')}) -> ${initramfsVirtio}`);
 }
 
+if (!existsSync(initramfsNet)) {
+  const release = kernelRelease();
+  const { order, builtins } = neededModules(kernelTree, release, bb, NET_NEEDS, 'the net initramfs');
+  const dir = modulesTree('initramfs-net', release, order, builtins);
+  buildVsockLine(join(dir, 'bin', 'vsock-line'));
+  writeFileSync(join(dir, 'init'), netInit(release, order), { mode: 0o755 });
+  packCpio(dir, initramfsNet, bb);
+  console.log(`fetch-linux: net initramfs (load order ${order.map((m) => m.name).join(' ')}; bin/vsock-line) -> ${initramfsNet}`);
+}
+
 if (kernelTree) rmSync(kernelTree, { recursive: true, force: true }); // the rest of the modules is not needed
 
-console.log(`fetch-linux: ready: ${vmlinuz} ${initramfs} ${initramfsVirtio}`);
+console.log(`fetch-linux: ready: ${vmlinuz} ${initramfs} ${initramfsVirtio} ${initramfsNet}`);
