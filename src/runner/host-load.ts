@@ -13,7 +13,7 @@
  *   thread to answer after a wake-up; when they do not (more vCPUs than spare CPUs), only
  *   briefly — a spinning worker then holds a CPU that the main thread or another vCPU needs.
  */
-import { readFileSync } from 'node:fs';
+import { openSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 
 /** Cells of {@link HostLoad.flag}. */
@@ -29,20 +29,38 @@ const ALPHA = 0.5;
 /** Linux reports /proc/stat in USER_HZ ticks: 100 per second on x86. */
 const MS_PER_TICK = 10;
 
-/** Sum of the busy and total ticks of all CPUs (first line of /proc/stat), or undefined. */
+/** The first line of /proc/stat ("cpu  user nice system idle iowait irq softirq steal ..."), read into a reused buffer. */
+const statBuffer = Buffer.alloc(256);
+let statFd: number | undefined;
+
+/**
+ * Sum of the busy and total ticks of all CPUs (first line of /proc/stat), or undefined. It
+ * runs on the main thread between hand-offs, so it keeps the file open and parses the bytes
+ * in place: no file open, no strings (a full read and split cost ~0.3 ms there).
+ */
 function cpuTicks(): { busy: number; total: number } | undefined {
-  let text: string;
+  let n: number;
   try {
-    text = readFileSync('/proc/stat', 'latin1');
+    statFd ??= openSync('/proc/stat', 'r');
+    n = readSync(statFd, statBuffer, 0, statBuffer.length, 0);
   } catch {
     return undefined;
   }
-  const line = text.slice(0, text.indexOf('\n'));
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  if (f.length < 4 || f.some((x) => !Number.isFinite(x))) return undefined;
+  const fields: number[] = [];
+  let i = 3; // after "cpu"
+  while (i < n && statBuffer[i] !== 0x0a && fields.length < 8) {
+    while (i < n && statBuffer[i] === 0x20) i++;
+    let v = 0;
+    let digits = 0;
+    for (; i < n && statBuffer[i] >= 0x30 && statBuffer[i] <= 0x39; i++, digits++) v = v * 10 + (statBuffer[i] - 0x30);
+    if (digits === 0) break;
+    fields.push(v);
+  }
+  if (statBuffer[0] !== 0x63 || fields.length < 4) return undefined; // 'c' of "cpu"
   // user nice system idle iowait irq softirq steal (guest time is already in user)
-  const idle = f[3] + (f[4] ?? 0);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = fields[3] + (fields[4] ?? 0);
+  let total = 0;
+  for (const f of fields) total += f;
   return { busy: total - idle, total };
 }
 
