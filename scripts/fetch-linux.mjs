@@ -560,10 +560,25 @@ if [ $failed = 0 ]; then echo VMMAPI-NET-MODULES-OK; else echo "VMMAPI-NET-MODUL
 
 $BB ip link set lo up || echo VMMAPI-LO-FAILED=ip link set lo up
 
+# vmmapi.ip=ADDR/LEN (default 10.213.1.2/24) and vmmapi.peer=ADDR (ping it) on the kernel command line
+ip=10.213.1.2/24
+peer=
+for w in $($BB cat /proc/cmdline); do
+  case "$w" in vmmapi.ip=*) ip=\${w#vmmapi.ip=} ;; vmmapi.peer=*) peer=\${w#vmmapi.peer=} ;; esac
+done
 if wait_for -e /sys/class/net/eth0 100; then
-  if out=$( ($BB ip addr add 10.213.1.2/24 dev eth0 && $BB ip link set eth0 up) 2>&1); then
+  if out=$( ($BB ip addr add $ip dev eth0 && $BB ip link set eth0 up) 2>&1); then
     echo "VMMAPI-ETH0-MAC=$($BB cat /sys/class/net/eth0/address)"
     echo "VMMAPI-ETH0=$($BB ip -o -4 addr show dev eth0 | $BB awk '{print $4}')"
+    if [ -n "$peer" ]; then
+      # the peer may still be booting: one ping a try, at most 60 (a guest second each; on a
+      # PVM host the slow tests' command line makes a guest second ten real ones)
+      n=0
+      until $BB ping -c 1 -W 1 $peer >/tmp/ping.out 2>&1 || [ $n -ge 60 ]; do n=$((n + 1)); done
+      if [ $n -lt 60 ]; then echo "VMMAPI-PING-OK=$peer after $n retries"; else echo "VMMAPI-PING-FAILED=$peer: $(first /tmp/ping.out)"; fi
+      # stay up a while (3 guest seconds): the peer may have answered before it began to ping
+      $BB sleep 3
+    fi
     reply=$(echo "hello tcp from the guest" | $BB timeout 30 $BB nc -w 20 10.213.1.1 7000 2>/tmp/nc.err)
     if [ -n "$reply" ]; then echo "VMMAPI-TCP-REPLY=$reply"; else echo "VMMAPI-TCP-REPLY-FAILED=no reply (nc: $(first /tmp/nc.err))"; fi
   else
