@@ -76,15 +76,8 @@ static void parse_cmdline(const struct multiboot_info *info)
 	if (!(info->flags & 4) || !info->cmdline)
 		return;
 	const char *p = (const char *)info->cmdline;
-	while (*p) {
-		while (*p == ' ')
-			p++;
-		const char *w = p;
-		while (*p && *p != ' ')
-			p++;
-		usize n = (usize)(p - w);
-		if (n == 0)
-			break;
+	const char *w;
+	for (usize n; (n = next_word(&p, &w)) != 0;) {
 		if (word_is(w, n, "pattern=seq"))
 			random_pattern = 0;
 		else if (word_is(w, n, "pattern=rand"))

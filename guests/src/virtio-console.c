@@ -73,15 +73,8 @@ static void parse_cmdline(const struct multiboot_info *info)
 	if (!(info->flags & 4) || !info->cmdline)
 		return;
 	const char *p = (const char *)info->cmdline;
-	while (*p) {
-		while (*p == ' ')
-			p++;
-		const char *w = p;
-		while (*p && *p != ' ')
-			p++;
-		usize n = (usize)(p - w);
-		if (n == 0)
-			break;
+	const char *w;
+	for (usize n; (n = next_word(&p, &w)) != 0;) {
 		if (n > 5 && memcmp(w, "wait=", 5) == 0) {
 			s32 s = parse_dec(w + 5, n - 5);
 			if (s >= 0 && s <= WAIT_MAX_S) {

@@ -101,15 +101,8 @@ static void parse_cmdline(const struct multiboot_info *info)
 	if (!(info->flags & 4) || !info->cmdline)
 		return;
 	const char *p = (const char *)info->cmdline;
-	while (*p) {
-		while (*p == ' ')
-			p++;
-		const char *w = p;
-		while (*p && *p != ' ')
-			p++;
-		usize n = (usize)(p - w);
-		if (n == 0)
-			break;
+	const char *w;
+	for (usize n; (n = next_word(&p, &w)) != 0;) {
 		if (n > 5 && n <= 9 && memcmp(w, "wait=", 5) == 0) {
 			u32 s = 0;
 			usize i = 5;

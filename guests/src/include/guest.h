@@ -118,6 +118,9 @@ void *memcpy(void *dst, const void *src, usize n);
 void *memset(void *dst, int c, usize n);
 int memcmp(const void *a, const void *b, usize n);
 usize strlen(const char *s);
+/* The next space-separated word of the string at *p (a Multiboot command line): its start in
+ * *word, *p moved past it; returns its length, 0 at the end. */
+usize next_word(const char **p, const char **word);
 
 /* ---- PCI configuration space, mechanism #1 (bus 0-255, device 0-31, function 0-7) ---- */
 

@@ -98,6 +98,18 @@ usize strlen(const char *s)
 	return n;
 }
 
+usize next_word(const char **p, const char **word)
+{
+	const char *q = *p;
+	while (*q == ' ')
+		q++;
+	*word = q;
+	while (*q && *q != ' ')
+		q++;
+	*p = q;
+	return (usize)(q - *word);
+}
+
 u32 pci_read32(u32 bus, u32 dev, u32 fn, u32 reg)
 {
 	outl(PCI_CONFIG_ADDRESS, pci_address(bus, dev, fn, reg));
