@@ -12,15 +12,17 @@
 //   - initramfs-net.cpio: the same busybox plus the modules for virtio-pci, virtio-net and
 //     virtio-vsock (NET_NEEDS), bin/vsock-line (VSOCK_LINE_C: busybox's nc speaks no AF_VSOCK,
 //     so a small C client/listener, built here with the host's `gcc -static` against glibc's
-//     libc.a from libc6-dev), and a /init that talks TCP over eth0 and lines over vsock
-//     (netInit).
+//     libc.a from libc6-dev), bin/net-peer (bench/net-peer.c, the same way; also left on the
+//     host as .cache/linux/net-peer), and a /init that talks TCP over eth0 and lines over vsock,
+//     or with vmmapi.bench= on the command line serves `npm run bench:net` (netInit).
 //   Both are newc cpio archives (cpio if installed, else busybox's own cpio applet), left
 //   uncompressed: where guest kernel code is emulated, gunzip in the guest costs a minute,
 //   while the 2 MiB extra of an uncompressed archive costs nothing.
 // Output: .cache/linux/vmlinuz, .cache/linux/initramfs.cpio, .cache/linux/initramfs-virtio.cpio,
-// .cache/linux/initramfs-net.cpio.
+// .cache/linux/initramfs-net.cpio (rebuilt when its /init or programs change), .cache/linux/net-peer.
 // Re-running reuses them (and the .debs in .cache/linux/debs).
 import { execFileSync, execSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +34,10 @@ const vmlinuz = join(cache, 'vmlinuz');
 const initramfs = join(cache, 'initramfs.cpio');
 const initramfsVirtio = join(cache, 'initramfs-virtio.cpio');
 const initramfsNet = join(cache, 'initramfs-net.cpio');
+/** What the net initramfs was built from (its /init and C programs), to rebuild it when they change. */
+const initramfsNetStamp = `${initramfsNet}.stamp`;
+/** bench/net-peer.c built for the host: the loopback rows of `npm run bench:net`. */
+const netPeerHost = join(cache, 'net-peer');
 
 function fail(message) {
   console.error(`fetch-linux: ${message}`);
@@ -484,22 +490,25 @@ int main(int argc, char **argv) {
 }
 `;
 
-/** VSOCK_LINE_C built with the host's gcc into `out`: static (glibc's libc.a), stripped. */
-function buildVsockLine(out) {
+/** C source `text` (named `name`) built with the host's gcc into `out`: static (glibc's libc.a), stripped. */
+function buildStatic(name, text, out) {
   try {
     execSync('command -v gcc', { stdio: 'ignore' });
   } catch {
-    fail('initramfs-net.cpio needs gcc and glibc\'s static libc.a (Debian: gcc, libc6-dev) to build its AF_VSOCK client bin/vsock-line (busybox nc has no AF_VSOCK)');
+    fail(`initramfs-net.cpio needs gcc and glibc's static libc.a (Debian: gcc, libc6-dev) to build its ${name} (busybox nc has no AF_VSOCK)`);
   }
-  const dir = join(cache, 'vsock-line-build');
+  const dir = join(cache, `${name}-build`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const src = join(dir, 'vsock-line.c');
-  writeFileSync(src, VSOCK_LINE_C);
+  const src = join(dir, `${name}.c`);
+  writeFileSync(src, text);
   run('gcc', ['-static', '-O2', '-s', '-o', out, src]);
   rmSync(dir, { recursive: true, force: true });
   chmodSync(out, 0o755);
 }
+
+/** bench/net-peer.c: the far end of `npm run bench:net`, in the guest (bin/net-peer) and on the host (netPeerHost). */
+const NET_PEER_C = readFileSync(join(root, 'bench', 'net-peer.c'), 'utf8');
 
 /**
  * The net initramfs's /init, for test/slow/linux-net.test.ts (one virtio-net, on a TAP whose
@@ -521,6 +530,10 @@ function buildVsockLine(out) {
  *   VMMAPI-VSOCK-REPLY= (30 s; attempted without a device too: it fails at once, ENODEV); then the
  *   listener's outcome, VMMAPI-VSOCK-LISTEN-OK=<the line the host sent, echoed back>;
  * - VMMAPI-NET-DONE, poweroff -f.
+ * With vmmapi.bench=ADDR on the kernel command line, for `npm run bench:net` (bench/net.ts), the
+ * TCP line and the vsock steps give way to bin/net-peer: over TCP to ADDR port 7100, then over
+ * vsock to CID 2 port 7200, each obeying the host's commands (VMMAPI-BENCH-TCP-OK and
+ * VMMAPI-BENCH-VSOCK-OK, or -FAILED=why), then VMMAPI-NET-DONE and poweroff -f.
  */
 function netInit(release, modules) {
   const insmods = modules.map((m) => `${m.name}:/lib/modules/${release}/${m.path}`).join(' \\\n  ');
@@ -560,11 +573,13 @@ if [ $failed = 0 ]; then echo VMMAPI-NET-MODULES-OK; else echo "VMMAPI-NET-MODUL
 
 $BB ip link set lo up || echo VMMAPI-LO-FAILED=ip link set lo up
 
-# vmmapi.ip=ADDR/LEN (default 10.213.1.2/24) and vmmapi.peer=ADDR (ping it) on the kernel command line
+# vmmapi.ip=ADDR/LEN (default 10.213.1.2/24), vmmapi.peer=ADDR (ping it) and vmmapi.bench=ADDR
+# (serve npm run bench:net: its TCP end at ADDR) on the kernel command line
 ip=10.213.1.2/24
 peer=
+bench=
 for w in $($BB cat /proc/cmdline); do
-  case "$w" in vmmapi.ip=*) ip=\${w#vmmapi.ip=} ;; vmmapi.peer=*) peer=\${w#vmmapi.peer=} ;; esac
+  case "$w" in vmmapi.ip=*) ip=\${w#vmmapi.ip=} ;; vmmapi.peer=*) peer=\${w#vmmapi.peer=} ;; vmmapi.bench=*) bench=\${w#vmmapi.bench=} ;; esac
 done
 if wait_for -e /sys/class/net/eth0 100; then
   if out=$( ($BB ip addr add $ip dev eth0 && $BB ip link set eth0 up) 2>&1); then
@@ -579,8 +594,10 @@ if wait_for -e /sys/class/net/eth0 100; then
       # stay up a while (3 guest seconds): the peer may have answered before it began to ping
       $BB sleep 3
     fi
-    reply=$(echo "hello tcp from the guest" | $BB timeout 30 $BB nc -w 20 10.213.1.1 7000 2>/tmp/nc.err)
-    if [ -n "$reply" ]; then echo "VMMAPI-TCP-REPLY=$reply"; else echo "VMMAPI-TCP-REPLY-FAILED=no reply (nc: $(first /tmp/nc.err))"; fi
+    if [ -z "$bench" ]; then
+      reply=$(echo "hello tcp from the guest" | $BB timeout 30 $BB nc -w 20 10.213.1.1 7000 2>/tmp/nc.err)
+      if [ -n "$reply" ]; then echo "VMMAPI-TCP-REPLY=$reply"; else echo "VMMAPI-TCP-REPLY-FAILED=no reply (nc: $(first /tmp/nc.err))"; fi
+    fi
   else
     echo "VMMAPI-ETH0-FAILED=$out"
     echo VMMAPI-TCP-REPLY-FAILED=eth0 not configured
@@ -588,6 +605,15 @@ if wait_for -e /sys/class/net/eth0 100; then
 else
   echo VMMAPI-ETH0-FAILED=no eth0
   echo VMMAPI-TCP-REPLY-FAILED=no eth0
+fi
+
+if [ -n "$bench" ]; then
+  # npm run bench:net (bench/net.ts) drives bin/net-peer over TCP (to $bench port 7100) and
+  # vsock (CID 2 port 7200) and measures on the host; each waits at most 600 guest seconds
+  if /bin/net-peer tcp $bench 7100 600 2>/tmp/np.err; then echo VMMAPI-BENCH-TCP-OK; else echo "VMMAPI-BENCH-TCP-FAILED=$(first /tmp/np.err)"; fi
+  if /bin/net-peer vsock 2 7200 600 2>/tmp/np.err; then echo VMMAPI-BENCH-VSOCK-OK; else echo "VMMAPI-BENCH-VSOCK-FAILED=$(first /tmp/np.err)"; fi
+  echo VMMAPI-NET-DONE
+  $BB poweroff -f
 fi
 
 device=none
@@ -620,6 +646,11 @@ $BB poweroff -f
 mkdirSync(cache, { recursive: true });
 
 let kernelTree; // the unpacked kernel package, while vmlinuz or the virtio or net initramfs needs it
+const netStamp = createHash('sha256').update(netInit('RELEASE', [])).update(VSOCK_LINE_C).update(NET_PEER_C).digest('hex');
+if (existsSync(initramfsNet) && (!existsSync(netPeerHost) || !existsSync(initramfsNetStamp) || readFileSync(initramfsNetStamp, 'utf8') !== netStamp)) {
+  console.log('fetch-linux: the net initramfs is out of date (its /init or programs changed): rebuilding it');
+  rmSync(initramfsNet);
+}
 const needModules = !existsSync(initramfsVirtio) || !existsSync(initramfsNet);
 if (!existsSync(vmlinuz)) {
   const deb = fetchDeb(kernelPackage());
@@ -689,10 +720,13 @@ if (!existsSync(initramfsNet)) {
   const release = kernelRelease();
   const { order, builtins } = neededModules(kernelTree, release, bb, NET_NEEDS, 'the net initramfs');
   const dir = modulesTree('initramfs-net', release, order, builtins);
-  buildVsockLine(join(dir, 'bin', 'vsock-line'));
+  buildStatic('vsock-line', VSOCK_LINE_C, join(dir, 'bin', 'vsock-line'));
+  buildStatic('net-peer', NET_PEER_C, join(dir, 'bin', 'net-peer'));
+  copyFileSync(join(dir, 'bin', 'net-peer'), netPeerHost);
   writeFileSync(join(dir, 'init'), netInit(release, order), { mode: 0o755 });
   packCpio(dir, initramfsNet, bb);
-  console.log(`fetch-linux: net initramfs (load order ${order.map((m) => m.name).join(' ')}; bin/vsock-line) -> ${initramfsNet}`);
+  writeFileSync(initramfsNetStamp, netStamp);
+  console.log(`fetch-linux: net initramfs (load order ${order.map((m) => m.name).join(' ')}; bin/vsock-line, bin/net-peer) -> ${initramfsNet}`);
 }
 
 if (kernelTree) rmSync(kernelTree, { recursive: true, force: true }); // the rest of the modules is not needed
