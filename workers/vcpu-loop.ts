@@ -90,9 +90,29 @@ export class VcpuLoop {
   }
 
   #pause(): void {
+    this.#completeLastExit();
     this.#mail.setStatus(STATUS.PAUSED);
     while (Atomics.load(this.#ctl, CB.CONTROL) === CONTROL.PAUSE) Atomics.wait(this.#ctl, CB.CONTROL, CONTROL.PAUSE);
     this.#mail.setStatus(STATUS.RUNNING);
+  }
+
+  /**
+   * Finish the last exit's instruction without running the guest on: KVM completes port I/O
+   * and MMIO reads on the next KVM_RUN, and with immediate_exit set that KVM_RUN does only
+   * this and returns EINTR. A paused vCPU's registers are then those of an instruction
+   * boundary, as KVM's API documentation requires before userspace saves vCPU state. The
+   * completion can exit again (the next element of a `rep ins`, the second half of an MMIO
+   * access across a page): such exits are handled as usual, a bounded number of times.
+   */
+  #completeLastExit(): void {
+    for (let i = 0; i < 64; i++) {
+      this.#run[RUN.immediateExit] = 1;
+      const reason = this.#vcpu.run(); // EINTR clears immediate_exit
+      if (reason === KVM_EXIT.INTR) return;
+      this.#run[RUN.immediateExit] = 0;
+      Atomics.add(this.#ctl, CB.EXITS, 1);
+      if (this.#afterExit(reason)) return;
+    }
   }
 
   /** Handle the exit: in the worker if it can be, else through the mailbox. True to stop. */

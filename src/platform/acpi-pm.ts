@@ -31,6 +31,16 @@ export interface AcpiPmOptions {
   onSleep: (slpTyp: number) => void;
 }
 
+/** The guest-visible state of an {@link AcpiPm}, for snapshots. */
+export interface AcpiPmState {
+  /** PM1_STS (16 bits). */
+  sts: number;
+  /** PM1_EN (16 bits). */
+  en: number;
+  /** PM1_CNT as it reads (SCI_EN set; SLP_TYP and bits 1-2 as written). */
+  cnt: number;
+}
+
 /** PM1a status, enable and control registers. */
 export class AcpiPm implements Device {
   readonly #onSleep: (slpTyp: number) => void;
@@ -49,6 +59,24 @@ export class AcpiPm implements Device {
   /** PM1_CNT as the guest reads it. */
   get control(): number {
     return this.#cnt;
+  }
+
+  /** A plain-object copy of the registers. */
+  state(): AcpiPmState {
+    return { sts: this.#sts, en: this.#en, cnt: this.#cnt };
+  }
+
+  /** Restore a {@link state}; TypeError/RangeError naming a bad field, with nothing changed. */
+  restore(state: AcpiPmState): void {
+    if (typeof state !== 'object' || state === null) throw new TypeError('state must be an object');
+    for (const k of ['sts', 'en', 'cnt'] as const) {
+      const v = state[k];
+      if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new RangeError(`state.${k} must be a 16-bit integer, got ${String(v)}`);
+    }
+    if (state.cnt & Pm1Cnt.SLP_EN) throw new RangeError('state.cnt must not have SLP_EN (write-only) set');
+    this.#sts = state.sts;
+    this.#en = state.en;
+    this.#cnt = (state.cnt & (Pm1Cnt.SLP_TYP_MASK | 0x0006)) | Pm1Cnt.SCI_EN;
   }
 
   /** Guest read of `size` bytes at `offset` (little-endian across the registers). */
