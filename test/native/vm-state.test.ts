@@ -340,8 +340,9 @@ describe('saveVcpuState / restoreVcpuState details', () => {
   it('after destroy: EBADF', () => {
     const vm = counterVm();
     const s = vm.saveVcpuState(0);
+    const v = vm.saveVmState();
     vm.destroy();
-    for (const f of [() => vm.saveVcpuState(0), () => vm.restoreVcpuState(0, s), () => vm.saveVmState()]) {
+    for (const f of [() => vm.saveVcpuState(0), () => vm.restoreVcpuState(0, s), () => vm.saveVmState(), () => vm.restoreVmState(v)]) {
       try {
         f();
         throw new Error('expected EBADF');
