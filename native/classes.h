@@ -27,7 +27,8 @@ class KvmSystem : public Napi::ObjectWrap<KvmSystem> {
   Napi::Value CreateVm(const Napi::CallbackInfo& info);
 };
 
-// Anonymous shared memory handed to JS as a SharedArrayBuffer; see guest_mapping.cc.
+// Guest RAM handed to JS as a SharedArrayBuffer: anonymous shared memory, or a private
+// (copy-on-write) mapping of a file; see guest_mapping.cc.
 class GuestMapping : public Napi::ObjectWrap<GuestMapping> {
  public:
   static Napi::Function Init(Napi::Env env);
@@ -74,6 +75,12 @@ class VmFd : public Napi::ObjectWrap<VmFd> {
   Napi::Value CreateDevice(const Napi::CallbackInfo& info);
   Napi::Value SetDeviceAttr(const Napi::CallbackInfo& info);
   Napi::Value MapDeviceRegion(const Napi::CallbackInfo& info);
+  Napi::Value GetIrqchip(const Napi::CallbackInfo& info);
+  Napi::Value SetIrqchip(const Napi::CallbackInfo& info);
+  Napi::Value GetPit2(const Napi::CallbackInfo& info);
+  Napi::Value SetPit2(const Napi::CallbackInfo& info);
+  Napi::Value GetClock(const Napi::CallbackInfo& info);
+  Napi::Value SetClock(const Napi::CallbackInfo& info);
 };
 
 // A vCPU fd. Constructed from a registered fd number, in any thread.
@@ -93,6 +100,8 @@ class VcpuFd : public Napi::ObjectWrap<VcpuFd> {
   Napi::Value GetStruct(const Napi::CallbackInfo& info);
   template <typename T, unsigned long REQ>
   Napi::Value SetStruct(const Napi::CallbackInfo& info);
+  Napi::Value GetXsave(const Napi::CallbackInfo& info);
+  Napi::Value SetXsave(const Napi::CallbackInfo& info);
   Napi::Value SetGuestDebug(const Napi::CallbackInfo& info);
   Napi::Value Translate(const Napi::CallbackInfo& info);
   Napi::Value GetMsrs(const Napi::CallbackInfo& info);

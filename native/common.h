@@ -68,4 +68,12 @@ bool ArgBytes(const Napi::CallbackInfo& info, size_t i, const char* name, size_t
 // Copy a struct out to a fresh ArrayBuffer.
 Napi::ArrayBuffer CopyOut(Napi::Env env, const void* src, size_t size);
 
+// XSAVE (xsave.cc owns the image size and the ioctl numbers). XsaveBytes(): the image size
+// every XSAVE call uses (the host's largest XSAVE area, at least 4096). XsaveGetOn: an
+// ArrayBuffer of XsaveBytes() bytes from KVM_GET_XSAVE2 (KVM_GET_XSAVE where it is missing).
+// XsaveSetOn: KVM_SET_XSAVE from `image` (XsaveBytes() bytes; the caller checked the length).
+size_t XsaveBytes();
+Napi::Value XsaveGetOn(Napi::Env env, int vcpuFd);
+Napi::Value XsaveSetOn(Napi::Env env, int vcpuFd, const uint8_t* image);
+
 }  // namespace vmmapi

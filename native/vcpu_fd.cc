@@ -26,6 +26,8 @@ Napi::Function VcpuFd::Init(Napi::Env env) {
                          STRUCT_METHODS("MpState", kvm_mp_state, KVM_GET_MP_STATE, KVM_SET_MP_STATE),
                          STRUCT_METHODS("Debugregs", kvm_debugregs, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS),
                          STRUCT_METHODS("Xcrs", kvm_xcrs, KVM_GET_XCRS, KVM_SET_XCRS),
+                         InstanceMethod("getXsave", &VcpuFd::GetXsave),
+                         InstanceMethod("setXsave", &VcpuFd::SetXsave),
                          InstanceMethod("setGuestDebug", &VcpuFd::SetGuestDebug),
                          InstanceMethod("translate", &VcpuFd::Translate),
                          InstanceMethod("getMsrs", &VcpuFd::GetMsrs),
@@ -159,6 +161,20 @@ Napi::Value VcpuFd::SetStruct(const Napi::CallbackInfo& info) {
   std::memcpy(&s, p, sizeof s);
   if (xioctl(v_->fd, REQ, &s) < 0) return ThrowErrno(info.Env(), ReqName(REQ), errno);
   return info.Env().Undefined();
+}
+
+// getXsave(): the XSAVE image (xsave.cc: KVM_GET_XSAVE2, or KVM_GET_XSAVE where it is missing).
+Napi::Value VcpuFd::GetXsave(const Napi::CallbackInfo& info) {
+  if (!Live(info.Env(), "KVM_GET_XSAVE2")) return info.Env().Undefined();
+  return XsaveGetOn(info.Env(), v_->fd);
+}
+
+// setXsave(image): KVM_SET_XSAVE; `image` exactly as long as getXsave's (xsaveSize()).
+Napi::Value VcpuFd::SetXsave(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t n;
+  if (!ArgBytes(info, 0, "xsave", XsaveBytes(), &p, &n) || !Live(info.Env(), "KVM_SET_XSAVE")) return info.Env().Undefined();
+  return XsaveSetOn(info.Env(), v_->fd, p);
 }
 
 Napi::Value VcpuFd::SetGuestDebug(const Napi::CallbackInfo& info) {

@@ -30,6 +30,12 @@ Napi::Function VmFd::Init(Napi::Env env) {
                          InstanceMethod("createDevice", &VmFd::CreateDevice),
                          InstanceMethod("setDeviceAttr", &VmFd::SetDeviceAttr),
                          InstanceMethod("mapDeviceRegion", &VmFd::MapDeviceRegion),
+                         InstanceMethod("getIrqchip", &VmFd::GetIrqchip),
+                         InstanceMethod("setIrqchip", &VmFd::SetIrqchip),
+                         InstanceMethod("getPit2", &VmFd::GetPit2),
+                         InstanceMethod("setPit2", &VmFd::SetPit2),
+                         InstanceMethod("getClock", &VmFd::GetClock),
+                         InstanceMethod("setClock", &VmFd::SetClock),
                      });
 }
 
@@ -345,6 +351,73 @@ Napi::Value VmFd::MapDeviceRegion(const Napi::CallbackInfo& info) {
   }
   vm->foreignMaps.emplace_back(p, size);
   return env.Undefined();
+}
+
+// getIrqchip(chipId): struct kvm_irqchip (520 bytes) of chip 0 (PIC master), 1 (PIC slave) or
+// 2 (IOAPIC), as KVM_GET_IRQCHIP filled it.
+Napi::Value VmFd::GetIrqchip(const Napi::CallbackInfo& info) {
+  uint32_t chip;
+  if (!ArgU32(info, 0, "chipId", &chip) || !Live(info.Env(), "KVM_GET_IRQCHIP")) return info.Env().Undefined();
+  kvm_irqchip c;
+  std::memset(&c, 0, sizeof c);
+  c.chip_id = chip;
+  if (xioctl(vm->fd, KVM_GET_IRQCHIP, &c) < 0) return ThrowErrno(info.Env(), "KVM_GET_IRQCHIP", errno);
+  return CopyOut(info.Env(), &c, sizeof c);
+}
+
+// setIrqchip(raw struct kvm_irqchip): the chip is the one its chip_id names.
+Napi::Value VmFd::SetIrqchip(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t n;
+  if (!ArgBytes(info, 0, "irqchip", sizeof(kvm_irqchip), &p, &n) || !Live(info.Env(), "KVM_SET_IRQCHIP"))
+    return info.Env().Undefined();
+  kvm_irqchip c;
+  std::memcpy(&c, p, sizeof c);
+  if (xioctl(vm->fd, KVM_SET_IRQCHIP, &c) < 0) return ThrowErrno(info.Env(), "KVM_SET_IRQCHIP", errno);
+  return info.Env().Undefined();
+}
+
+// getPit2(): struct kvm_pit_state2 (112 bytes).
+Napi::Value VmFd::GetPit2(const Napi::CallbackInfo& info) {
+  if (!Live(info.Env(), "KVM_GET_PIT2")) return info.Env().Undefined();
+  kvm_pit_state2 s;
+  std::memset(&s, 0, sizeof s);
+  if (xioctl(vm->fd, KVM_GET_PIT2, &s) < 0) return ThrowErrno(info.Env(), "KVM_GET_PIT2", errno);
+  return CopyOut(info.Env(), &s, sizeof s);
+}
+
+// setPit2(raw struct kvm_pit_state2)
+Napi::Value VmFd::SetPit2(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t n;
+  if (!ArgBytes(info, 0, "pit", sizeof(kvm_pit_state2), &p, &n) || !Live(info.Env(), "KVM_SET_PIT2"))
+    return info.Env().Undefined();
+  kvm_pit_state2 s;
+  std::memcpy(&s, p, sizeof s);
+  if (xioctl(vm->fd, KVM_SET_PIT2, &s) < 0) return ThrowErrno(info.Env(), "KVM_SET_PIT2", errno);
+  return info.Env().Undefined();
+}
+
+// getClock(): struct kvm_clock_data (48 bytes): the kvmclock value, its flags, and where
+// KVM reports them, the host's realtime and TSC at that moment.
+Napi::Value VmFd::GetClock(const Napi::CallbackInfo& info) {
+  if (!Live(info.Env(), "KVM_GET_CLOCK")) return info.Env().Undefined();
+  kvm_clock_data d;
+  std::memset(&d, 0, sizeof d);
+  if (xioctl(vm->fd, KVM_GET_CLOCK, &d) < 0) return ThrowErrno(info.Env(), "KVM_GET_CLOCK", errno);
+  return CopyOut(info.Env(), &d, sizeof d);
+}
+
+// setClock(raw struct kvm_clock_data)
+Napi::Value VmFd::SetClock(const Napi::CallbackInfo& info) {
+  uint8_t* p;
+  size_t n;
+  if (!ArgBytes(info, 0, "clock", sizeof(kvm_clock_data), &p, &n) || !Live(info.Env(), "KVM_SET_CLOCK"))
+    return info.Env().Undefined();
+  kvm_clock_data d;
+  std::memcpy(&d, p, sizeof d);
+  if (xioctl(vm->fd, KVM_SET_CLOCK, &d) < 0) return ThrowErrno(info.Env(), "KVM_SET_CLOCK", errno);
+  return info.Env().Undefined();
 }
 
 }  // namespace vmmapi

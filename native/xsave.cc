@@ -1,6 +1,7 @@
-// KVM_GET_XSAVE2 (KVM_GET_XSAVE where it is missing) / KVM_SET_XSAVE on a vCPU fd number, for
-// the instruction fallback's XRSTOR (src/emulate/instructions/xsave.ts). Thin: the image as raw
-// bytes, errno -> KvmError. The fd is the caller's vCPU fd (the worker's).
+// KVM_GET_XSAVE2 (KVM_GET_XSAVE where it is missing) / KVM_SET_XSAVE: the one owner of the
+// XSAVE image size and ioctl numbers. Used by VcpuFd.getXsave/setXsave (vcpu_fd.cc, snapshots)
+// and, on a vCPU fd number, by the instruction fallback's XRSTOR
+// (src/emulate/instructions/xsave.ts). Thin: the image as raw bytes, errno -> KvmError.
 //
 // The image can be larger than struct kvm_xsave (KVM's uabi size grows with the host's XSAVE
 // features, e.g. AVX-512 or AMX: KVM_GET_XSAVE then fails with EINVAL), and KVM copies exactly
@@ -21,23 +22,34 @@ constexpr unsigned long kKvmGetXsave = _IOR(KVMIO, 0xa4, uint8_t[kKvmXsaveSize])
 constexpr unsigned long kKvmSetXsave = _IOW(KVMIO, 0xa5, uint8_t[kKvmXsaveSize]);
 constexpr unsigned long kKvmGetXsave2 = _IOR(KVMIO, 0xcf, uint8_t[kKvmXsaveSize]);
 
-static size_t XsaveBytes() {
+size_t XsaveBytes() {
   unsigned a, b, c, d;
   size_t n = kKvmXsaveSize;
   if (__get_cpuid_count(0xd, 0, &a, &b, &c, &d) && c > n) n = c;
   return (n + 63) & ~size_t{63};
 }
 
+Napi::Value XsaveGetOn(Napi::Env env, int fd) {
+  std::vector<uint8_t> buf(XsaveBytes(), 0);
+  if (xioctl(fd, kKvmGetXsave2, buf.data()) < 0) {
+    if (errno != ENOTTY && errno != EINVAL) return ThrowErrno(env, "KVM_GET_XSAVE2", errno);
+    if (xioctl(fd, kKvmGetXsave, buf.data()) < 0) return ThrowErrno(env, "KVM_GET_XSAVE", errno);
+  }
+  return CopyOut(env, buf.data(), buf.size());
+}
+
+Napi::Value XsaveSetOn(Napi::Env env, int fd, const uint8_t* image) {
+  // a private copy: the caller's bytes may be a view over memory another thread changes
+  std::vector<uint8_t> buf(image, image + XsaveBytes());
+  if (xioctl(fd, kKvmSetXsave, buf.data()) < 0) return ThrowErrno(env, "KVM_SET_XSAVE", errno);
+  return env.Undefined();
+}
+
 // xsaveGet(vcpuFd) -> ArrayBuffer (xsaveSize() bytes; the standard-format XSAVE image)
 static Napi::Value XsaveGet(const Napi::CallbackInfo& info) {
   int32_t fd;
   if (!ArgI32(info, 0, "vcpuFd", &fd)) return info.Env().Undefined();
-  std::vector<uint8_t> buf(XsaveBytes(), 0);
-  if (xioctl(fd, kKvmGetXsave2, buf.data()) < 0) {
-    if (errno != ENOTTY && errno != EINVAL) return ThrowErrno(info.Env(), "KVM_GET_XSAVE2", errno);
-    if (xioctl(fd, kKvmGetXsave, buf.data()) < 0) return ThrowErrno(info.Env(), "KVM_GET_XSAVE", errno);
-  }
-  return CopyOut(info.Env(), buf.data(), buf.size());
+  return XsaveGetOn(info.Env(), fd);
 }
 
 // xsaveSet(vcpuFd, bytes: exactly xsaveSize() bytes, as xsaveGet returned them)
@@ -46,9 +58,7 @@ static Napi::Value XsaveSet(const Napi::CallbackInfo& info) {
   uint8_t* p;
   size_t n;
   if (!ArgI32(info, 0, "vcpuFd", &fd) || !ArgBytes(info, 1, "xsave", XsaveBytes(), &p, &n)) return info.Env().Undefined();
-  std::vector<uint8_t> buf(p, p + n);
-  if (xioctl(fd, kKvmSetXsave, buf.data()) < 0) return ThrowErrno(info.Env(), "KVM_SET_XSAVE", errno);
-  return info.Env().Undefined();
+  return XsaveSetOn(info.Env(), fd, p);
 }
 
 static Napi::Value XsaveSize(const Napi::CallbackInfo& info) {

@@ -3,7 +3,14 @@
  * @packageDocumentation
  */
 export { Vm, EventType, X2apicState, vmmGetMemTotal, vmmGetMemFree } from './vm.js';
-export type { VmCreateOptions, MemoryOptions, RunOptions, SegmentDescriptor, VcpuStats } from './vm.js';
+export type { VmCreateOptions, MemoryOptions, MemoryFile, RunOptions, SegmentDescriptor, VcpuStats } from './vm.js';
+export {
+  encodeVcpuState, decodeVcpuState, encodeVmState, decodeVmState, checkVcpuState, checkVmState, StateFormatError, MSR_IA32_TSC,
+  MSR_IA32_TSC_DEADLINE,
+} from './kvm-state.js';
+export type {
+  KvmVcpuState, KvmVmState, KvmMsr, EncodedVcpuState, EncodedVmState, EncodedSregs, EncodedSegment, StateFormatProblem,
+} from './kvm-state.js';
 export { Reg } from './registers.js';
 export { Capability, capabilityNameToType, capabilityTypeToName } from './capabilities.js';
 export { KvmError, NotImplementedError, PassthroughUnavailableError } from './errors.js';
@@ -18,7 +25,7 @@ export type {
 } from './exits.js';
 export { CPUID_BITS, guestCpuid, ineffectiveClears } from './cpuid.js';
 export type { CpuidBit, CpuidOptions } from './cpuid.js';
-export type { CpuidEntry, KvmRegs, KvmSregs, KvmSegment } from './kvm/structs.js';
+export type { CpuidEntry, KvmRegs, KvmSregs, KvmSegment, KvmClockData } from './kvm/structs.js';
 export * as kvmConstants from './kvm/constants.js';
 export type { Device, IrqLine, AccessSize } from './devices/device.js';
 export { VcpuRunner, RunnerBus, hostIsPvm } from './runner/runner.js';

@@ -4,17 +4,17 @@
  * any native call; a failed system call is a {@link KvmError}.
  */
 import { freemem, totalmem } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { openKvmSystem } from './kvm/open.js';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
-import { KVM_CAP, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_PIT_SPEAKER_DUMMY, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
+import { KVM_CAP, KVM_EXIT, KVM_GUESTDBG, KVM_MEM, KVM_MP_STATE, KVM_PIT_SPEAKER_DUMMY, KVM_X86_DISABLE_EXITS } from './kvm/constants.js';
 import {
   EVENTS, FPU, REGS_FIELDS, SIZEOF, SREGS_SEGMENTS, accessToSegment, setInjectedException, decodeCpuid2, decodeDebugregs, decodeRegs, decodeSregs, encodeCpuid2,
   encodeDebugregs, encodeRegs, encodeSregs, segmentToAccess, type CpuidEntry, type KvmRegs, type KvmSregs,
 } from './kvm/structs.js';
 import { KvmError, errnoError } from './errors.js';
 import { GuestMemory, MAX_VIEW_LENGTH } from './memory/guest-memory.js';
-import { decodeExit, type VmExit } from './exits.js';
+import { RUN, decodeExit, describeExit, type VmExit } from './exits.js';
 import { Reg, isDescReg, isReg, regLocation, type RegLocation } from './registers.js';
 import { Capability, capabilityValue, resolveCapability } from './capabilities.js';
 import { StatsReader } from './stats.js';
@@ -22,6 +22,10 @@ import { checkCpuidOptions, guestCpuid, type CpuidOptions } from './cpuid.js';
 import { RESET_DR6, RESET_DR7, RESET_FCW, RESET_MXCSR, resetRegs, resetSregs } from './vcpu-reset.js';
 import { PassthroughDevices } from './passthrough.js';
 import { IoEventFds, type IoEventFd, type IoEventFdOptions } from './io-events.js';
+import {
+  MsrSelection, applyVcpuState, applyVmState, captureVcpuState, captureVmState, checkVcpuState, checkVcpuStateFits, checkVmState,
+  checkVmStateFits, type KvmVcpuState, type KvmVmState, type VcpuStateTarget,
+} from './kvm-state.js';
 
 /** Options for {@link Vm.create}. */
 export interface VmCreateOptions {
@@ -50,6 +54,23 @@ export interface VmCreateOptions {
 export interface MemoryOptions {
   /** Guest writes fault to userspace as MMIO exits (a ROM). Host writes still work. */
   readonly?: boolean;
+  /**
+   * Back the segment with a private (copy-on-write) mapping of a file instead of zeroed
+   * anonymous memory — a snapshot's memory file, for a restore. Pages are read from the file
+   * on first touch; a write (by the guest or the host) copies the page, so the file is never
+   * changed. Several VMs may map the same file. The file must not shrink while it is mapped.
+   */
+  file?: MemoryFile;
+}
+
+/** The file behind a segment (see {@link MemoryOptions.file}): `path` or an open `fd`, and where the segment starts in it. */
+export interface MemoryFile {
+  /** Path of the file (opened read-only for the mapping, closed again). */
+  path?: string;
+  /** An open file descriptor of a regular file (stays the caller's; may be closed afterwards). */
+  fd?: number;
+  /** Byte offset of the segment's first byte in the file: page-aligned (default 0). */
+  offset?: number;
 }
 
 /** Options for {@link Vm.run}. */
@@ -192,6 +213,80 @@ function checkInt(value: unknown, arg: string, min: number, max: number): number
   return value;
 }
 
+/** {@link MemoryFile}, checked: exactly one of path and fd. */
+interface CheckedMemoryFile {
+  path: string | undefined;
+  fd: number | undefined;
+  offset: number;
+}
+
+function checkMemoryFile(file: unknown, page: number): CheckedMemoryFile {
+  const f = checkObject(file, 'opts.file');
+  for (const k of Object.keys(f)) {
+    if (k !== 'path' && k !== 'fd' && k !== 'offset') throw new TypeError(`opts.file: unknown option '${k}' (path, fd, offset)`);
+  }
+  if ((f.path === undefined) === (f.fd === undefined)) throw new TypeError('opts.file needs exactly one of path and fd');
+  if (f.path !== undefined && (typeof f.path !== 'string' || f.path.length === 0)) {
+    throw new TypeError(`opts.file.path must be a non-empty string, got ${show(f.path)}`);
+  }
+  const fd = f.fd === undefined ? undefined : checkInt(f.fd, 'opts.file.fd', 0, 2 ** 31 - 1);
+  const offset = f.offset === undefined ? 0 : checkInt(f.offset, 'opts.file.offset', 0, Number.MAX_SAFE_INTEGER);
+  if (offset % page !== 0) throw new RangeError(`opts.file.offset must be page-aligned (0x${offset.toString(16)})`);
+  return { path: f.path as string | undefined, fd, offset };
+}
+
+function describeFd(fd: number): string {
+  try {
+    return `fd ${fd} (${readlinkSync(`/proc/self/fd/${fd}`)})`;
+  } catch {
+    return `fd ${fd}`;
+  }
+}
+
+/**
+ * Open (for `path`) and check the file behind a segment: a regular file of at least
+ * `offset + len` bytes. `close()` closes what was opened here (never the caller's fd).
+ */
+function openMemoryFile(file: CheckedMemoryFile, len: number): { fd: number; close(): void } {
+  let fd: number;
+  let owned = false;
+  let name: string;
+  if (file.path !== undefined) {
+    name = file.path;
+    try {
+      fd = openSync(file.path, 'r');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw errnoError(err.code ?? 'EIO', 'open', `opts.file.path ${file.path}: ${err.message}`);
+    }
+    owned = true;
+  } else {
+    fd = file.fd!;
+    name = describeFd(fd);
+  }
+  const close = (): void => {
+    if (owned) closeSync(fd);
+    owned = false;
+  };
+  try {
+    let st;
+    try {
+      st = fstatSync(fd);
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      throw errnoError(err.code ?? 'EIO', 'fstat', `opts.file: ${name}: ${err.message}`);
+    }
+    if (!st.isFile()) throw new RangeError(`opts.file: ${name} is not a regular file`);
+    if (st.size < file.offset + len) {
+      throw new RangeError(`opts.file: ${name} has ${st.size} bytes, fewer than offset + len = 0x${file.offset.toString(16)} + 0x${len.toString(16)} = ${file.offset + len}`);
+    }
+  } catch (e) {
+    close();
+    throw e;
+  }
+  return { fd, close };
+}
+
 /** Total host memory in bytes (bhyve's vmm_get_mem_total). */
 export function vmmGetMemTotal(): number {
   return totalmem();
@@ -224,6 +319,8 @@ interface VcpuHandle {
   stats?: StatsReader;
   /** KVM_SET_CPUID2 done. */
   cpuidSet: boolean;
+  /** It may have entered KVM_RUN (run, or its fd handed out): an exit may await completion. */
+  ran: boolean;
 }
 
 /** A KVM virtual machine, with bhyve libvmmapi's functions as methods. */
@@ -234,6 +331,8 @@ export class Vm {
   readonly vcpuCount: number;
   /** True if the in-kernel irqchip (LAPICs, IOAPIC, PIC) exists. */
   readonly irqchip: boolean;
+  /** True if the in-kernel PIT (i8254) exists. */
+  readonly pit: boolean;
   /** Guest-physical memory: one bounds-checked accessor over every segment. */
   readonly memory = new GuestMemory();
 
@@ -260,12 +359,16 @@ export class Vm {
   /** PCI passthrough state (VFIO). */
   readonly #ppt: PassthroughDevices;
   readonly #ioEvents = new IoEventFds((syscall) => this.#live(syscall));
+  /** The MSRs saveVcpuState reads (KVM_GET_MSR_INDEX_LIST less those KVM refuses here). */
+  readonly #msrs = new MsrSelection(() => [...kvm().msrIndexList()]);
+  #stateCaps: { xsave: boolean; xcrs: boolean } | undefined;
 
-  private constructor(name: string, fd: NativeVmFd, vcpus: number, irqchip: boolean, cpuid: CpuidOptions) {
+  private constructor(name: string, fd: NativeVmFd, vcpus: number, irqchip: boolean, pit: boolean, cpuid: CpuidOptions) {
     this.name = name;
     this.#fd = fd;
     this.vcpuCount = vcpus;
     this.irqchip = irqchip;
+    this.pit = pit;
     this.#vcpus = new Array(vcpus).fill(undefined);
     this.#pinning = new Array(vcpus).fill(-1);
     this.#mtrap = new Array(vcpus).fill(false);
@@ -313,7 +416,7 @@ export class Vm {
       fd.close();
       throw e;
     }
-    const vm = new Vm(name, fd, vcpus, irqchip, cpuid);
+    const vm = new Vm(name, fd, vcpus, irqchip, pit, cpuid);
     registry.set(name, vm);
     return vm;
   }
@@ -385,7 +488,7 @@ export class Vm {
       const n = native();
       const v = new n.VcpuFd(fd.createVcpu(vcpu));
       const run = new Uint8Array(v.runBuffer());
-      h = { fd: v, run, view: new DataView(run.buffer), cpuidSet: false };
+      h = { fd: v, run, view: new DataView(run.buffer), cpuidSet: false, ran: false };
       this.#vcpus[vcpu] = h; // the kernel vCPU exists now: keep it even if CPUID fails below
     }
     if (!h.cpuidSet) {
@@ -402,14 +505,17 @@ export class Vm {
    * adopts it with `new VcpuFd(fd)`. @internal
    */
   vcpuFdNumber(vcpu: number): number {
-    return this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd.fd;
+    const h = this.#vcpu(vcpu, 'KVM_CREATE_VCPU');
+    h.ran = true; // a runner's worker runs it
+    return h.fd.fd;
   }
 
   /** The raw native vCPU (escape hatch for ioctls without a libvmmapi wrapper). */
   vcpuFd(vcpu: number): NativeVcpuFd {
-    const fd = this.#vcpu(vcpu, 'KVM_CREATE_VCPU').fd;
+    const h = this.#vcpu(vcpu, 'KVM_CREATE_VCPU');
     this.#mpChecked[vcpu] = false; // its MP state may be set through it
-    return fd;
+    h.ran = true; // and it may be run through it
+    return h.fd;
   }
 
   /** The raw native VM fd (escape hatch). */
@@ -445,6 +551,11 @@ export class Vm {
    * A segment may be larger than one typed array can view (over 4 GiB): {@link memory}
    * handles that; take views of parts of it with {@link mapMemory}. If anything fails, the
    * VM is left as it was: no KVM slot, no segment.
+   *
+   * With `opts.file` the segment is a private copy-on-write mapping of that file from
+   * `offset` (a snapshot restore: no copy up front, pages read on first touch, the file never
+   * written). The file must be a regular file of at least `offset + len` bytes and `offset`
+   * page-aligned: RangeError naming the file otherwise, before anything changes.
    */
   setupMemory(gpa: number, len: number, opts: MemoryOptions = {}): SharedArrayBuffer {
     const fd = this.#live('vm_setup_memory');
@@ -457,6 +568,7 @@ export class Vm {
     if (typeof opts !== 'object' || opts === null) throw new TypeError(`opts must be an object (MemoryOptions), got ${opts === null ? 'null' : typeof opts}`);
     const readonly = opts.readonly ?? false;
     if (typeof readonly !== 'boolean') throw new TypeError('opts.readonly must be a boolean');
+    const file = opts.file === undefined ? undefined : checkMemoryFile(opts.file, page);
     for (const s of this.#segments) {
       if (gpa < s.gpa + s.length && s.gpa < gpa + len) {
         throw errnoError('EEXIST', 'vm_setup_memory', `0x${gpa.toString(16)}+0x${len.toString(16)} overlaps the segment at 0x${s.gpa.toString(16)}`);
@@ -465,13 +577,21 @@ export class Vm {
     if (gpa < KVM_PRIVATE_END && KVM_PRIVATE_BASE < gpa + len) {
       throw errnoError('EEXIST', 'vm_setup_memory', `0x${KVM_PRIVATE_BASE.toString(16)}-0x${(KVM_PRIVATE_END - 1).toString(16)} is reserved for KVM's real-mode TSS and identity map`);
     }
-    const slot = this.#allocSlot();
+    // the file is opened and its size checked before a slot is taken
+    const backing = file === undefined ? undefined : openMemoryFile(file, len);
+    let slot: number;
+    try {
+      slot = this.#allocSlot();
+    } catch (e) {
+      backing?.close();
+      throw e;
+    }
     let mapping: NativeGuestMapping | undefined;
     let added = false;
     let registered = false;
     let buffer: SharedArrayBuffer;
     try {
-      mapping = new (native().GuestMapping)(len);
+      mapping = backing === undefined ? new (native().GuestMapping)(len) : new (native().GuestMapping)(len, backing.fd, file!.offset);
       buffer = mapping.buffer();
       this.memory.addSegment(gpa, buffer, readonly); // views over all of it, before KVM sees it
       added = true;
@@ -484,6 +604,8 @@ export class Vm {
       mapping?.release();
       if (this.#nextSlot === slot + 1) this.#nextSlot = slot;
       throw e;
+    } finally {
+      backing?.close(); // the mapping holds its own reference to the file
     }
     this.#segments.push({ gpa, length: len, slot, mapping, buffer, readonly });
     this.#segments.sort((a, b) => a.gpa - b.gpa);
@@ -683,6 +805,117 @@ export class Vm {
     this.#vcpu(vcpu, 'KVM_SET_SREGS').fd.setSregs(encodeSregs(s));
   }
 
+  // ---------------------------------------------------------------- snapshot state (KVM level)
+
+  #stateTarget(syscall: string): VcpuStateTarget {
+    const fd = this.#live(syscall);
+    this.#stateCaps ??= { xsave: fd.checkExtension(KVM_CAP.XSAVE) > 0, xcrs: fd.checkExtension(KVM_CAP.XCRS) > 0 };
+    return { ...this.#stateCaps, irqchip: this.irqchip, xsaveSize: native().xsaveSize(), msrIndexList: this.#msrs.hostList() };
+  }
+
+  /**
+   * Finish the vCPU's last exit: KVM completes an I/O or MMIO exit (advances RIP past an
+   * OUT, stores IN data …) only on the next KVM_RUN, and that pending work is in no state KVM
+   * reports. One KVM_RUN with immediate_exit set does it and runs no guest instruction (the
+   * KVM API documentation's advice before saving state).
+   */
+  #completePendingExit(h: VcpuHandle, vcpu: number, syscall: string): void {
+    if (!h.ran) return; // never entered KVM_RUN: nothing pending
+    h.run[RUN.immediateExit] = 1;
+    let reason: number;
+    try {
+      reason = h.fd.run();
+    } finally {
+      h.run[RUN.immediateExit] = 0;
+    }
+    if (reason !== KVM_EXIT.INTR) {
+      throw errnoError(
+        'EAGAIN',
+        syscall,
+        `vcpu ${vcpu}: completing its last exit produced another (${describeExit(decodeExit(vcpu, h.run, h.view))}; a string I/O or MMIO instruction goes on): run the vCPU to handle it, then try again`,
+      );
+    }
+  }
+
+  /**
+   * Everything KVM holds for `vcpu`, so that a guest restored from it (into this or a new VM)
+   * does not notice: registers, segment and control registers, XSAVE (FPU where KVM has no
+   * XSAVE) and XCRs, the MSRs of KVM_GET_MSR_INDEX_LIST that KVM reads for it (found once per
+   * VM, see src/kvm-state.ts), IA32_TSC and the TSC rate, LAPIC, pending events, MP state and
+   * debug registers. `encodeVcpuState` (src/kvm-state.ts) makes it JSON-safe.
+   *
+   * The vCPU must not be inside KVM_RUN: call it between {@link run} calls, or while a
+   * VcpuRunner is paused (KvmError EBUSY from the runner otherwise). The last exit is
+   * completed first (one KVM_RUN with immediate_exit, no guest instruction runs), so an IN's
+   * or MMIO read's data must already be in place — save from a pause, not from inside the
+   * handler of such an exit. Save every vCPU before {@link saveVmState}.
+   *
+   * @throws KvmError EBADF once destroyed, EBUSY if a runner has the vCPU in KVM_RUN, EAGAIN
+   *   if completing the last exit produced another one (string I/O), or an ioctl's error.
+   */
+  saveVcpuState(vcpu: number): KvmVcpuState {
+    this.#checkVcpu(vcpu);
+    const target = this.#stateTarget('vm_save_vcpu_state');
+    const h = this.#vcpu(vcpu, 'vm_save_vcpu_state');
+    this.#completePendingExit(h, vcpu, 'vm_save_vcpu_state');
+    this.#mpChecked[vcpu] = false; // KVM_GET_MP_STATE may accept a pending INIT/SIPI
+    return captureVcpuState(h.fd, target, this.#msrs);
+  }
+
+  /**
+   * Put a {@link saveVcpuState} state into `vcpu` (of this VM or a new one with the same
+   * vCPU count, irqchip and CPUID options). The state is checked completely first, and
+   * against this VM (LAPIC state exactly when it has an in-kernel irqchip, the host's XSAVE
+   * size, MSRs this host's KVM lists): TypeError/RangeError naming the field, with nothing
+   * changed. The order the parts are written in matters; it is documented at
+   * `applyVcpuState` in src/kvm-state.ts (TSC rate, MP state, regs, sregs, XSAVE, XCRs, debug
+   * registers, LAPIC, MSRs with IA32_TSC first and IA32_TSC_DEADLINE last, events).
+   *
+   * Restore the vCPUs first, then {@link restoreVmState} (the IOAPIC then delivers into
+   * restored LAPICs), then run. Like {@link saveVcpuState}, not while the vCPU is in KVM_RUN.
+   *
+   * @throws TypeError/RangeError for a bad or unfitting state; KvmError EBADF once destroyed,
+   *   EBUSY if a runner has the vCPU in KVM_RUN, EINVAL naming an MSR KVM refuses, or an
+   *   ioctl's error (the vCPU is then partly restored).
+   */
+  restoreVcpuState(vcpu: number, state: KvmVcpuState): void {
+    this.#checkVcpu(vcpu);
+    const s = checkVcpuState(state);
+    checkVcpuStateFits(s, this.#stateTarget('vm_restore_vcpu_state'));
+    const h = this.#vcpu(vcpu, 'vm_restore_vcpu_state'); // creates the vCPU and sets its CPUID first
+    this.#completePendingExit(h, vcpu, 'vm_restore_vcpu_state'); // or it would be completed on top of the new state
+    this.#mpChecked[vcpu] = false;
+    applyVcpuState(h.fd, s);
+  }
+
+  /**
+   * The VM's in-kernel device state: the irqchip's PIC master, PIC slave and IOAPIC (if the
+   * VM has the in-kernel irqchip), the PIT (if it has one) and the kvmclock.
+   * `encodeVmState` (src/kvm-state.ts) makes it JSON-safe. Take it after every vCPU's
+   * {@link saveVcpuState}, with no vCPU in KVM_RUN (KvmError EBUSY from a runner otherwise).
+   */
+  saveVmState(): KvmVmState {
+    const fd = this.#live('vm_save_vm_state');
+    for (let v = 0; v < this.vcpuCount; v++) this.#guard?.(v, 'vm_save_vm_state');
+    return captureVmState(fd, { irqchip: this.irqchip, pit: this.pit });
+  }
+
+  /**
+   * Put a {@link saveVmState} state into this VM: PIT, PICs, IOAPIC, then the kvmclock, which
+   * continues from the saved value (no time passes for the guest while it was saved, as for
+   * the TSC). Checked completely first, and against this VM (irqchip and PIT state exactly
+   * when it has them): TypeError/RangeError naming the field, with nothing changed. Call it
+   * after every vCPU's {@link restoreVcpuState}, with no vCPU in KVM_RUN.
+   */
+  restoreVmState(state: KvmVmState): void {
+    const s = checkVmState(state);
+    checkVmStateFits(s, { irqchip: this.irqchip, pit: this.pit });
+    const fd = this.#live('vm_restore_vm_state');
+    for (let v = 0; v < this.vcpuCount; v++) this.#guard?.(v, 'vm_restore_vm_state');
+    this.#mpChecked.fill(false); // the IOAPIC may deliver what was pending
+    applyVmState(fd, s);
+  }
+
   // ---------------------------------------------------------------- pinning and running
 
   /** The host CPU `vcpu` is pinned to, or -1 (bhyve's vm_get_pinning). */
@@ -748,6 +981,7 @@ export class Vm {
     if (this.#owner !== undefined) throw errnoError('EBUSY', 'vm_run', `vCPUs of '${this.name}' are driven by ${this.#owner}`);
     const v = this.#vcpu(vcpu, 'KVM_RUN');
     if (timeoutMs === undefined && this.irqchip && !this.#mpChecked[vcpu]) this.#refuseIfWaitingForSipi(v, vcpu);
+    v.ran = true;
     if (ripValue !== undefined) this.#setRegisters(vcpu, [{ loc: regLocation(Reg.RIP), value: ripValue }]);
     const pin = this.#pinning[vcpu];
     if (this.#appliedPinning.get(0) !== pin) {

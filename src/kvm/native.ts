@@ -21,7 +21,10 @@ export interface NativeKvmSystem {
   createVm(type?: number): number;
 }
 
-/** Guest RAM: anonymous shared memory exposed as a SharedArrayBuffer. */
+/**
+ * Guest RAM exposed as a SharedArrayBuffer: anonymous shared memory, or (constructed with a
+ * file descriptor) a private copy-on-write mapping of a file.
+ */
 export interface NativeGuestMapping {
   readonly length: number;
   buffer(): SharedArrayBuffer;
@@ -50,6 +53,18 @@ export interface NativeVmFd {
   createDevice(type: number): number;
   setDeviceAttr(deviceFd: number, group: number, attr: number | bigint, value: number): void;
   mapDeviceRegion(slot: number, gpa: number | bigint, size: number | bigint, fd: number, fileOffset: number | bigint): void;
+  /** KVM_GET_IRQCHIP of chip `chipId` (0 PIC master, 1 PIC slave, 2 IOAPIC): struct kvm_irqchip, 520 bytes. */
+  getIrqchip(chipId: number): ArrayBuffer;
+  /** KVM_SET_IRQCHIP: a struct kvm_irqchip (520 bytes); its chip_id names the chip. */
+  setIrqchip(irqchip: ArrayBuffer | Uint8Array): void;
+  /** KVM_GET_PIT2: struct kvm_pit_state2, 112 bytes. */
+  getPit2(): ArrayBuffer;
+  /** KVM_SET_PIT2: a struct kvm_pit_state2 (112 bytes). */
+  setPit2(pit: ArrayBuffer | Uint8Array): void;
+  /** KVM_GET_CLOCK: struct kvm_clock_data, 48 bytes. */
+  getClock(): ArrayBuffer;
+  /** KVM_SET_CLOCK: a struct kvm_clock_data (48 bytes). */
+  setClock(clock: ArrayBuffer | Uint8Array): void;
 }
 
 /** A vCPU fd (adopted by fd number in any thread). */
@@ -71,6 +86,10 @@ export interface NativeVcpuFd {
   getMpState(): ArrayBuffer; setMpState(b: ArrayBuffer | Uint8Array): void;
   getDebugregs(): ArrayBuffer; setDebugregs(b: ArrayBuffer | Uint8Array): void;
   getXcrs(): ArrayBuffer; setXcrs(b: ArrayBuffer | Uint8Array): void;
+  /** KVM_GET_XSAVE2 (KVM_GET_XSAVE where it is missing): the XSAVE image, `xsaveSize()` bytes (native/xsave.cc). */
+  getXsave(): ArrayBuffer;
+  /** KVM_SET_XSAVE: an image of exactly `xsaveSize()` bytes, as getXsave returned it. */
+  setXsave(b: ArrayBuffer | Uint8Array): void;
   setGuestDebug(b: ArrayBuffer | Uint8Array): void;
   translate(linear: number | bigint): { physical: bigint; valid: boolean; writeable: boolean; usermode: boolean };
   getMsrs(b: Uint8Array): number;
@@ -121,7 +140,13 @@ export interface NativeVfio {
 /** The addon's exports. */
 export interface NativeAddon {
   KvmSystem: new (path?: string) => NativeKvmSystem;
-  GuestMapping: new (length: number | bigint) => NativeGuestMapping;
+  /**
+   * `new GuestMapping(length)`: anonymous shared memory. `new GuestMapping(length, fd, offset)`:
+   * MAP_PRIVATE over a regular file (at least offset + length bytes, offset page-aligned;
+   * RangeError otherwise): pages are read on first touch and copied on write, the file is
+   * never changed. The fd stays the caller's.
+   */
+  GuestMapping: new (length: number | bigint, fd?: number, offset?: number | bigint) => NativeGuestMapping;
   VmFd: new (fd: number, vcpuMmapSize: number) => NativeVmFd;
   VcpuFd: new (fd: number) => NativeVcpuFd;
   FileFd: { new (fd: number): NativeFileFd; new (path: string, flags?: number): NativeFileFd };
@@ -152,6 +177,8 @@ export interface NativeAddon {
   /** Locked 16-byte compare-exchange on `cell` (16 bytes, 16-byte aligned): [ok, oldLo, oldHi]. */
   cmpxchg16b(cell: Uint8Array, expectedLo: bigint, expectedHi: bigint, newLo: bigint, newHi: bigint): [boolean, bigint, bigint];
   readonly pageSize: number;
+  /** The XSAVE image size every XSAVE call uses: the host's largest XSAVE area, at least 4096 (native/xsave.cc). */
+  xsaveSize(): number;
 }
 
 /** The package root: the nearest folder above this file whose package.json names vmmapi. */

@@ -218,3 +218,37 @@ export function decodeMsrs(buf: Uint8Array, count: number): { index: number; dat
   for (let i = 0; i < count; i++) out.push({ index: v.getUint32(8 + i * 16, true), data: v.getBigUint64(8 + i * 16 + 8, true) });
   return out;
 }
+
+/**
+ * Sizes of the raw state structs snapshots carry (not in {@link SIZEOF}, whose every entry the
+ * layout test checks against the addon's table; test/native/vm-state.test.ts checks these
+ * against what the ioctls return). `kvm_xsave` is the smallest XSAVE image; a host with
+ * larger XSAVE features uses a larger one (the addon's `xsaveSize()`).
+ */
+export const STATE_SIZEOF = { kvm_irqchip: 520, kvm_pit_state2: 112, kvm_clock_data: 48, kvm_xsave: 4096 } as const;
+
+/** KVM_IRQCHIP_* chip ids for KVM_GET_IRQCHIP / KVM_SET_IRQCHIP (struct kvm_irqchip.chip_id). */
+export const KVM_IRQCHIP = { PIC_MASTER: 0, PIC_SLAVE: 1, IOAPIC: 2 } as const;
+
+/** KVM_CLOCK_* flags of struct kvm_clock_data. */
+export const KVM_CLOCK = { TSC_STABLE: 2, REALTIME: 4, HOST_TSC: 8 } as const;
+
+/** struct kvm_clock_data, decoded: the kvmclock in ns, and (per `flags`) the host's realtime and TSC then. */
+export interface KvmClockData { clock: bigint; flags: number; realtime: bigint; hostTsc: bigint }
+
+/** Decode struct kvm_clock_data. */
+export function decodeClock(buf: ArrayBuffer): KvmClockData {
+  const v = new DataView(buf);
+  return { clock: v.getBigUint64(0, true), flags: v.getUint32(8, true), realtime: v.getBigUint64(16, true), hostTsc: v.getBigUint64(24, true) };
+}
+
+/** Encode struct kvm_clock_data (padding zero). */
+export function encodeClock(c: KvmClockData): ArrayBuffer {
+  const buf = new ArrayBuffer(STATE_SIZEOF.kvm_clock_data);
+  const v = new DataView(buf);
+  v.setBigUint64(0, BigInt.asUintN(64, c.clock), true);
+  v.setUint32(8, c.flags >>> 0, true);
+  v.setBigUint64(16, BigInt.asUintN(64, c.realtime), true);
+  v.setBigUint64(24, BigInt.asUintN(64, c.hostTsc), true);
+  return buf;
+}
