@@ -501,6 +501,18 @@ export class Vm {
   }
 
   /**
+   * The CPUID table vCPU `vcpu` is given (KVM_SET_CPUID2): KVM's supported table with the
+   * VM's `cpuid` options applied and the vCPU's topology filled in. A snapshot records it, so
+   * a restore on a host that would give the guest another CPU is refused.
+   */
+  guestCpuid(vcpu: number): CpuidEntry[] {
+    this.#live('vm_get_cpuid');
+    const v = this.#checkVcpu(vcpu);
+    this.#supportedCpuid ??= Vm.supportedCpuid();
+    return guestCpuid(this.#supportedCpuid, v, this.vcpuCount, this.#cpuid);
+  }
+
+  /**
    * The vCPU's fd number, creating the vCPU if needed. For the worker-thread runner, which
    * adopts it with `new VcpuFd(fd)`. @internal
    */

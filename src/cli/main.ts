@@ -9,9 +9,7 @@
  * (they boot in parallel), then imports the platform, the runner, the loaders and the native
  * addon.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { packageRoot } from '../kvm/native.js';
+import { packageVersion } from '../package-version.js';
 import { BootImageError } from '../boot/errors.js';
 import { parseCommand, USAGE } from './args.js';
 import { ExitCode, UsageError } from './errors.js';
@@ -26,11 +24,6 @@ function codeFor(e: unknown): number {
   return e instanceof UsageError || e instanceof BootImageError ? ExitCode.USAGE : ExitCode.GUEST_FAILURE;
 }
 
-/** The package's version, from its package.json. */
-export function packageVersion(): string {
-  const pj = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version?: unknown };
-  return typeof pj.version === 'string' ? pj.version : 'unknown';
-}
 
 /** Run the command line `argv`; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {

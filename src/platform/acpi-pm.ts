@@ -62,11 +62,11 @@ export class AcpiPm implements Device {
   }
 
   /** A plain-object copy of the registers. */
-  state(): AcpiPmState {
+  snapshot(): AcpiPmState {
     return { sts: this.#sts, en: this.#en, cnt: this.#cnt };
   }
 
-  /** Restore a {@link state}; TypeError/RangeError naming a bad field, with nothing changed. */
+  /** Restore a {@link snapshot}; TypeError/RangeError naming a bad field, with nothing changed. */
   restore(state: AcpiPmState): void {
     if (typeof state !== 'object' || state === null) throw new TypeError('state must be an object');
     for (const k of ['sts', 'en', 'cnt'] as const) {

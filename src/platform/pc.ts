@@ -37,6 +37,13 @@ import { pciLayout, ramRanges } from './layout.js';
 import { PcPci, type PcPciDevice, type PcPciDeviceOptions } from './pci.js';
 import { PcVirtio, type PcVirtioDevice, type PcVirtioOptions } from './virtio.js';
 import type { VirtioDevice } from '../virtio/device.js';
+import { mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { encodeVcpuState, encodeVmState } from '../kvm-state.js';
+import { SNAPSHOT_FORMAT, writeStateFile, type SnapshotBody, type SnapshotSegment } from '../snapshot/format.js';
+import { writeMemoryFile } from '../snapshot/memory-file.js';
+import { pcDevicesState } from './device-state.js';
+import { packageVersion } from '../package-version.js';
 import { checkPcOptions } from './options.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
 
@@ -121,6 +128,30 @@ export function describeRunResult(r: PcRunResult): string {
   }
 }
 
+/** Options for {@link Pc.snapshot}. */
+export interface PcSnapshotOptions {
+  /** The caller's own data, stored with the snapshot (JSON-safe), e.g. how to reopen its devices. */
+  meta?: Record<string, unknown>;
+}
+
+/** What {@link Pc.snapshot} wrote. */
+export interface PcSnapshotInfo {
+  dir: string;
+  format: string;
+  /** memory.bin's length (holes included). */
+  memoryBytes: number;
+  /** Bytes of guest memory actually written (non-zero pages). */
+  writtenBytes: number;
+  /** How long writing took, ms. */
+  ms: number;
+}
+
+/** A snapshot's guest memory for {@link Pc}'s constructor: memory.bin open as `fd`, mapped privately. @internal */
+export interface PcMemoryImage {
+  fd: number;
+  segments: readonly SnapshotSegment[];
+}
+
 /** Options for {@link Pc.run}. */
 export interface PcRunOptions {
   /** Stop with `{ reason: 'timeout' }` after this many milliseconds. */
@@ -145,12 +176,13 @@ export class Pc {
   readonly virtio: PcVirtio;
 
   readonly #opts: PcOptions;
+  #paused = false;
   #result: PcRunResult | undefined;
   #loaded: string | undefined;
   #ran = false;
 
-  /** @internal Use {@link createPc}. */
-  constructor(opts: PcOptions) {
+  /** @internal Use {@link createPc} (or restorePc, which passes the snapshot's memory file as `image`). */
+  constructor(opts: PcOptions, image?: PcMemoryImage) {
     const { memory, cpus, debugExit } = checkPcOptions(opts);
     this.#opts = opts;
     this.memoryBytes = memory;
@@ -158,7 +190,12 @@ export class Pc {
     // pitSpeaker: KVM serves port 0x61, so bit 5 follows PIT channel 2's output (TSC calibration)
     this.vm = Vm.create(opts.name ?? `pc-${process.pid}-${randomBytes(4).toString('hex')}`, { vcpus: cpus, irqchip: true, pitSpeaker: true, cpuid: opts.cpuid });
     try {
-      for (const r of ramRanges(memory)) this.vm.setupMemory(r.gpa, r.length);
+      if (image) {
+        for (const seg of image.segments) this.vm.setupMemory(seg.gpa, seg.length, { readonly: seg.readonly, file: { fd: image.fd, offset: seg.offset } });
+        this.#loaded = 'snapshot';
+      } else {
+        for (const r of ramRanges(memory)) this.vm.setupMemory(r.gpa, r.length);
+      }
       this.runner = new VcpuRunner(this.vm, opts.emulate === undefined ? {} : { emulate: opts.emulate });
       this.devices = attachDevices(this.runner, memory, cpus, {
         serialOut: (b) => opts.serial?.onOutput?.(b),
@@ -319,6 +356,91 @@ export class Pc {
    */
   emulatedInstructions(): Map<string, bigint> {
     return emulatedTotals(this.vm);
+  }
+
+  /** True between {@link pause} and {@link resume}. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Pause the running machine: resolves when no vCPU is inside KVM_RUN (each has finished the
+   * instruction of its last exit), every posted write has reached its device and the virtio
+   * devices have completed the host I/O they had in flight. Then {@link snapshot}, or read and
+   * change state, and {@link resume}.
+   */
+  async pause(): Promise<void> {
+    if (!this.runner.started || this.#result !== undefined) throw new Error('pause(): the machine is not running (call it while run() is pending)');
+    if (this.#paused) return;
+    await this.runner.pause();
+    await this.virtio.quiesce();
+    this.#paused = true;
+  }
+
+  /** Resume after {@link pause}. */
+  resume(): void {
+    if (!this.#paused) throw new Error('resume(): the machine is not paused');
+    this.#paused = false;
+    this.virtio.resume();
+    this.runner.resume();
+  }
+
+  /**
+   * Write a snapshot of the machine to directory `dir` (created if missing; a snapshot already
+   * there is replaced, without disturbing VMs restored from it): every vCPU's and the VM's KVM
+   * state, every device's state, and guest memory, sparse (see src/snapshot/format.ts). The
+   * machine must be paused ({@link pause}), or loaded and not yet run. `opts.meta` is stored
+   * as given (JSON) for whoever restores it. Resolves with what was written.
+   */
+  async snapshot(dir: string, opts: PcSnapshotOptions = {}): Promise<PcSnapshotInfo> {
+    if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('dir must be a non-empty path string');
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
+    const meta = opts.meta ?? {};
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) throw new TypeError('opts.meta must be a plain object');
+    if (this.#result !== undefined || this.vm.destroyed) throw new Error('snapshot(): the machine has ended');
+    if (this.runner.started && !this.#paused) throw new Error('snapshot(): pause() the machine first');
+    const started = performance.now();
+    mkdirSync(dir, { recursive: true });
+    const vcpus = Array.from({ length: this.cpus }, (_, v) => encodeVcpuState(this.vm.saveVcpuState(v)));
+    const vm = encodeVmState(this.vm.saveVmState());
+    const devices: Record<string, unknown> = {
+      platform: pcDevicesState(this.devices),
+      pci: this.pci.snapshot(), // every function's, the virtio devices' and their queues' too
+    };
+    const repair = this.runner.syscallRepairRecord();
+    if (repair) devices.syscallRepair = Buffer.from(repair).toString('base64');
+    const memory = writeMemoryFile(dir, this.vm.memorySegments());
+    const body: SnapshotBody = {
+      vmmapi: packageVersion(),
+      createdAt: new Date().toISOString(),
+      machine: { kind: 'pc', memory: this.memoryBytes, cpus: this.cpus, cpuid: this.cpuidDigest(), options: this.#shape() },
+      memory,
+      vcpus,
+      vm,
+      devices,
+      meta: JSON.parse(JSON.stringify(meta)) as Record<string, unknown>,
+    };
+    writeStateFile(dir, body);
+    return { dir, format: SNAPSHOT_FORMAT, memoryBytes: memory.bytes, writtenBytes: memory.written, ms: performance.now() - started };
+  }
+
+  /** SHA-256 of every vCPU's CPUID table (what a restore must find the same). */
+  cpuidDigest(): string {
+    const h = createHash('sha256');
+    for (let v = 0; v < this.cpus; v++) h.update(JSON.stringify(this.vm.guestCpuid(v)));
+    return h.digest('hex');
+  }
+
+  /** The creation options that shape the machine, as a snapshot records them. */
+  #shape(): Record<string, unknown> {
+    const o = this.#opts;
+    return {
+      cpuid: o.cpuid ?? {},
+      debugExit: o.debugExit ?? null,
+      debugcon: o.debugcon !== undefined,
+      emulate: o.emulate ?? null,
+      virtio: this.virtio.devices.map((d) => ({ deviceType: d.device.deviceType, notify: d.notify })),
+    };
   }
 
   /** Stop the machine; {@link run} resolves with `{ reason: 'stopped' }` (unless it already ended). */

@@ -15,7 +15,8 @@ import { EventEmitter } from 'eventemitter3';
 import type { Vm } from '../vm.js';
 import { native } from '../kvm/native.js';
 import { StatsReader } from '../stats.js';
-import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, STATUS, type VcpuTask } from './protocol.js';
+import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, RING_LAYOUT, STATUS, type VcpuTask } from './protocol.js';
+import { WriteRing } from './write-ring.js';
 import { ringBell, wakeWaitingWorker } from './mailbox.js';
 import { COUNTED_MNEMONICS } from '../emulate/mnemonics.js';
 import { SYSCALL_REPAIR_BYTES, removeRepairBreakpoint } from '../emulate/syscall-repair.js';
@@ -88,6 +89,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   readonly #hooks: ServerHooks;
   /** The doorbell every worker rings (src/runner/protocol.ts BELL). */
   readonly #bell = new Int32Array(new SharedArrayBuffer(BELL_BYTES));
+  #repairRecord: SharedArrayBuffer | undefined;
+  #repairSeed: Uint8Array | undefined;
   #slots: VcpuSlot[] = [];
   #pool: VcpuPool | undefined;
   #started = false;
@@ -154,6 +157,26 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     });
   }
 
+  /**
+   * The SYSCALL repair's patch record (src/emulate/syscall-repair.ts: where its breakpoint
+   * sits in guest memory and the byte it displaced), a copy, for a snapshot taken while the
+   * runner is paused; undefined before start() or without the repair. A snapshot's memory
+   * holds the breakpoint, so the runner of a restored VM needs the record:
+   * {@link seedSyscallRepair}.
+   */
+  syscallRepairRecord(): Uint8Array | undefined {
+    return this.#repairRecord ? new Uint8Array(this.#repairRecord).slice() : undefined;
+  }
+
+  /** Before start(): continue from a patch record {@link syscallRepairRecord} gave (a restored snapshot's). */
+  seedSyscallRepair(record: Uint8Array): void {
+    if (this.#started) throw new RunnerError('seedSyscallRepair() after start()');
+    if (!(record instanceof Uint8Array) || record.length !== SYSCALL_REPAIR_BYTES) {
+      throw new RangeError(`record must be a Uint8Array of ${SYSCALL_REPAIR_BYTES} bytes`);
+    }
+    this.#repairSeed = record.slice();
+  }
+
   /** True once start() was called. */
   get started(): boolean {
     return this.#started;
@@ -211,6 +234,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     for (const r of this.pio.posted) pp.fill(1, r.base, r.base + r.length);
     // one patch record for the whole VM: any vCPU may take the guest's page faults
     const repairRecord = this.#opts.syscallRepair ? new SharedArrayBuffer(SYSCALL_REPAIR_BYTES) : undefined;
+    if (repairRecord && this.#repairSeed) new Uint8Array(repairRecord).set(this.#repairSeed);
+    this.#repairRecord = repairRecord;
     const memory = vm.memorySegments().map(({ gpa, buffer, readonly }) => ({ gpa, buffer, readonly }));
     const workerDevices = [...this.pio.workerDevices, ...this.mmio.workerDevices];
     for (let v = 0; v < vm.vcpuCount; v++) {
@@ -321,14 +346,27 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   }
 
   /**
-   * Pause every vCPU: resolves when none is inside KVM_RUN, so registers and memory can be
-   * read and written from the main thread. vCPUs parked on a pending handler pause once it
-   * settles.
+   * Pause every vCPU: resolves when none is inside KVM_RUN and every posted write has reached
+   * its device, so registers, memory and device state can be read and written from the main
+   * thread (a snapshot's pause). A paused vCPU has finished the instruction of its last exit
+   * (workers/vcpu-loop.ts). vCPUs parked on a pending handler pause once it settles.
    */
   async pause(): Promise<void> {
     if (!this.#started) throw new RunnerError('pause() before start()');
     this.#requestAll(CONTROL.PAUSE);
     await Promise.all(this.#slots.map((s) => this.#whenPaused(s)));
+    await this.#postedWritesDelivered();
+  }
+
+  /** Until the serve loop has emptied every vCPU's posted-write ring (bounded: RunnerError after 10 s). */
+  async #postedWritesDelivered(): Promise<void> {
+    const rings = this.#slots.map((s) => new WriteRing(s.ctl, RING_LAYOUT));
+    const deadline = performance.now() + 10_000;
+    while (rings.some((r) => r.pending() !== 0)) {
+      if (performance.now() > deadline) throw new RunnerError('pause(): posted writes were not delivered within 10 s (a device handler that never settles?)');
+      ringBell(this.#bell);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   #whenPaused(s: VcpuSlot): Promise<void> {

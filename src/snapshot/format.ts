@@ -44,6 +44,8 @@ export interface SnapshotSegment {
   length: number;
   /** Offset in memory.bin (page-aligned). */
   offset: number;
+  /** Guest-read-only (a ROM). */
+  readonly: boolean;
 }
 
 /** Everything in a snapshot but guest memory. Device and KVM states are the encoded forms their owners validate. */
@@ -160,7 +162,7 @@ function checkBody(b: unknown, file: string): SnapshotBody {
   need(isObject(mem) && isCount(mem.bytes) && isCount(mem.written) && typeof mem.sha256 === 'string' && Array.isArray(mem.segments), file, 'the state\'s "memory" is not { bytes, written, sha256, segments }');
   let end = 0;
   for (const [i, s] of (mem.segments as unknown[]).entries()) {
-    need(isObject(s) && isCount(s.gpa) && isCount(s.length) && isCount(s.offset), file, `memory segment ${i} is not { gpa, length, offset }`);
+    need(isObject(s) && isCount(s.gpa) && isCount(s.length) && isCount(s.offset) && typeof s.readonly === 'boolean', file, `memory segment ${i} is not { gpa, length, offset, readonly }`);
     need(s.length > 0 && s.offset % 4096 === 0 && s.length % 4096 === 0 && s.gpa % 4096 === 0, file, `memory segment ${i} is not page-aligned`);
     need(s.offset >= end && s.offset + s.length <= (mem.bytes as number), file, `memory segment ${i} lies outside memory.bin or overlaps the one before`);
     end = s.offset + s.length;

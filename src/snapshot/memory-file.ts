@@ -3,7 +3,7 @@
  * at their offsets, pages of zeros left as holes — with a SHA-256 over all of it.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { MEMORY_FILE, type SnapshotSegment } from './format.js';
 
@@ -17,6 +17,7 @@ export interface MemorySource {
   gpa: number;
   length: number;
   buffer: SharedArrayBuffer;
+  readonly: boolean;
 }
 
 /** What {@link writeMemoryFile} wrote. */
@@ -29,16 +30,19 @@ export interface MemoryFileSummary {
 
 /**
  * Write `segments` to `dir`/memory.bin, each at the next page-aligned offset, skipping pages of
- * zeros (the file is truncated to its full length first, so they read back as zeros).
+ * zeros (the file is truncated to its full length first, so they read back as zeros). The file
+ * is written under a temporary name and renamed over memory.bin: VMs restored from an earlier
+ * snapshot in `dir` map the old file privately, and keep seeing it unchanged.
  */
 export function writeMemoryFile(dir: string, segments: readonly MemorySource[]): MemoryFileSummary {
   const out: SnapshotSegment[] = [];
   let offset = 0;
   for (const s of segments) {
-    out.push({ gpa: s.gpa, length: s.length, offset });
+    out.push({ gpa: s.gpa, length: s.length, offset, readonly: s.readonly });
     offset += Math.ceil(s.length / PAGE) * PAGE;
   }
-  const fd = openSync(join(dir, MEMORY_FILE), 'w');
+  const tmp = join(dir, `.${MEMORY_FILE}.tmp`);
+  const fd = openSync(tmp, 'w');
   const hash = createHash('sha256');
   let written = 0;
   try {
@@ -66,6 +70,7 @@ export function writeMemoryFile(dir: string, segments: readonly MemorySource[]):
   } finally {
     closeSync(fd);
   }
+  renameSync(tmp, join(dir, MEMORY_FILE));
   return { bytes: offset, written, sha256: hash.digest('hex'), segments: out };
 }
 
