@@ -86,3 +86,17 @@ export function stateBytes(v: unknown, name: string, maxBytes: number, length?: 
   if (length !== undefined && bytes.length !== length) throw new RangeError(`${name} must hold ${length} bytes, got ${bytes.length}`);
   return bytes;
 }
+
+/**
+ * Run `check`, renaming the fields its errors name: `state.x` becomes `prefix.x`, for a
+ * part's state checked inside a whole's (`state.queues[1].queue.size`).
+ */
+export function nested<T>(prefix: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
+    const message = e.message.replace(/\bstate(?=[.[]| must)/g, prefix);
+    throw e instanceof TypeError ? new TypeError(message, { cause: e }) : new RangeError(message, { cause: e });
+  }
+}

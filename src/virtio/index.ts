@@ -28,6 +28,6 @@ export {
 } from './pci/index.js';
 export type {
   VirtioPciOptions, VirtioPciCounters, VirtioPciNotifyRegion, InterruptCounters, VirtioPciLayout, VirtioPciRegion,
-  VirtioPciCapabilityOffsets,
+  VirtioPciCapabilityOffsets, VirtioPciFunctionState, QueueSlotState, FeatureNegotiationState,
 } from './pci/index.js';
 export * from './devices/index.js';
