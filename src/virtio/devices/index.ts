@@ -33,5 +33,5 @@ export { featureBits, hasFeature } from './features.js';
 export type { ConfigAccessSize } from './config-space.js';
 export { DeviceCore, checkContext, checkQueueIndex } from './core.js';
 export type { ChainHandler } from './core.js';
-export { checkDeviceState, checkHeldChains, checkNothingInFlight } from './state.js';
+export { checkDeviceState, checkHeldChains, checkNothingInFlight, checkOverrides } from './state.js';
 export type { DeviceStateBase } from './state.js';

@@ -37,7 +37,7 @@ import { featureBits, hasFeature } from './features.js';
 import { NET_HDR_BYTES, NET_MTU_RANGE, VIRTIO_NET_CONFIG, VIRTIO_NET_F, VIRTIO_NET_QUEUE, VIRTIO_NET_S } from './net-constants.js';
 import { NetReceiver } from './net-rx.js';
 import { boolOption, checkOptions, intOption, queueSizeOption } from './options.js';
-import { checkDeviceState, checkHeldChains, checkNothingInFlight, type DeviceStateBase } from './state.js';
+import { checkDeviceState, checkHeldChains, checkNothingInFlight, checkOverrides, type DeviceStateBase } from './state.js';
 import { stateBool } from '../../pci/state-check.js';
 
 /**
@@ -284,7 +284,7 @@ export class VirtioNet implements VirtioDevice {
     const s = checkDeviceState(state);
     const saved = parseMac(s.mac, 'state.mac');
     const linkUp = stateBool(s.linkUp, 'state.linkUp');
-    const o = checkOptions<VirtioNetOverrides>(overrides, true);
+    const o = checkOverrides<VirtioNetOverrides>(overrides);
     const mac = o.mac === undefined ? saved : parseMac(o.mac, 'overrides.mac');
     if (ctx) checkContext(ctx, 2);
     const held = checkHeldChains(s.heldRx, 'state.heldRx', ctx, VIRTIO_NET_QUEUE.RECEIVE);

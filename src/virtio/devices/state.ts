@@ -36,6 +36,11 @@ export function checkHeldChains(heads: unknown, name: string, ctx: VirtioContext
   return list;
 }
 
+/** A restore's `overrides` argument: an object, or undefined for none. */
+export function checkOverrides<T extends object>(overrides: unknown): Partial<T> {
+  return overrides === undefined ? {} : (stateObject(overrides, 'overrides') as Partial<T>);
+}
+
 /** Every queue of `ctx` except those in `held` must have nothing in flight: the device holds no chains there. */
 export function checkNothingInFlight(ctx: VirtioContext | undefined, held: readonly number[] = []): void {
   ctx?.queues.forEach((q, i) => {

@@ -49,7 +49,7 @@ import type { VsockBackend, VsockChannel, VsockGuestConnector, VsockHostEnd } fr
 import { ConfigSpace, checkConfigAccess, checkConfigValue, type ConfigAccessSize } from './config-space.js';
 import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './core.js';
 import { checkOptions, intOption, queueSizeOption } from './options.js';
-import { checkDeviceState, checkNothingInFlight, type DeviceStateBase } from './state.js';
+import { checkDeviceState, checkNothingInFlight, checkOverrides, type DeviceStateBase } from './state.js';
 import { checkInt } from '../../pci/util.js';
 
 /**
@@ -335,7 +335,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
    */
   prepareRestore(state: VirtioVsockState, ctx: VirtioContext | undefined, overrides: VirtioVsockOverrides = {}): () => void {
     const s = checkDeviceState(state);
-    const o = checkOptions<VirtioVsockOverrides>(overrides, true);
+    const o = checkOverrides<VirtioVsockOverrides>(overrides);
     const saved = checkInt(s.guestCid, 'state.guestCid', VSOCK_MIN_GUEST_CID, 0xfffffffe);
     const cid = o.guestCid === undefined ? saved : checkInt(o.guestCid, 'overrides.guestCid', VSOCK_MIN_GUEST_CID, 0xfffffffe);
     if (ctx) checkContext(ctx, 3);
