@@ -88,15 +88,15 @@ export function stateBytes(v: unknown, name: string, maxBytes: number, length?: 
 }
 
 /**
- * Run `check`, renaming the fields its errors name: `state.x` becomes `prefix.x`, for a
- * part's state checked inside a whole's (`state.queues[1].queue.size`).
+ * Run `check`, renaming the fields its errors name: `state.x` (or `root.x`) becomes
+ * `prefix.x`, for a part's state checked inside a whole's (`state.queues[1].queue.size`).
  */
-export function nested<T>(prefix: string, check: () => T): T {
+export function nested<T>(prefix: string, check: () => T, root: 'state' | 'overrides' = 'state'): T {
   try {
     return check();
   } catch (e) {
     if (!(e instanceof TypeError || e instanceof RangeError)) throw e;
-    const message = e.message.replace(/\bstate(?=[.[]| must)/g, prefix);
+    const message = e.message.replace(new RegExp(`\\b${root}(?=[.[]| must)`, 'g'), prefix);
     throw e instanceof TypeError ? new TypeError(message, { cause: e }) : new RangeError(message, { cause: e });
   }
 }
