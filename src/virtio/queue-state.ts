@@ -44,22 +44,40 @@ export interface SplitQueueState {
   error: { kind: QueueErrorKind; message: string } | null;
 }
 
-/** A checked {@link SplitQueueState}, with numbers for the addresses. */
+/**
+ * A checked {@link SplitQueueState}: the same fields (see there), with numbers for the
+ * addresses (`desc`, `avail`, `used`), `notify` for notificationsEnabled and a QueueError.
+ */
 export interface CheckedQueueState {
+  /** queue_size. */
   readonly size: number;
+  /** Descriptor table address. */
   readonly desc: number;
+  /** Available ring address. */
   readonly avail: number;
+  /** Used ring address. */
   readonly used: number;
+  /** queue_enable. */
   readonly enabled: boolean;
+  /** EVENT_IDX negotiated. */
   readonly eventIdx: boolean;
+  /** INDIRECT_DESC negotiated. */
   readonly indirectDesc: boolean;
+  /** Next available index. */
   readonly nextAvail: number;
+  /** Last avail.idx read. */
   readonly availSeen: number;
+  /** Next used index. */
   readonly nextUsed: number;
+  /** used.idx at the last needsNotification(). */
   readonly signalled: number;
+  /** Used elements since. */
   readonly pushedSinceSignal: number;
+  /** Notifications enabled. */
   readonly notify: boolean;
+  /** In-flight heads, ascending. */
   readonly inFlight: readonly number[];
+  /** The stopping error, if any. */
   readonly error: QueueError | undefined;
 }
 

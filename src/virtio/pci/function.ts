@@ -289,6 +289,11 @@ export class VirtioPciFunction implements PciFunction {
     const ring = negotiated === undefined ? undefined : queueFeatures(negotiated);
     const slots = t.queues.map((q, i) => nested(`state.queues[${i}]`, () => this.#slots[i].prepareRestore(q as QueueSlotState, this.msix?.vectors ?? 0, ring)));
     const active = slots.map((p) => (p.queue.enabled ? p.queue : undefined));
+    if (!(t.status & VIRTIO_STATUS.DRIVER_OK)) {
+      slots.forEach((p, i) => {
+        if (p.queue.inFlight > 0) throw new RangeError(`state.queues[${i}].queue.inFlight must be empty before DRIVER_OK (no device took chains)`);
+      });
+    }
     const epoch = this.#epoch + 1;
     const ctx = t.status & VIRTIO_STATUS.DRIVER_OK ? this.#context(epoch, negotiated!, active) : undefined;
     const device = nested('state.device', () => this.device.prepareRestore!(s.device, ctx, overrides));

@@ -35,13 +35,19 @@ export interface VirtioPciFunctionState {
   device: unknown;
 }
 
-/** The transport's scalar fields, checked. */
+/** The transport's scalar fields of a {@link VirtioPciFunctionState}, checked. */
 export interface CheckedTransportFields {
+  /** device_status. */
   readonly status: number;
+  /** config_generation. */
   readonly generation: number;
+  /** config_msix_vector. */
   readonly configVector: number;
+  /** queue_select. */
   readonly queueSelect: number;
+  /** ISR status. */
   readonly isr: number;
+  /** The queue states, one per queue, not yet checked. */
   readonly queues: readonly unknown[];
 }
 

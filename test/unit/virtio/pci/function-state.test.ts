@@ -160,6 +160,11 @@ describe('VirtioPciFunction state', () => {
       expect(() => n.fn.restore(state as VirtioPciFunctionState), msg.source).toThrow(msg);
       expect(n.fn.snapshot()).toEqual(before);
     }
+    const posted = m.rings[0].post(new Uint8Array(0), 8); // a valid chain, never notified
+    const held = { ...good, status: good.status & ~S.DRIVER_OK, queues: [{ ...q0, queue: { ...q0.queue, inFlight: [posted.head] } }, good.queues[1]] };
+    expect(() => n.fn.restore(held as VirtioPciFunctionState)).toThrow(/state.queues\[0\].queue.inFlight must be empty before DRIVER_OK/);
+    expect(() => n.fn.restore({ ...held, status: good.status } as VirtioPciFunctionState)).toThrow(/queue 0 has chains in flight .* without quiesce/);
+    expect(n.fn.snapshot()).toEqual(before);
     const rng = new VirtioPciFunction(new VirtioRng(), { memory: n.ram.mem, msi: n.sink });
     expect(() => rng.restore(good)).toThrow(/state.config.bytes: read-only bits/);
   });
