@@ -26,12 +26,11 @@
 import {
   MAX_QUEUE_SIZE, RING_ALIGN, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, ringBytes, type QueueFeatures,
 } from './constants.js';
-import { DescriptorChain, walkChain, type ChainLimits, type ChainOwner } from './chain.js';
+import { DescriptorChain, walkChain, type ChainLimits, type ChainOwner, type WalkedChain } from './chain.js';
 import { QueueError, newQueueErrors, type DropReason, type QueueErrors } from './errors.js';
 import { DescriptorTable, guestWritable, inMemory, type QueueMemory } from './memory.js';
 import { checkQueueState, type CheckedQueueState, type SplitQueueState } from './queue-state.js';
 import { openRings, type Rings } from './ring.js';
-import type { WalkedChain } from './chain.js';
 import { toHex } from '../pci/state-check.js';
 
 /** Limits a device sets for its queue. */

@@ -51,6 +51,11 @@ import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './
 import { checkOptions, intOption, queueSizeOption } from './options.js';
 import { checkDeviceState, checkNothingInFlight, checkOverrides, type DeviceStateBase } from './state.js';
 import { checkInt } from '../../pci/util.js';
+import { VsockConnection, connKey } from './vsock-connection.js';
+import {
+  VSOCK_HDR_BYTES, VSOCK_HOST_CID, VSOCK_MAX_PAYLOAD, VSOCK_MIN_GUEST_CID, VSOCK_OP, VSOCK_QUEUE, VSOCK_SHUTDOWN, VSOCK_TYPE,
+  decodeHeader, encodeHeader, type VsockHeader,
+} from './vsock-packet.js';
 
 /**
  * The state of a {@link VirtioVsock} (its queues are the transport's). Connections are not
@@ -67,11 +72,6 @@ export interface VirtioVsockOverrides {
   /** A new guest CID for the restored device, in [3, 2^32 - 2]; default the state's. */
   readonly guestCid?: number;
 }
-import { VsockConnection, connKey } from './vsock-connection.js';
-import {
-  VSOCK_HDR_BYTES, VSOCK_HOST_CID, VSOCK_MAX_PAYLOAD, VSOCK_MIN_GUEST_CID, VSOCK_OP, VSOCK_QUEUE, VSOCK_SHUTDOWN, VSOCK_TYPE,
-  decodeHeader, encodeHeader, type VsockHeader,
-} from './vsock-packet.js';
 
 /** Byte offsets of struct virtio_vsock_config, and its size. */
 export const VIRTIO_VSOCK_CONFIG = { GUEST_CID: 0, SIZE: 8 } as const;
@@ -183,7 +183,6 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
   readonly queueSizes: readonly number[];
   /** struct virtio_vsock_config: 8 bytes. */
   readonly configSize: number = VIRTIO_VSOCK_CONFIG.SIZE;
-
   /** The most connections at once. */
   readonly maxConnections: number;
   /** The receive buffer advertised per connection. */
