@@ -462,12 +462,17 @@ export class SplitQueue {
 
   // ---------------------------------------------------------------- snapshot
 
-  /** A JSON-safe copy of the registers and ring positions (see {@link SplitQueueState}). */
+  /**
+   * A JSON-safe copy of the registers and ring positions (see {@link SplitQueueState}). A
+   * stopped queue lists nothing in flight: its chains can never be returned.
+   */
   snapshot(): SplitQueueState {
     const inFlight: number[] = [];
-    this.#inFlight.forEach((held, head) => {
-      if (held) inFlight.push(head);
-    });
+    if (!this.#error) {
+      this.#inFlight.forEach((held, head) => {
+        if (held) inFlight.push(head);
+      });
+    }
     const e = this.#error;
     return {
       size: this.#size, descAddr: toHex(this.#descAddr), availAddr: toHex(this.#availAddr), usedAddr: toHex(this.#usedAddr),

@@ -270,9 +270,11 @@ export class VirtioNet implements VirtioDevice {
     this.#pumpReceive();
   }
 
-  /** The device's state (see {@link VirtioNetState}). */
+  /** The device's state (see {@link VirtioNetState}); held chains only of a receive queue still running. */
   snapshot(): VirtioNetState {
-    return { failed: this.#core.failedActivation, mac: this.macString, linkUp: this.#linkUp, heldRx: this.#rx.heldHeads };
+    const rxq = this.#core.serving ? this.#core.ctx!.queues[VIRTIO_NET_QUEUE.RECEIVE] : undefined;
+    const heldRx = rxq?.enabled && !rxq.error ? this.#rx.heldHeads : [];
+    return { failed: this.#core.failedActivation, mac: this.macString, linkUp: this.#linkUp, heldRx };
   }
 
   /**

@@ -110,6 +110,20 @@ describe('SplitQueue state', () => {
     expect(() => fresh.restore(null as never)).toThrow(TypeError);
   });
 
+  it('a queue stopped with chains in flight snapshots without them (they can never come back)', () => {
+    const d = new GuestDriver({ size: 4 });
+    const q = d.enable();
+    d.add([text('x')], [4]);
+    q.pop();
+    d.setAvailIdx(d.availIdx + 9);
+    expect(() => q.pop()).toThrow();
+    const s = viaJson(q.snapshot());
+    expect(s.inFlight).toEqual([]);
+    const r = new SplitQueue(d.mem, { maxSize: 4 });
+    r.restore(s);
+    expect(r.error?.kind).toBe('avail-idx');
+  });
+
   it('reclaim hands back only the restored in-flight chains, once', () => {
     const d = new GuestDriver({ size: 4 });
     const q = d.enable();

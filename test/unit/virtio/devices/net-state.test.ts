@@ -83,6 +83,24 @@ describe('VirtioNet state', () => {
     expect(numBuffers(written(rx, posted[0], 12))).toBe(2);
   });
 
+  it('a device that failed with chains held snapshots without them and restores failed', async () => {
+    const { backend, net, drivers, ctx } = setup();
+    const [rx] = drivers;
+    rx.add([], [64]);
+    net.notify(0);
+    backend.inject(ethFrame(BROADCAST, PEER, 200, 1)); // one chain held, the frame waits
+    rx.setAvailIdx(rx.availIdx + 100); // the driver breaks the ring
+    net.notify(0);
+    expect(ctx.resets.length).toBe(1);
+    const snap = await snapshotDevice(net, drivers);
+    expect(snap.device).toMatchObject({ failed: true, heldRx: [] });
+    const f = fresh();
+    const fctx = restoreDevice(f.net, drivers, snap, net.features)!;
+    f.backend.inject(ethFrame(BROADCAST, PEER, 20, 2));
+    expect(f.net.stats.rxNotReady).toBe(1);
+    expect(fctx.resets).toEqual([]);
+  });
+
   it('keeps the MAC and link of the state, or takes an override MAC with a configuration change', async () => {
     const { net, drivers, ctx } = setup();
     net.setLinkUp(false);
