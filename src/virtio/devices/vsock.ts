@@ -314,12 +314,12 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     return Promise.resolve();
   }
 
-  /** Serve again: packets from the guest, then to it, then the event a restore left pending. */
+  /** Serve again: first the event a restore left pending, then packets from the guest and to it. */
   resume(): void {
     this.#core.resume();
+    this.#pumpEvent();
     this.#pumpTx();
     this.#pumpRx();
-    this.#pumpEvent();
   }
 
   /** The device's state (see {@link VirtioVsockState}). */
