@@ -27,6 +27,18 @@ export interface PciFunction {
   readBar?(bar: number, offset: number, size: AccessSize): number | bigint;
   /** A guest write within BAR `bar`. Must not throw for guest-controlled values. Absent: writes are ignored. */
   writeBar?(bar: number, offset: number, size: AccessSize, value: number | bigint): void;
+  /**
+   * The function's whole state for a snapshot, JSON-safe. Absent: a snapshot holds its
+   * configuration space only ({@link PciConfigSpace.snapshot}), which is all a function
+   * without other registers has.
+   */
+  snapshot?(): unknown;
+  /**
+   * Check `state` (from {@link snapshot} of a function like this one) and return the
+   * function that applies it; throws TypeError/RangeError naming the field, changing
+   * nothing. `overrides` are the function's own (e.g. a clone's new MAC address).
+   */
+  prepareRestore?(state: unknown, overrides?: unknown): () => void;
 }
 
 /** A function's position: bus, device (0-31), function (0-7). */

@@ -60,6 +60,7 @@ import {
   PciReg,
   PciStatus,
 } from './registers.js';
+import { stateBytes, stateObject, toBase64 } from './state-check.js';
 import { assembleLE, checkInt, hex, isAccessSize, isPowerOfTwo, toUintN } from './util.js';
 
 /** What a BAR decodes: 32-bit memory, 64-bit memory (two BAR slots) or I/O ports. */
@@ -165,6 +166,19 @@ export interface PciCapabilityInfo {
   /** True for an extended (PCI Express, offset ≥ 0x100) capability. */
   readonly extended: boolean;
 }
+
+/**
+ * The state of a {@link PciConfigSpace} for a snapshot: its bytes as the guest and the
+ * function left them. Everything else (which BARs and capabilities exist, the masks) is
+ * the function's construction and must be the same in the space it is restored into.
+ */
+export interface PciConfigSpaceState {
+  /** The 4096 bytes of configuration space (command, status, BAR addresses, capability registers...), base64. */
+  bytes: string;
+}
+
+/** Status bit 3 follows the function's interrupt state, which the function restores itself. */
+const HOST_DRIVEN_STATUS = PciStatus.INTERRUPT;
 
 /** Identity of a function, for {@link PciConfigSpace}'s constructor. */
 export interface PciConfigSpaceOptions {
@@ -549,6 +563,45 @@ export class PciConfigSpace {
     const oldCommand = this.command;
     this.#bytes.set(this.#defaults);
     for (const c of this.#capRanges) c.onReset?.();
+    if (this.command !== oldCommand) for (const l of this.#commandListeners) l(this.command, oldCommand);
+    this.#updateMappings();
+  }
+
+  // ------------------------------------------------------------------ snapshot
+
+  /** A JSON-safe copy of the bytes (see {@link PciConfigSpaceState}). */
+  snapshot(): PciConfigSpaceState {
+    return { bytes: toBase64(this.#bytes) };
+  }
+
+  /**
+   * Check `state` against this space and return the function that applies it. The bytes
+   * must be 4096 and agree with this space in every bit a guest cannot write (identity,
+   * BAR flags and size bits, capability layout; status bit 3 excepted): a state of another
+   * kind of function is refused. Applying runs no capability hooks; command and BAR
+   * listeners hear the changes as after a guest write, so the platform moves the BARs.
+   * Throws TypeError/RangeError naming the field, changing nothing.
+   */
+  prepareRestore(state: PciConfigSpaceState): () => void {
+    const s = stateObject(state, 'state');
+    const bytes = stateBytes(s.bytes, 'state.bytes', PCI_CONFIG_SIZE, PCI_CONFIG_SIZE);
+    for (let a = 0; a < PCI_CONFIG_SIZE; a++) {
+      const fixed = ~(this.#wmask[a] | this.#w1c[a] | (a === PciReg.STATUS ? HOST_DRIVEN_STATUS : 0)) & 0xff;
+      if ((bytes[a] & fixed) !== (this.#bytes[a] & fixed)) {
+        throw new RangeError(`state.bytes: read-only bits of byte ${hex(a)} are ${hex(bytes[a] & fixed)}, this function's are ${hex(this.#bytes[a] & fixed)} (a state of another function?)`);
+      }
+    }
+    return () => this.#applyBytes(bytes);
+  }
+
+  /** Restore a state from {@link snapshot} (checked as {@link prepareRestore} does). */
+  restore(state: PciConfigSpaceState): void {
+    this.prepareRestore(state)();
+  }
+
+  #applyBytes(bytes: Uint8Array): void {
+    const oldCommand = this.command;
+    this.#bytes.set(bytes);
     if (this.command !== oldCommand) for (const l of this.#commandListeners) l(this.command, oldCommand);
     this.#updateMappings();
   }

@@ -31,6 +31,7 @@ import type { AccessSize, Device } from '../devices/device.js';
 import { allOnes, toU32 } from '../devices/io-util.js';
 import type { PciBus, PciFunction } from './bus.js';
 import { PciConfigSpace } from './config-space.js';
+import { stateObject } from './state-check.js';
 import { checkInt } from './util.js';
 
 /** The CONFIG_ADDRESS port. */
@@ -90,6 +91,12 @@ function checkBus(bus: PciBus): PciBus {
   return bus;
 }
 
+/** The state of a {@link PciConfigIo}. */
+export interface PciConfigIoState {
+  /** CONFIG_ADDRESS (enable bit, bus, device, function, register). */
+  address: number;
+}
+
 /** PCI configuration mechanism #1 at 0xcf8-0xcff (see the module comment). A {@link Device} over 8 ports. */
 export class PciConfigIo implements Device {
   /** CONFIG_ADDRESS alone, for registering over port 0xcf8 (offset 0). */
@@ -117,6 +124,21 @@ export class PciConfigIo implements Device {
   /** The CONFIG_ADDRESS register. */
   get configAddress(): number {
     return this.#address;
+  }
+
+  /** The state for a snapshot: CONFIG_ADDRESS as the guest last wrote it. */
+  snapshot(): PciConfigIoState {
+    return { address: this.#address };
+  }
+
+  /** Check `state` (a u32 with only the bits CONFIG_ADDRESS keeps) and return the function that applies it. */
+  prepareRestore(state: PciConfigIoState): () => void {
+    const s = stateObject(state, 'state');
+    const address = checkInt(s.address, 'state.address', 0, 0xffff_ffff);
+    if ((address & ~PCI_CONFIG_ADDRESS_MASK) !== 0) throw new RangeError(`state.address has bits CONFIG_ADDRESS does not keep: 0x${address.toString(16)}`);
+    return () => {
+      this.#address = address;
+    };
   }
 
   /** Read at `offset` 0-7 of the 8-port window (0: CONFIG_ADDRESS, 4-7: CONFIG_DATA). Never throws. */

@@ -17,3 +17,5 @@ export * from './bus.js';
 export * from './host-bridge.js';
 /** BAR placement in MMIO and I/O windows. */
 export * from './bar-allocator.js';
+/** Checks and encodings for restoring snapshot state (hostile input). */
+export * from './state-check.js';

@@ -30,6 +30,7 @@
 import type { AccessSize } from '../devices/device.js';
 import { allOnes } from '../devices/io-util.js';
 import type { PciConfigSpace } from './config-space.js';
+import { stateArray, stateBool, stateIndexSet, stateObject } from './state-check.js';
 import { checkInt, hex, toUintN } from './util.js';
 
 /** The MSI-X capability id. */
@@ -120,6 +121,18 @@ export interface MsixEntry {
   data: number;
   /** Vector control mask bit. */
   masked: boolean;
+}
+
+/**
+ * The state of an {@link Msix} for a snapshot: the vector table and the pending bits. The
+ * enable and function-mask bits live in configuration space ({@link PciConfigSpaceState});
+ * the counters are diagnostics and are not part of it.
+ */
+export interface MsixState {
+  /** Every table entry, by vector, as the guest programmed it (per-vector masks included). */
+  entries: MsixEntry[];
+  /** The vectors whose pending bit is set, ascending. */
+  pending: number[];
 }
 
 /** An MSI-X capability, table and PBA (see the module comment). */
@@ -288,6 +301,40 @@ export class Msix {
     this.#resetTable();
   }
 
+  /** A JSON-safe copy of the table and pending bits (see {@link MsixState}). */
+  snapshot(): MsixState {
+    const entries: MsixEntry[] = [];
+    const pending: number[] = [];
+    for (let v = 0; v < this.vectors; v++) {
+      entries.push(this.entry(v));
+      if (this.isPending(v)) pending.push(v);
+    }
+    return { entries, pending };
+  }
+
+  /**
+   * Check `state` (one entry per vector, addresses with bits 1:0 clear, u32 fields) and
+   * return the function that applies it. Applying sends nothing: a message pending in the
+   * state stays pending until the guest unmasks it. TypeError/RangeError naming the field.
+   */
+  prepareRestore(state: MsixState): () => void {
+    const s = stateObject(state, 'state');
+    const list = stateArray(s.entries, 'state.entries', this.vectors, this.vectors);
+    const entries = new Uint32Array(this.vectors * 4);
+    list.forEach((e, v) => entries.set(checkEntry(e, `state.entries[${v}]`), v * 4));
+    const pending = new Uint32Array(this.#pending.length);
+    for (const v of stateIndexSet(s.pending, 'state.pending', this.vectors - 1)) pending[v >>> 5] |= 1 << (v & 31);
+    return () => {
+      this.#entries.set(entries);
+      this.#pending.set(pending);
+    };
+  }
+
+  /** Restore a state from {@link snapshot} (checked as {@link prepareRestore} does). */
+  restore(state: MsixState): void {
+    this.prepareRestore(state)();
+  }
+
   #region(bar: number, offset: number): 'table' | 'pba' | undefined {
     if (!Number.isSafeInteger(offset)) return undefined;
     if (bar === this.table.bar && offset >= this.table.offset && offset < this.table.offset + this.tableSize) return 'table';
@@ -341,6 +388,17 @@ export class Msix {
 
 function le32(v: number): number[] {
   return [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, v >>> 24];
+}
+
+/** A state's table entry as its four dwords. */
+function checkEntry(e: unknown, name: string): number[] {
+  const o = stateObject(e, name);
+  const addressLo = checkInt(o.addressLo, `${name}.addressLo`, 0, 0xffff_ffff);
+  if (addressLo & 0x3) throw new RangeError(`${name}.addressLo must have bits 1:0 clear, got ${hex(addressLo)}`);
+  const addressHi = checkInt(o.addressHi, `${name}.addressHi`, 0, 0xffff_ffff);
+  const data = checkInt(o.data, `${name}.data`, 0, 0xffff_ffff);
+  const masked = stateBool(o.masked, `${name}.masked`);
+  return [addressLo, addressHi, data, masked ? MSIX_VECTOR_MASKED : 0];
 }
 
 function validAccess(rel: number, size: number): boolean {

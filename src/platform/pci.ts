@@ -22,6 +22,13 @@
  * addresses firmware assigned (it only turns decode off and on while it sizes BARs), so
  * posting stays effective there.
  *
+ * Snapshots: {@link PcPci.snapshot} holds CONFIG_ADDRESS and every function's state — its own
+ * (`PciFunction.snapshot`: a virtio function's holds configuration space, MSI-X, transport
+ * and device) or else its configuration space. {@link PcPci.restore} takes it into a PC
+ * with the same functions at the same addresses; the restored BAR addresses reach the
+ * listeners as a guest's BAR write would, so the BAR regions (and the virtio notify
+ * ioeventfds) move with them.
+ *
  * MSI: {@link PcPci.msi} is the {@link MsiSink} for the functions' MSI-X models; it delivers
  * through `Vm.raiseMsi` (KVM_SIGNAL_MSI) and never throws: a message outside the interrupt
  * range 0xfee00000-0xfeefffff (a DMA write this platform does not model) or one KVM refuses
@@ -31,8 +38,9 @@ import type { BusRange } from '../bus/bus.js';
 import type { Device } from '../devices/device.js';
 import { BarAllocator, type BarPlacement } from '../pci/bar-allocator.js';
 import { barDevice, formatPciAddress, PCI_DEVICES_PER_BUS, PciBus, type PciAddress, type PciFunction } from '../pci/bus.js';
-import { PciConfigSpace, type PciBarChange, type PciBarInfo } from '../pci/config-space.js';
-import { PciConfigIo, PciEcam, PciHostBridge } from '../pci/host-bridge.js';
+import { PciConfigSpace, type PciBarChange, type PciBarInfo, type PciConfigSpaceState } from '../pci/config-space.js';
+import { PciConfigIo, PciEcam, PciHostBridge, type PciConfigIoState } from '../pci/host-bridge.js';
+import { nested, stateArray, stateObject, stateString } from '../pci/state-check.js';
 import type { MsiSink } from '../pci/msix.js';
 import { PciCommand, PciReg } from '../pci/registers.js';
 import type { RunnerBus } from '../runner/runner-bus.js';
@@ -95,6 +103,25 @@ export interface PcPciCounters {
   /** MSI messages KVM took but no local APIC accepted (e.g. no vCPU matched the destination). */
   msiBlocked: number;
 }
+
+/** The state of the PC's PCI bus, for a snapshot (see the module comment). */
+export interface PcPciState {
+  /** Configuration mechanism #1's CONFIG_ADDRESS. */
+  configIo: PciConfigIoState;
+  /** Every function on the bus, host bridge included, in device/function order. */
+  functions: PcPciFunctionState[];
+}
+
+/** One function's part of a {@link PcPciState}. */
+export interface PcPciFunctionState {
+  /** Where it sits, "bb:dd.f" (formatPciAddress). */
+  address: string;
+  /** PciFunction.snapshot() if the function has it, else `{ config }`: its configuration space. */
+  state: unknown;
+}
+
+/** Per function, by "bb:dd.f" address: what its restore may change (e.g. `{ mac }` for a VirtioNet, `{ guestCid }` for a VirtioVsock). */
+export type PcPciOverrides = Readonly<Record<string, unknown>>;
 
 /** One piece of a BAR on a bus: `[offset, offset + length)` of the BAR, posted or not. */
 interface Piece {
@@ -169,6 +196,18 @@ function checkPosted(posted: unknown, bars: readonly PciBarInfo[]): PciPostedRan
     if (b) throw new RangeError(`opts.posted[${i}] overlaps an earlier posted range of BAR ${a.bar}`);
   });
   return out;
+}
+
+/** A function's state: its own snapshot, or its configuration space. */
+function snapshotFunction(fn: PciFunction): unknown {
+  return fn.snapshot ? fn.snapshot() : { config: fn.config.snapshot() };
+}
+
+/** Check a function's state (as {@link snapshotFunction} took it), with `overrides` for a function of its own state. */
+function prepareFunction(fn: PciFunction, state: unknown, overrides: unknown): () => void {
+  if (fn.prepareRestore) return fn.prepareRestore(state, overrides);
+  const s = stateObject(state, 'state');
+  return nested('state.config', () => fn.config.prepareRestore(s.config as PciConfigSpaceState));
 }
 
 /** The PC's PCI bus and its wiring (see the module comment). */
@@ -292,6 +331,46 @@ export class PcPci {
       throw new RangeError(`${label}: ${what}`);
     }
     return Object.freeze({ slot: address.device, address, bars: Object.freeze(placements) });
+  }
+
+  /** The state of the bus and every function on it (see the module comment). Quiesce the virtio devices first. */
+  snapshot(): PcPciState {
+    return {
+      configIo: this.configIo.snapshot(),
+      functions: this.bus.entries().map(({ address, fn }) => ({ address: formatPciAddress(address), state: snapshotFunction(fn) })),
+    };
+  }
+
+  /**
+   * Check `state` (from {@link snapshot} of a PC with the same functions at the same
+   * addresses) and return the function that applies it to every function at once, each
+   * with `overrides[address]`. TypeError/RangeError naming the field, changing nothing.
+   */
+  prepareRestore(state: PcPciState, overrides: PcPciOverrides = {}): () => void {
+    const s = stateObject(state, 'state');
+    const o = stateObject(overrides, 'overrides');
+    const configIo = nested('state.configIo', () => this.configIo.prepareRestore(s.configIo as PciConfigIoState));
+    const entries = this.bus.entries();
+    const list = stateArray(s.functions, 'state.functions', entries.length, entries.length);
+    const known = new Set(entries.map((e) => formatPciAddress(e.address)));
+    for (const k of Object.keys(o)) if (!known.has(k)) throw new RangeError(`overrides.${k}: no function at that address`);
+    const commits = entries.map(({ address, fn }, i) => {
+      const name = `state.functions[${i}]`;
+      const f = stateObject(list[i], name);
+      const at = formatPciAddress(address);
+      if (stateString(f.address, `${name}.address`, 16) !== at) throw new RangeError(`${name}.address is ${String(f.address)}, the function there is ${at}`);
+      if (o[at] !== undefined && !fn.prepareRestore) throw new RangeError(`overrides.${at}: the function there takes no overrides`);
+      return nested(`overrides.${at}`, () => nested(`${name}.state`, () => prepareFunction(fn, f.state, o[at])), 'overrides');
+    });
+    return () => {
+      configIo();
+      for (const c of commits) c();
+    };
+  }
+
+  /** Restore a state from {@link snapshot} (checked as {@link prepareRestore} does); PcVirtio.resume() once KVM state is back. */
+  restore(state: PcPciState, overrides?: PcPciOverrides): void {
+    this.prepareRestore(state, overrides)();
   }
 
   /**

@@ -10,6 +10,11 @@
  * - `posted`: the notify page's writes go to the runner's ordered posted-write ring; the vCPU
  *   goes on at once, the main thread delivers them in order.
  * - `exit`: the plain path, each notify a round trip to the main thread (for comparison).
+ *
+ * Snapshots: {@link PcVirtio.quiesce} before the PCI state is taken (`PcPci.snapshot` holds
+ * the virtio functions' states), {@link PcVirtio.resume} after it, or after `PcPci.restore`
+ * once everything else is restored. The ioeventfds follow a restored BAR as they follow a
+ * guest's BAR move.
  */
 import type { Vm } from '../vm.js';
 import type { VcpuRunner } from '../runner/runner.js';
@@ -17,6 +22,7 @@ import type { VirtioDevice } from '../virtio/device.js';
 import { VirtioPciFunction } from '../virtio/pci/function.js';
 import type { IoEventFd } from '../io-events.js';
 import { KVM_CAP } from '../kvm/constants.js';
+import { formatPciAddress } from '../pci/bus.js';
 import type { PcPci, PcPciDevice } from './pci.js';
 
 /** How a virtio device's queue notifications reach it. */
@@ -70,6 +76,30 @@ export class PcVirtio {
   /** The devices added so far. */
   get devices(): readonly PcVirtioDevice[] {
     return this.#devices;
+  }
+
+  /**
+   * Stop every device taking new chains and wait for what they have in flight (the block
+   * devices' file operations): call it with the vCPUs paused, before `pci.snapshot()`;
+   * interrupts for the completions still go out (into KVM's state, saved after this).
+   */
+  async quiesce(): Promise<void> {
+    await Promise.all(this.#devices.map((d) => d.function.quiesce()));
+  }
+
+  /**
+   * Let every device serve again: after quiesce() and the snapshot, or after `pci.restore()`
+   * once KVM's state is back (a restored device may interrupt at once: a vsock
+   * TRANSPORT_RESET, a new MAC's configuration change, buffers waiting in the rings).
+   */
+  resume(): void {
+    for (const d of this.#devices) d.function.resume();
+  }
+
+  /** The "bb:dd.f" address of `device` (the key of its overrides in `pci.restore`), or undefined if it is not here. */
+  addressOf(device: VirtioDevice): string | undefined {
+    const d = this.#devices.find((x) => x.device === device);
+    return d && formatPciAddress(d.pci.address);
   }
 
   /** Put `device` on the PCI bus behind a virtio-pci function (before the machine runs). */

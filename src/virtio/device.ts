@@ -18,6 +18,10 @@
  * 4. Reset (the driver writes 0 to device_status, or the transport resets): {@link
  *    VirtioDevice.reset}. The device drops its queues and in-flight requests; completions of
  *    requests started before the reset are ignored by the queue (pushUsed returns false).
+ *
+ * Snapshots (optional members): quiesce() → snapshot() → resume() on the running device;
+ * prepareRestore(state, ctx)() then resume() on the device a snapshot is restored into, in
+ * place of activate().
  */
 import type { SplitQueue } from './queue.js';
 import type { QueueMemory } from './memory.js';
@@ -81,4 +85,27 @@ export interface VirtioDevice {
    * VcpuRunner.addHostWorkProbe). Read often: keep it a field read.
    */
   readonly hostWorkPending?: boolean;
+  /**
+   * Optional: stop taking new chains (notifications and host input are held, not served)
+   * and resolve once every request already in flight has been pushed to its used ring.
+   * A snapshot takes the device's state only after this; {@link resume} goes on.
+   */
+  quiesce?(): Promise<void>;
+  /**
+   * Optional: serve again after {@link quiesce} or a restore — pick up whatever waits in the
+   * rings and in the host's buffers, and raise what a restore left pending (a configuration
+   * change, an event). Without it the device is taken to need no resuming.
+   */
+  resume?(): void;
+  /** Optional (snapshots need it): the device's own state, JSON-safe, taken after quiesce(). */
+  snapshot?(): unknown;
+  /**
+   * Optional (restores need it): check `state` (from {@link snapshot} of a device like this
+   * one) against this device and return the function that applies it. `ctx` is the restored
+   * activation when the state has DRIVER_OK (its queues already restored), else undefined;
+   * `overrides` are the device's own (a clone's new MAC, CID...). Applying must not touch
+   * the queues or interrupt: the device stays quiet until {@link resume}. Throws
+   * TypeError/RangeError naming the field, changing nothing.
+   */
+  prepareRestore?(state: unknown, ctx: VirtioContext | undefined, overrides?: unknown): () => void;
 }

@@ -47,6 +47,9 @@ export type QueueErrorKind =
   /** Guest memory vanished under a ring or a buffer the queue had already validated. */
   | 'memory';
 
+/** Every {@link QueueErrorKind}. */
+export const QUEUE_ERROR_KINDS: readonly QueueErrorKind[] = ['bad-config', 'ring-unmapped', 'ring-moved', 'avail-idx', 'memory'];
+
 /**
  * The rings of a queue cannot be trusted; the device should report DEVICE_NEEDS_RESET.
  * Once thrown, the queue stays stopped until {@link SplitQueue.reset}.

@@ -5,9 +5,10 @@
  */
 export { SplitQueue } from './queue.js';
 export type { SplitQueueOptions, QueueStart } from './queue.js';
+export type { SplitQueueState } from './queue-state.js';
 export { DescriptorChain, walkChain } from './chain.js';
 export type { BufferSegment, ChainLimits, ChainOwner, WalkedChain } from './chain.js';
-export { QueueError, DROP_REASONS, newQueueErrors } from './errors.js';
+export { QueueError, DROP_REASONS, QUEUE_ERROR_KINDS, newQueueErrors } from './errors.js';
 export type { QueueErrorKind, DropReason, QueueErrors } from './errors.js';
 export { DescriptorTable, inMemory, guestWritable } from './memory.js';
 export type { QueueMemory, QueueSegment, RawDescriptor } from './memory.js';
@@ -27,6 +28,6 @@ export {
 } from './pci/index.js';
 export type {
   VirtioPciOptions, VirtioPciCounters, VirtioPciNotifyRegion, InterruptCounters, VirtioPciLayout, VirtioPciRegion,
-  VirtioPciCapabilityOffsets,
+  VirtioPciCapabilityOffsets, VirtioPciFunctionState, QueueSlotState, FeatureNegotiationState,
 } from './pci/index.js';
 export * from './devices/index.js';

@@ -26,10 +26,12 @@
 import {
   MAX_QUEUE_SIZE, RING_ALIGN, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_USED_F_NO_NOTIFY, ringBytes, type QueueFeatures,
 } from './constants.js';
-import { DescriptorChain, walkChain, type ChainLimits, type ChainOwner } from './chain.js';
+import { DescriptorChain, walkChain, type ChainLimits, type ChainOwner, type WalkedChain } from './chain.js';
 import { QueueError, newQueueErrors, type DropReason, type QueueErrors } from './errors.js';
 import { DescriptorTable, guestWritable, inMemory, type QueueMemory } from './memory.js';
+import { checkQueueState, type CheckedQueueState, type SplitQueueState } from './queue-state.js';
 import { openRings, type Rings } from './ring.js';
+import { toHex } from '../pci/state-check.js';
 
 /** Limits a device sets for its queue. */
 export interface SplitQueueOptions {
@@ -104,6 +106,8 @@ export class SplitQueue {
   #notify = true;
   #inFlight = new Uint8Array(0);
   #inFlightCount = 0;
+  /** In-flight chains of a restored state, until the device takes them back with reclaim(). */
+  #reclaimable = new Map<number, WalkedChain>();
 
   /** A queue over `mem` with the device's `options`; it starts reset (size = maxSize, disabled). */
   constructor(mem: QueueMemory, options: SplitQueueOptions) {
@@ -224,9 +228,7 @@ export class SplitQueue {
       }
     }
     this.#features = { eventIdx: features.eventIdx, indirectDesc: features.indirectDesc };
-    this.#limits = {
-      size, indirectDesc: features.indirectDesc, maxIndirectEntries: this.maxIndirectEntries, maxChainBytes: this.maxChainBytes,
-    };
+    this.#limits = this.#limitsFor(size, features.indirectDesc);
     try {
       this.#map();
       this.#nextAvail = this.#availSeen = availIdx;
@@ -455,9 +457,113 @@ export class SplitQueue {
     this.#notify = true;
     this.#inFlight = new Uint8Array(0);
     this.#inFlightCount = 0;
+    this.#reclaimable = new Map();
+  }
+
+  // ---------------------------------------------------------------- snapshot
+
+  /**
+   * A JSON-safe copy of the registers and ring positions (see {@link SplitQueueState}). A
+   * stopped queue lists nothing in flight: its chains can never be returned.
+   */
+  snapshot(): SplitQueueState {
+    const inFlight: number[] = [];
+    if (!this.#error) {
+      this.#inFlight.forEach((held, head) => {
+        if (held) inFlight.push(head);
+      });
+    }
+    const e = this.#error;
+    return {
+      size: this.#size, descAddr: toHex(this.#descAddr), availAddr: toHex(this.#availAddr), usedAddr: toHex(this.#usedAddr),
+      enabled: this.#enabled, eventIdx: this.#features.eventIdx, indirectDesc: this.#features.indirectDesc,
+      nextAvail: this.#nextAvail, availSeen: this.#availSeen, nextUsed: this.#nextUsed, signalled: this.#signalled,
+      pushedSinceSignal: this.#pushedSinceSignal, notificationsEnabled: this.#notify, inFlight,
+      error: e ? { kind: e.kind, message: e.message } : null,
+    };
+  }
+
+  /**
+   * Check `state` (from {@link snapshot}) against this queue's limits and its guest memory,
+   * which must already hold the rings, and return the function that applies it. For a
+   * running queue the chains listed in flight must still be valid chains in that memory;
+   * the device takes them back with {@link reclaim}. Applying writes nothing to guest
+   * memory: the queue goes on from the saved positions as if it had never stopped. Chains
+   * popped before the restore go stale (pushUsed gives false). TypeError/RangeError naming
+   * the field, changing nothing.
+   */
+  prepareRestore(state: SplitQueueState): () => void {
+    const c = checkQueueState(state, this.maxSize, this.#mem);
+    const walked = this.#walkInFlight(c);
+    return () => this.#apply(c, walked);
+  }
+
+  /** Restore a state from {@link snapshot} (checked as {@link prepareRestore} does). */
+  restore(state: SplitQueueState): void {
+    this.prepareRestore(state)();
+  }
+
+  /**
+   * Take back the chain at `head`, which a restored state listed as in flight, as a
+   * {@link DescriptorChain} (a device that held it when the snapshot was taken holds it
+   * again). RangeError if the restore listed no such chain or it was taken back already.
+   */
+  reclaim(head: number): DescriptorChain {
+    checkU16('head', head);
+    const walked = this.#reclaimable.get(head);
+    if (!walked) throw new RangeError(`head ${head} is not an in-flight chain of the restored state (or was reclaimed already)`);
+    this.#reclaimable.delete(head);
+    return new DescriptorChain(this.#mem, head, walked, this.#owner);
+  }
+
+  /** Heads of restored in-flight chains not reclaimed yet, ascending. */
+  get unreclaimed(): number[] {
+    return [...this.#reclaimable.keys()];
+  }
+
+  #walkInFlight(c: CheckedQueueState): Map<number, WalkedChain> {
+    const out = new Map<number, WalkedChain>();
+    if (c.inFlight.length === 0) return out;
+    const table = new DescriptorTable(this.#mem, c.desc, c.size);
+    const limits = this.#limitsFor(c.size, c.indirectDesc);
+    c.inFlight.forEach((head, i) => {
+      const w = walkChain(this.#mem, table, head, limits);
+      if (typeof w === 'string') throw new RangeError(`state.inFlight[${i}]: the chain at head ${head} in guest memory is not valid (${w})`);
+      out.set(head, w);
+    });
+    return out;
+  }
+
+  #apply(c: CheckedQueueState, walked: Map<number, WalkedChain>): void {
+    this.reset();
+    this.#size = c.size;
+    this.#descAddr = c.desc;
+    this.#availAddr = c.avail;
+    this.#usedAddr = c.used;
+    this.#enabled = c.enabled;
+    this.#error = c.error;
+    this.#features = { eventIdx: c.eventIdx, indirectDesc: c.indirectDesc };
+    this.#nextAvail = c.nextAvail;
+    this.#availSeen = c.availSeen;
+    this.#nextUsed = c.nextUsed;
+    this.#signalled = c.signalled;
+    this.#pushedSinceSignal = c.pushedSinceSignal;
+    this.#notify = c.notify;
+    if (!c.enabled || c.error) return;
+    this.#limits = this.#limitsFor(c.size, c.indirectDesc);
+    this.#map();
+    this.#inFlight = new Uint8Array(c.size);
+    for (const h of c.inFlight) this.#inFlight[h] = 1;
+    this.#inFlightCount = c.inFlight.length;
+    this.#reclaimable = walked;
+  }
+
+  #limitsFor(size: number, indirectDesc: boolean): ChainLimits {
+    return { size, indirectDesc, maxIndirectEntries: this.maxIndirectEntries, maxChainBytes: this.maxChainBytes };
   }
 
   /** Check the three rings are backed and open views of them. */
+
   #map(): void {
     const bytes = ringBytes(this.#size);
     const areas = [['desc', this.#descAddr, bytes.desc], ['avail', this.#availAddr, bytes.avail], ['used', this.#usedAddr, bytes.used]] as const;

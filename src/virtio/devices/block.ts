@@ -36,6 +36,11 @@
  * I/O goes through the bounce buffers, never through views of guest memory, so a remap of
  * guest memory cannot pull a buffer from under a pool thread.
  *
+ * Snapshots: {@link VirtioBlock.quiesce} stops taking requests and waits for those in flight,
+ * so the state holds none; it names no file. To restore (or clone) the device, open the
+ * image to use — the same one, a copy or an overlay — and restore into that device: the
+ * capacity, read-only flag, seg_max and size_max must match. The serial is the new device's.
+ *
  * reset() does not cancel file operations already running: their completions are dropped
  * (counted as `stale`; they never touch guest memory or the rings), and they keep counting
  * against maxInFlight until they finish, so resetting in a loop cannot pile up host I/O.
@@ -51,9 +56,27 @@ import {
 import { ImageError, readFull, writeFull, writeZeroes } from './block-io.js';
 import { inCapacity, parseBlockRequest, readBlockRanges, usedLength, type BlockRequest } from './block-request.js';
 import { ConfigSpace, checkConfigAccess, checkConfigValue, type ConfigAccessSize } from './config-space.js';
-import { DeviceCore, checkQueueIndex, type ChainHandler } from './core.js';
+import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './core.js';
 import { featureBits, hasFeature } from './features.js';
 import { boolOption, checkOptions, intOption, queueSizeOption } from './options.js';
+import { checkDeviceState, checkNothingInFlight, type DeviceStateBase } from './state.js';
+import { stateBool } from '../../pci/state-check.js';
+import { checkInt } from '../../pci/util.js';
+
+/**
+ * The state of a {@link VirtioBlock}: no file handle, only what the guest saw of the image
+ * (the device restored into opens its own image, which must match).
+ */
+export interface VirtioBlockState extends DeviceStateBase {
+  /** Capacity in sectors. */
+  capacity: number;
+  /** The image was read-only (VIRTIO_BLK_F_RO offered). */
+  readonly: boolean;
+  /** seg_max in the configuration space. */
+  segMax: number;
+  /** size_max in the configuration space. */
+  sizeMax: number;
+}
 
 /** Options of {@link VirtioBlock.open}. */
 export interface VirtioBlockOptions {
@@ -326,6 +349,46 @@ export class VirtioBlock implements VirtioDevice {
       await this.#fh.close();
     })();
     return this.#closing;
+  }
+
+  /** Stop taking requests; resolves once every file operation in flight has completed and been answered. */
+  async quiesce(): Promise<void> {
+    this.#core.pause();
+    await this.whenIdle();
+  }
+
+  /** Take requests again, starting with those that arrived meanwhile. */
+  resume(): void {
+    this.#core.resume();
+    this.#pump();
+  }
+
+  /** The device's state (see {@link VirtioBlockState}); Error while file operations are in flight (quiesce first). */
+  snapshot(): VirtioBlockState {
+    if (this.#inFlight > 0) throw new Error(`${this.#inFlight} block requests are in flight: quiesce() before taking the state`);
+    return { failed: this.#core.failedActivation, capacity: this.capacity, readonly: this.readonly, segMax: this.segMax, sizeMax: this.sizeMax };
+  }
+
+  /**
+   * Check `state` against this device's image and limits (RangeError naming the field that
+   * differs) and return the function that takes up the restored activation `ctx`.
+   */
+  prepareRestore(state: VirtioBlockState, ctx: VirtioContext | undefined): () => void {
+    const s = checkDeviceState(state);
+    const same = (name: 'capacity' | 'segMax' | 'sizeMax', v: number) => {
+      if (checkInt(s[name], `state.${name}`, 0, Number.MAX_SAFE_INTEGER) !== v) throw new RangeError(`state.${name} is ${String(s[name])}, this device's is ${v}`);
+    };
+    same('capacity', this.capacity);
+    same('segMax', this.segMax);
+    same('sizeMax', this.sizeMax);
+    if (stateBool(s.readonly, 'state.readonly') !== this.readonly) throw new RangeError(`state.readonly is ${String(s.readonly)}, this device's is ${this.readonly}`);
+    if (ctx) checkContext(ctx, 1);
+    checkNothingInFlight(ctx);
+    return () => {
+      this.#core.restore(ctx, s.failed);
+      this.#negotiated = ctx?.features ?? 0n;
+      this.#writethrough = ctx !== undefined && !this.readonly && !hasFeature(ctx.features, VIRTIO_BLK_F.FLUSH);
+    };
   }
 
   #pump(): void {

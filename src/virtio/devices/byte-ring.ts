@@ -44,6 +44,17 @@ export class ByteRing {
     if (this.#length === 0) this.#head = 0;
   }
 
+  /** A copy of the bytes held, oldest first. */
+  toBytes(): Uint8Array {
+    const out = new Uint8Array(this.#length);
+    let at = 0;
+    for (const part of this.peek()) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
+  }
+
   /** Drop everything. */
   clear(): void {
     this.#head = this.#length = 0;

@@ -15,6 +15,9 @@
  * offered when cols and rows are given. The field order is the virtio 1.2 one (cols first);
  * Linux read the two the other way round until its commit 5326ab737a47.
  *
+ * Snapshots keep the pending input bytes and the size; input that arrives while the device
+ * is quiesced waits in the buffer.
+ *
  * Exceptions thrown by `output` are caught and counted (`outputErrors`, and
  * {@link VirtioConsole.lastOutputError}): a failing sink must not wedge the guest's queue.
  * Guest errors never throw: chains without the right kind of buffer are returned with used
@@ -25,9 +28,22 @@ import { VIRTIO_DEVICE_TYPE, type VirtioContext, type VirtioDevice } from '../de
 import type { SplitQueue } from '../queue.js';
 import { ByteRing } from './byte-ring.js';
 import { ConfigSpace, checkConfigAccess, checkConfigValue, type ConfigAccessSize } from './config-space.js';
-import { DeviceCore, checkQueueIndex, type ChainHandler } from './core.js';
+import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './core.js';
 import { featureBits, hasFeature } from './features.js';
 import { checkOptions, intOption, queueSizeOption } from './options.js';
+import { checkDeviceState, checkNothingInFlight, type DeviceStateBase } from './state.js';
+import { stateBytes, toBase64 } from '../../pci/state-check.js';
+import { checkInt } from '../../pci/util.js';
+
+/** The state of a {@link VirtioConsole}: pending input and the console size (its queues are the transport's). */
+export interface VirtioConsoleState extends DeviceStateBase {
+  /** Input bytes waiting for receive buffers, oldest first, base64 (at most inputLimit bytes). */
+  input: string;
+  /** cols in the configuration space (0 without F_SIZE). */
+  cols: number;
+  /** rows in the configuration space (0 without F_SIZE). */
+  rows: number;
+}
 
 /** Feature bit numbers of the console device (§5.3.3). */
 export const VIRTIO_CONSOLE_F = {
@@ -220,6 +236,48 @@ export class VirtioConsole implements VirtioDevice {
   reset(): void {
     this.#core.reset();
     this.#negotiated = 0n;
+  }
+
+  /** Stop serving (nothing is ever in flight); input keeps being buffered. */
+  quiesce(): Promise<void> {
+    this.#core.pause();
+    return Promise.resolve();
+  }
+
+  /** Serve again: output posted meanwhile, then buffered input. */
+  resume(): void {
+    this.#core.resume();
+    this.#pumpTransmit();
+    this.#pumpReceive();
+  }
+
+  /** The device's state (see {@link VirtioConsoleState}). */
+  snapshot(): VirtioConsoleState {
+    return { failed: this.#core.failedActivation, input: toBase64(this.#input.toBytes()), cols: this.cols, rows: this.rows };
+  }
+
+  /**
+   * Check `state` — input within inputLimit, a size only with F_SIZE offered — and return
+   * the function that applies it and takes up the restored activation `ctx`.
+   */
+  prepareRestore(state: VirtioConsoleState, ctx: VirtioContext | undefined): () => void {
+    const s = checkDeviceState(state);
+    const input = stateBytes(s.input, 'state.input', this.inputLimit);
+    const sized = hasFeature(this.features, VIRTIO_CONSOLE_F.SIZE);
+    const cols = checkInt(s.cols, 'state.cols', sized ? 1 : 0, sized ? 0xffff : 0);
+    const rows = checkInt(s.rows, 'state.rows', sized ? 1 : 0, sized ? 0xffff : 0);
+    if (ctx) checkContext(ctx, 2);
+    checkNothingInFlight(ctx);
+    return () => {
+      this.#core.restore(ctx, s.failed);
+      this.#negotiated = ctx?.features ?? 0n;
+      this.#input.clear();
+      this.#input.push(input);
+      if (sized) {
+        this.#config.setU16(VIRTIO_CONSOLE_CONFIG.COLS, cols);
+        this.#config.setU16(VIRTIO_CONSOLE_CONFIG.ROWS, rows);
+      }
+    };
   }
 
   #pumpReceive(): void {

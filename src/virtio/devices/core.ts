@@ -54,6 +54,7 @@ export class DeviceCore {
   #ctx: VirtioContext | undefined;
   #epoch = 0;
   #failed = false;
+  #paused = false;
   readonly #scheduled = new Set<number>();
 
   /** Plumbing for a device with `queueCount` queues. */
@@ -72,6 +73,38 @@ export class DeviceCore {
   /** True between activate() and reset(), unless needsReset was reported. */
   get serving(): boolean {
     return this.#ctx !== undefined && !this.#failed;
+  }
+  /** True if this activation reported needsReset (and so stopped serving). */
+  get failedActivation(): boolean {
+    return this.#failed;
+  }
+  /** True between pause() (or restore()) and resume(): no chains are popped. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Stop popping chains until resume(): {@link queue} answers undefined, so every serving
+   * loop ends at once. Work already in flight still completes, and interrupts still go out.
+   */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Pop chains again (the device then pumps its queues). */
+  resume(): void {
+    this.#paused = false;
+  }
+
+  /**
+   * Take up a restored activation with `ctx` (undefined: the driver was not up), paused
+   * until resume(), with needsReset already reported if `failed`.
+   */
+  restore(ctx: VirtioContext | undefined, failed: boolean): void {
+    if (ctx === undefined) this.reset();
+    else this.activate(ctx);
+    this.#failed = ctx !== undefined && failed;
+    this.#paused = true;
   }
 
   /** Start an activation with `ctx` (checked), ending any current one first. */
@@ -94,9 +127,9 @@ export class DeviceCore {
     return epoch === this.#epoch && this.serving;
   }
 
-  /** Queue `index` if the device is serving and the driver enabled it. */
+  /** Queue `index` if the device is serving, not paused, and the driver enabled it. */
   queue(index: number): SplitQueue | undefined {
-    return this.serving ? this.#ctx!.queues[index] : undefined;
+    return this.serving && !this.#paused ? this.#ctx!.queues[index] : undefined;
   }
 
   /** Interrupt the driver for queue `index` (if serving). */

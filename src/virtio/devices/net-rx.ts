@@ -42,6 +42,17 @@ export class NetReceiver {
     return this.#held.length;
   }
 
+  /** The heads of the held chains, in order (for a snapshot). */
+  get heldHeads(): number[] {
+    return this.#held.map((c) => c.head);
+  }
+
+  /** Hold `chains` again (a restore: the queue gave them back with reclaim), in order. */
+  restoreHeld(chains: readonly DescriptorChain[]): void {
+    this.forget();
+    for (const c of chains) this.#hold(c);
+  }
+
   /** Forget held chains (the queue was reset: they are stale). */
   forget(): void {
     this.#held = [];

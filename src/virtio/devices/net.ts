@@ -16,7 +16,14 @@
  * Receive: frames from the backend wait in a queue bounded by `rxQueueFrames` and
  * `rxQueueBytes` until the guest posts receive buffers; past those bounds, and while the
  * driver is not up or the link is down, frames are dropped and counted. Reset drops the
- * waiting frames. Guest errors never throw: a QueueError ends the activation with needsReset.
+ * waiting frames, and so does a snapshot: its state does not hold them.
+ *
+ * A restore may give the device a new MAC ({@link VirtioNetOverrides}, for a clone): the
+ * configuration space shows it and, when the driver negotiated VIRTIO_NET_F_MAC, resume()
+ * raises a configuration change. Drivers read the MAC when they probe the device (Linux
+ * does not read it again on a configuration change), so a running guest keeps using the
+ * old address until it re-probes; restore clones before their guests' drivers come up, or
+ * give each clone's guest its address some other way. Guest errors never throw: a QueueError ends the activation with needsReset.
  */
 import type { DescriptorChain } from '../chain.js';
 import { VIRTIO_DEVICE_TYPE, VIRTIO_F_VERSION_1, type VirtioContext, type VirtioDevice } from '../device.js';
@@ -25,11 +32,32 @@ import { checkBackend, type NetBackend } from '../../net/backend.js';
 import { FrameQueue, MAX_FRAME_BYTES, MIN_FRAME_BYTES, validFrameLength } from '../../net/frame.js';
 import { formatMac, parseMac, randomMac } from '../../net/mac.js';
 import { ConfigSpace, checkConfigAccess, checkConfigValue, type ConfigAccessSize } from './config-space.js';
-import { DeviceCore, checkQueueIndex, type ChainHandler } from './core.js';
+import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './core.js';
 import { featureBits, hasFeature } from './features.js';
 import { NET_HDR_BYTES, NET_MTU_RANGE, VIRTIO_NET_CONFIG, VIRTIO_NET_F, VIRTIO_NET_QUEUE, VIRTIO_NET_S } from './net-constants.js';
 import { NetReceiver } from './net-rx.js';
 import { boolOption, checkOptions, intOption, queueSizeOption } from './options.js';
+import { checkDeviceState, checkHeldChains, checkNothingInFlight, checkOverrides, type DeviceStateBase } from './state.js';
+import { stateBool } from '../../pci/state-check.js';
+
+/**
+ * The state of a {@link VirtioNet} (its queues are the transport's). Frames waiting for
+ * receive buffers are not part of it: they are dropped, as a network may drop any frame.
+ */
+export interface VirtioNetState extends DeviceStateBase {
+  /** The MAC address in the configuration space, "xx:xx:xx:xx:xx:xx". */
+  mac: string;
+  /** The link state (configuration status LINK_UP). */
+  linkUp: boolean;
+  /** Receive chains the device held for the next frame, by head, in order. */
+  heldRx: number[];
+}
+
+/** What a restore may change ({@link VirtioNet.prepareRestore}): a clone's own identity. */
+export interface VirtioNetOverrides {
+  /** A new MAC address for the restored device (string or 6 bytes); default the state's. */
+  readonly mac?: string | Uint8Array;
+}
 
 /** Options of {@link VirtioNet}. */
 export interface VirtioNetOptions {
@@ -113,6 +141,7 @@ export class VirtioNet implements VirtioDevice {
   #negotiated = 0n;
   #linkUp = true;
   #lastSendError: unknown;
+  #configChangePending = false;
   readonly #transmit: ChainHandler = (chain, q) => this.#transmitChain(chain, q);
 
   /** A network device on `options.backend`; TypeError / RangeError naming a bad option. */
@@ -224,6 +253,56 @@ export class VirtioNet implements VirtioDevice {
     this.#forget();
     this.#negotiated = 0n;
     this.#merge = false;
+  }
+
+  /** Stop serving (frames from the backend keep waiting, within the bounds); nothing is in flight. */
+  quiesce(): Promise<void> {
+    this.#core.pause();
+    return Promise.resolve();
+  }
+
+  /** Serve again (and raise the configuration change a new MAC left pending). */
+  resume(): void {
+    this.#core.resume();
+    if (this.#configChangePending && this.#core.serving) this.#core.ctx!.configChanged();
+    this.#configChangePending = false;
+    this.#pumpTransmit();
+    this.#pumpReceive();
+  }
+
+  /** The device's state (see {@link VirtioNetState}); held chains only of a receive queue still running. */
+  snapshot(): VirtioNetState {
+    const rxq = this.#core.serving ? this.#core.ctx!.queues[VIRTIO_NET_QUEUE.RECEIVE] : undefined;
+    const heldRx = rxq?.enabled && !rxq.error ? this.#rx.heldHeads : [];
+    return { failed: this.#core.failedActivation, mac: this.macString, linkUp: this.#linkUp, heldRx };
+  }
+
+  /**
+   * Check `state` (and `overrides`) and return the function that applies it and takes up
+   * the restored activation `ctx`: the held receive chains must be exactly the receive
+   * queue's in-flight ones. Frames waiting in this device are dropped (counted in rxReset).
+   */
+  prepareRestore(state: VirtioNetState, ctx: VirtioContext | undefined, overrides: VirtioNetOverrides = {}): () => void {
+    const s = checkDeviceState(state);
+    const saved = parseMac(s.mac, 'state.mac');
+    const linkUp = stateBool(s.linkUp, 'state.linkUp');
+    const o = checkOverrides<VirtioNetOverrides>(overrides);
+    const mac = o.mac === undefined ? saved : parseMac(o.mac, 'overrides.mac');
+    if (ctx) checkContext(ctx, 2);
+    const held = checkHeldChains(s.heldRx, 'state.heldRx', ctx, VIRTIO_NET_QUEUE.RECEIVE);
+    checkNothingInFlight(ctx, [VIRTIO_NET_QUEUE.RECEIVE]);
+    return () => {
+      this.#core.restore(ctx, s.failed);
+      this.#forget();
+      this.#negotiated = ctx?.features ?? 0n;
+      this.#merge = hasFeature(this.#negotiated, VIRTIO_NET_F.MRG_RXBUF);
+      this.#rx.restoreHeld(held.map((h) => ctx!.queues[VIRTIO_NET_QUEUE.RECEIVE]!.reclaim(h)));
+      this.#linkUp = linkUp;
+      this.#config.setU16(VIRTIO_NET_CONFIG.STATUS, linkUp ? VIRTIO_NET_S.LINK_UP : 0);
+      this.mac.set(mac);
+      this.#config.bytes.set(mac, VIRTIO_NET_CONFIG.MAC);
+      this.#configChangePending = formatMac(mac) !== formatMac(saved) && hasFeature(this.#negotiated, VIRTIO_NET_F.MAC);
+    };
   }
 
   #forget(): void {

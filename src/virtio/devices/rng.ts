@@ -5,14 +5,20 @@
  * Each chain gets min(writable bytes, {@link VirtioRng.maxBytesPerRequest}) bytes (the used
  * length says how many); a chain without writable bytes is returned with length 0 and
  * counted; readable buffers are ignored. No features, no configuration space.
+ *
+ * Snapshots: the state is only the queue's (the transport's) and the failed flag.
  */
 import { randomFillSync } from 'node:crypto';
 import type { DescriptorChain } from '../chain.js';
 import { VIRTIO_DEVICE_TYPE, type VirtioContext, type VirtioDevice } from '../device.js';
 import type { SplitQueue } from '../queue.js';
 import { checkConfigAccess, type ConfigAccessSize } from './config-space.js';
-import { DeviceCore, checkQueueIndex, type ChainHandler } from './core.js';
+import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './core.js';
 import { checkOptions, intOption, queueSizeOption } from './options.js';
+import { checkDeviceState, checkNothingInFlight, type DeviceStateBase } from './state.js';
+
+/** The state of a {@link VirtioRng}: nothing but the activation's failed flag (its queue is the transport's). */
+export type VirtioRngState = DeviceStateBase;
 
 /** Options of {@link VirtioRng}. */
 export interface VirtioRngOptions {
@@ -87,6 +93,31 @@ export class VirtioRng implements VirtioDevice {
   /** Stop serving. */
   reset(): void {
     this.#core.reset();
+  }
+
+  /** Stop filling buffers (nothing is ever in flight). */
+  quiesce(): Promise<void> {
+    this.#core.pause();
+    return Promise.resolve();
+  }
+
+  /** Fill buffers again, starting with those posted meanwhile. */
+  resume(): void {
+    this.#core.resume();
+    this.#pump();
+  }
+
+  /** The device's state (see {@link VirtioRngState}). */
+  snapshot(): VirtioRngState {
+    return { failed: this.#core.failedActivation };
+  }
+
+  /** Check `state` and return the function that takes up the restored activation `ctx` (see VirtioDevice.prepareRestore). */
+  prepareRestore(state: VirtioRngState, ctx: VirtioContext | undefined): () => void {
+    const s = checkDeviceState(state);
+    if (ctx) checkContext(ctx, 1);
+    checkNothingInFlight(ctx);
+    return () => this.#core.restore(ctx, s.failed);
   }
 
   #pump(): void {

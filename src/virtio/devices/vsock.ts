@@ -35,19 +35,43 @@
  * counted) and data waits in its connection, so a guest that posts no rx buffers costs
  * bounded memory. A guest that never answers a host REQUEST, or never answers the host's
  * SHUTDOWN with RST, is reset after a timeout.
+ *
+ * Snapshots (as Firecracker does them): the state holds the guest CID only. The device
+ * restored from it has no connections and, once resumed with the driver up, posts
+ * TRANSPORT_RESET on the event queue; the driver then resets its sockets and re-reads
+ * guest_cid, which a clone may have changed ({@link VirtioVsockOverrides}). The device the
+ * snapshot was taken from keeps its connections.
  */
 import type { DescriptorChain } from '../chain.js';
 import { VIRTIO_DEVICE_TYPE, type VirtioContext, type VirtioDevice } from '../device.js';
 import type { SplitQueue } from '../queue.js';
 import type { VsockBackend, VsockChannel, VsockGuestConnector, VsockHostEnd } from '../../vsock/backend.js';
 import { ConfigSpace, checkConfigAccess, checkConfigValue, type ConfigAccessSize } from './config-space.js';
-import { DeviceCore, checkQueueIndex, type ChainHandler } from './core.js';
+import { DeviceCore, checkContext, checkQueueIndex, type ChainHandler } from './core.js';
 import { checkOptions, intOption, queueSizeOption } from './options.js';
+import { checkDeviceState, checkNothingInFlight, checkOverrides, type DeviceStateBase } from './state.js';
+import { checkInt } from '../../pci/util.js';
 import { VsockConnection, connKey } from './vsock-connection.js';
 import {
   VSOCK_HDR_BYTES, VSOCK_HOST_CID, VSOCK_MAX_PAYLOAD, VSOCK_MIN_GUEST_CID, VSOCK_OP, VSOCK_QUEUE, VSOCK_SHUTDOWN, VSOCK_TYPE,
   decodeHeader, encodeHeader, type VsockHeader,
 } from './vsock-packet.js';
+
+/**
+ * The state of a {@link VirtioVsock} (its queues are the transport's). Connections are not
+ * part of it: their host ends are sockets of the process that took the snapshot. A restored
+ * device starts with none and tells the guest VIRTIO_VSOCK_EVENT_TRANSPORT_RESET.
+ */
+export interface VirtioVsockState extends DeviceStateBase {
+  /** The guest's CID in the configuration space. */
+  guestCid: number;
+}
+
+/** What a restore may change ({@link VirtioVsock.prepareRestore}): a clone's own identity. */
+export interface VirtioVsockOverrides {
+  /** A new guest CID for the restored device, in [3, 2^32 - 2]; default the state's. */
+  readonly guestCid?: number;
+}
 
 /** Byte offsets of struct virtio_vsock_config, and its size. */
 export const VIRTIO_VSOCK_CONFIG = { GUEST_CID: 0, SIZE: 8 } as const;
@@ -159,8 +183,6 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
   readonly queueSizes: readonly number[];
   /** struct virtio_vsock_config: 8 bytes. */
   readonly configSize: number = VIRTIO_VSOCK_CONFIG.SIZE;
-  /** The guest's CID. */
-  readonly guestCid: number;
   /** The most connections at once. */
   readonly maxConnections: number;
   /** The receive buffer advertised per connection. */
@@ -190,6 +212,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
   readonly #ready = new Set<VsockConnection>();
   readonly #control: Control[] = [];
   #pendingEvents = 0;
+  #guestCid: number;
   #inRx = false;
   #rxAgain = false;
   readonly #rxHandler: ChainHandler = (chain, q) => this.#rxChain(chain, q);
@@ -202,7 +225,7 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
   constructor(options: VirtioVsockOptions) {
     const o = checkOptions<VirtioVsockOptions>(options, false);
     if (o.guestCid === undefined) throw new TypeError('options.guestCid is required');
-    this.guestCid = intOption('guestCid', o.guestCid, VSOCK_MIN_GUEST_CID, 0xfffffffe, 0);
+    this.#guestCid = intOption('guestCid', o.guestCid, VSOCK_MIN_GUEST_CID, 0xfffffffe, 0);
     if (typeof o.backend !== 'object' || o.backend === null || typeof o.backend.connect !== 'function') {
       throw new TypeError('options.backend must be a VsockBackend (an object with a connect function)');
     }
@@ -217,6 +240,11 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     this.shutdownTimeoutMs = intOption('shutdownTimeoutMs', o.shutdownTimeoutMs, 1, 600_000, 2000);
     this.#config.setU64(VIRTIO_VSOCK_CONFIG.GUEST_CID, this.guestCid);
     o.backend.attach?.(this);
+  }
+
+  /** The guest's CID. */
+  get guestCid(): number {
+    return this.#guestCid;
   }
 
   /** Open connections (any state but closed). */
@@ -278,6 +306,46 @@ export class VirtioVsock implements VirtioDevice, VsockGuestConnector {
     this.#closeAll('transport reset');
     this.#pendingEvents = 1;
     this.#pumpEvent();
+  }
+
+  /** Stop serving (host data keeps queueing within the limits); nothing is ever in flight. */
+  quiesce(): Promise<void> {
+    this.#core.pause();
+    return Promise.resolve();
+  }
+
+  /** Serve again: first the event a restore left pending, then packets from the guest and to it. */
+  resume(): void {
+    this.#core.resume();
+    this.#pumpEvent();
+    this.#pumpTx();
+    this.#pumpRx();
+  }
+
+  /** The device's state (see {@link VirtioVsockState}). */
+  snapshot(): VirtioVsockState {
+    return { failed: this.#core.failedActivation, guestCid: this.#guestCid };
+  }
+
+  /**
+   * Check `state` (and `overrides`) and return the function that applies it: connections
+   * are closed (host ends hear close('transport reset')), the CID set, the restored
+   * activation `ctx` taken up with one TRANSPORT_RESET event pending for resume().
+   */
+  prepareRestore(state: VirtioVsockState, ctx: VirtioContext | undefined, overrides: VirtioVsockOverrides = {}): () => void {
+    const s = checkDeviceState(state);
+    const o = checkOverrides<VirtioVsockOverrides>(overrides);
+    const saved = checkInt(s.guestCid, 'state.guestCid', VSOCK_MIN_GUEST_CID, 0xfffffffe);
+    const cid = o.guestCid === undefined ? saved : checkInt(o.guestCid, 'overrides.guestCid', VSOCK_MIN_GUEST_CID, 0xfffffffe);
+    if (ctx) checkContext(ctx, 3);
+    checkNothingInFlight(ctx);
+    return () => {
+      this.#closeAll('transport reset');
+      this.#core.restore(ctx, s.failed);
+      this.#guestCid = cid;
+      this.#config.setU64(VIRTIO_VSOCK_CONFIG.GUEST_CID, cid);
+      this.#pendingEvents = ctx ? 1 : 0;
+    };
   }
 
   /** True if host port `hostPort` has a connection. */

@@ -9,9 +9,25 @@
  * to a higher word cannot be valid; it is not stored (it reads back 0), but it is
  * remembered until reset so that FEATURES_OK is refused, as for any other bit not offered.
  */
+import { stateArray, stateBool, stateHex, stateObject, toHex } from '../../pci/state-check.js';
+import { checkInt } from '../../pci/util.js';
 import { VIRTIO_F_VERSION_1 } from '../device.js';
 
 const VERSION_1 = 1n << BigInt(VIRTIO_F_VERSION_1);
+
+/** The state of a {@link FeatureNegotiation}, for a snapshot. */
+export interface FeatureNegotiationState {
+  /** device_feature_select. */
+  deviceSelect: number;
+  /** driver_feature_select. */
+  driverSelect: number;
+  /** The driver's feature words as written (words 0 and 1, and more if the device offers bits there). */
+  driverWords: number[];
+  /** The driver wrote a non-zero word past the stored ones (FEATURES_OK will be refused). */
+  stray: boolean;
+  /** The negotiated features (hex) once FEATURES_OK was accepted, else null. */
+  negotiated: string | null;
+}
 
 /** Feature registers and negotiation state of one function. */
 export class FeatureNegotiation {
@@ -78,6 +94,43 @@ export class FeatureNegotiation {
   /** The negotiated features once FEATURES_OK was accepted, else undefined. */
   get negotiated(): bigint | undefined {
     return this.#negotiated;
+  }
+
+  /** A JSON-safe copy of the registers and the outcome (see {@link FeatureNegotiationState}). */
+  snapshot(): FeatureNegotiationState {
+    const n = this.#negotiated;
+    return { deviceSelect: this.deviceSelect, driverSelect: this.driverSelect, driverWords: [...this.#words], stray: this.#stray, negotiated: n === undefined ? null : toHex(n) };
+  }
+
+  /**
+   * Check `state`: the negotiated features it holds, and the function that applies it.
+   * Negotiated features must be what the words say and pass the FEATURES_OK check against
+   * this function's offer. TypeError/RangeError naming the field.
+   */
+  prepareRestore(state: FeatureNegotiationState): { readonly negotiated: bigint | undefined; readonly commit: () => void } {
+    const s = stateObject(state, 'state');
+    const deviceSelect = checkInt(s.deviceSelect, 'state.deviceSelect', 0, 0xffff_ffff);
+    const driverSelect = checkInt(s.driverSelect, 'state.driverSelect', 0, 0xffff_ffff);
+    const n = this.#words.length;
+    const words = stateArray(s.driverWords, 'state.driverWords', n, n).map((w, i) => checkInt(w, `state.driverWords[${i}]`, 0, 0xffff_ffff));
+    const stray = stateBool(s.stray, 'state.stray');
+    const negotiated = s.negotiated === null ? undefined : stateHex(s.negotiated, 'state.negotiated', (1n << BigInt(32 * n)) - 1n);
+    if (negotiated !== undefined) {
+      const trial = new FeatureNegotiation(this.offered);
+      words.forEach((w, i) => (trial.#words[i] = w));
+      trial.#stray = stray;
+      if (trial.accepted !== negotiated) throw new RangeError(`state.negotiated ${toHex(negotiated)} is not what state.driverWords accept (${toHex(trial.accepted)})`);
+      const refusal = trial.finish();
+      if (refusal !== undefined) throw new RangeError(`state.negotiated: ${refusal}`);
+    }
+    const commit = () => {
+      this.deviceSelect = deviceSelect;
+      this.driverSelect = driverSelect;
+      this.#words.set(words);
+      this.#stray = stray;
+      this.#negotiated = negotiated;
+    };
+    return { negotiated, commit };
   }
 
   /** Device reset: selects 0, nothing accepted, nothing negotiated. */

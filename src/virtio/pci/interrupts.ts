@@ -72,6 +72,12 @@ export class InterruptRouter {
     return v;
   }
 
+  /** Restore ISR status `isr` (from a snapshot; bits 0-1) and set the line and status bit to match. */
+  restore(isr: number): void {
+    this.#isr = isr & (VIRTIO_ISR.QUEUE | VIRTIO_ISR.CONFIG);
+    this.#update();
+  }
+
   /** Device reset: ISR cleared, line dropped. */
   reset(): void {
     this.#isr = 0;

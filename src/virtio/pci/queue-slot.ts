@@ -11,11 +11,40 @@
  * nothing and pushUsed() false) and starts a new one, so a device that kept a reference
  * from before the reset cannot take chains of the driver's next session.
  */
+import { nested, stateHex, stateObject, toHex } from '../../pci/state-check.js';
+import { checkInt } from '../../pci/util.js';
 import type { QueueFeatures } from '../constants.js';
 import { QueueError } from '../errors.js';
 import type { QueueMemory } from '../memory.js';
 import { SplitQueue } from '../queue.js';
+import type { SplitQueueState } from '../queue-state.js';
 import { VIRTIO_MSI_NO_VECTOR } from './constants.js';
+
+/** The state of one queue's registers and its queue, for a snapshot. */
+export interface QueueSlotState {
+  /** queue_msix_vector (0xffff: none). */
+  vector: number;
+  /** queue_size as the driver wrote it. */
+  size: number;
+  /** queue_desc as written, hex. */
+  desc: string;
+  /** queue_driver as written, hex. */
+  driver: string;
+  /** queue_device as written, hex. */
+  device: string;
+  /** The queue itself. */
+  queue: SplitQueueState;
+}
+
+/** A checked slot state: the restored queue (a new one, not yet in use) and the function that installs it. */
+export interface PreparedSlot {
+  /** The queue the slot will hold. */
+  readonly queue: SplitQueue;
+  /** Install the registers and the queue. */
+  readonly commit: () => void;
+}
+
+const U64_MAX = 2n ** 64n - 1n;
 
 /** Which ring address register. */
 export type QueueAddressName = 'desc' | 'driver' | 'device';
@@ -89,6 +118,39 @@ export class QueueSlot {
       q.usedAddr = this.#address('device');
       q.enable(features);
     });
+  }
+
+  /** A JSON-safe copy of the registers and the queue (see {@link QueueSlotState}). */
+  snapshot(): QueueSlotState {
+    const a = (name: QueueAddressName) => toHex(this.#address(name));
+    return { vector: this.vector, size: this.#size, desc: a('desc'), driver: a('driver'), device: a('device'), queue: this.#queue.snapshot() };
+  }
+
+  /**
+   * Check `state` for this slot — `vector` must be NO_VECTOR or below `vectors`; a running
+   * queue must use the ring `features` negotiated — and restore its queue into a new
+   * SplitQueue (nothing else sees it until commit). TypeError/RangeError naming the field.
+   */
+  prepareRestore(state: QueueSlotState, vectors: number, features: QueueFeatures | undefined): PreparedSlot {
+    const s = stateObject(state, 'state');
+    const vector = checkInt(s.vector, 'state.vector', 0, 0xffff);
+    if (vector !== VIRTIO_MSI_NO_VECTOR && vector >= vectors) throw new RangeError(`state.vector must be below ${vectors} or 0xffff, got ${vector}`);
+    const size = checkInt(s.size, 'state.size', 0, 0xffff);
+    const addr = { desc: stateHex(s.desc, 'state.desc', U64_MAX), driver: stateHex(s.driver, 'state.driver', U64_MAX), device: stateHex(s.device, 'state.device', U64_MAX) };
+    const queue = new SplitQueue(this.#mem, { maxSize: this.#maxSize });
+    nested('state.queue', () => queue.restore(s.queue as SplitQueueState));
+    if (queue.enabled && !features) throw new RangeError('state.queue.enabled: a queue cannot be enabled before FEATURES_OK');
+    if (queue.enabled && features && (queue.features.eventIdx !== features.eventIdx || queue.features.indirectDesc !== features.indirectDesc)) {
+      throw new RangeError('state.queue: its eventIdx/indirectDesc are not the negotiated features');
+    }
+    const commit = () => {
+      this.#queue.reset();
+      this.#queue = queue;
+      this.vector = vector;
+      this.#size = size;
+      for (const name of ['desc', 'driver', 'device'] as const) this.#addr[name] = [Number(addr[name] & 0xffff_ffffn), Number(addr[name] >> 32n)];
+    };
+    return { queue, commit };
   }
 
   /** Device reset: registers back to their initial values; the queue is retired and replaced. */
