@@ -42,6 +42,8 @@ export * as devices from './devices/index.js';
 export * as boot from './boot/index.js';
 export { fixturePath } from './fixtures.js';
 export * from './platform/index.js';
+export { SnapshotError, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, readStateFile, verifyMemoryFile } from './snapshot/format.js';
+export type { SnapshotBody, SnapshotSegment } from './snapshot/format.js';
 /** PCI models: configuration space, MSI-X, the bus and its config mechanisms, BAR placement (src/pci). */
 export * from './pci/index.js';
 /** Virtio 1.x: split virtqueues, the device contract, the virtio-pci transport and the blk/rng/console/vsock devices (src/virtio). */

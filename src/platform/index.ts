@@ -4,7 +4,12 @@
  * @packageDocumentation
  */
 export { createPc, describeRunResult, Pc } from './pc.js';
-export type { PcOptions, PcSerialOptions, PcRunOptions, PcRunResult } from './pc.js';
+export type { PcOptions, PcSerialOptions, PcRunOptions, PcRunResult, PcSnapshotOptions, PcSnapshotInfo } from './pc.js';
+export { restorePc, snapshotDeviceTypes } from './restore.js';
+export type { PcRestoreOptions } from './restore.js';
+export { pcDevicesState, restorePcDevices } from './device-state.js';
+export type { PcDevicesState } from './device-state.js';
+export type { AcpiPmState } from './acpi-pm.js';
 export type { PcDevices, DevicePorts } from './devices.js';
 export type { PortRange } from './options.js';
 export type { PcLinuxOptions, PcMultibootOptions } from './loaders.js';
