@@ -42,7 +42,8 @@ export * as devices from './devices/index.js';
 export * as boot from './boot/index.js';
 export { fixturePath } from './fixtures.js';
 export * from './platform/index.js';
-export { SnapshotError, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, readStateFile, verifyMemoryFile } from './snapshot/format.js';
+export { SnapshotError, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, readStateFile } from './snapshot/format.js';
+export { verifyMemoryFile } from './snapshot/memory-file.js';
 export type { SnapshotBody, SnapshotSegment } from './snapshot/format.js';
 /** PCI models: configuration space, MSI-X, the bus and its config mechanisms, BAR placement (src/pci). */
 export * from './pci/index.js';

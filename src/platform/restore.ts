@@ -20,7 +20,8 @@
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeVcpuState, decodeVmState, type KvmVcpuState } from '../kvm-state.js';
-import { MEMORY_FILE, SnapshotError, readStateFile, verifyMemoryFile, type SnapshotBody } from '../snapshot/format.js';
+import { MEMORY_FILE, SnapshotError, readStateFile, type SnapshotBody } from '../snapshot/format.js';
+import { verifyMemoryFile } from '../snapshot/memory-file.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import { restorePcDevices } from './device-state.js';
 import { Pc, type PcOptions, type PcSerialOptions } from './pc.js';

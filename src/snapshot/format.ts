@@ -13,11 +13,14 @@
  * length and checksum, the body's shape, and that memory.bin has the length the body says. A
  * truncated, corrupt or foreign snapshot is a {@link SnapshotError} naming the file and what
  * is wrong. Guest memory is not hashed on every restore (that would make the cost grow with
- * RAM); `memorySha256` records it, and {@link verifyMemoryFile} checks it on request.
+ * RAM); `memory.sha256` records it, and verifyMemoryFile (./memory-file.ts) checks it on request.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+
+/** memory.bin is checksummed (and verified) in chunks of this many bytes; segments start on a chunk boundary. */
+export const VERIFY_CHUNK = 16 << 20;
 
 /** The header's `format`. */
 export const SNAPSHOT_FORMAT = 'vmmapi-snapshot';
@@ -73,7 +76,7 @@ export interface SnapshotBody {
     bytes: number;
     /** Bytes actually written (the rest are holes). */
     written: number;
-    /** SHA-256 over the segments' contents, in order (see {@link verifyMemoryFile}). */
+    /** SHA-256 over memory.bin's runs of data pages, each with its offset and length (memory-file.ts, hashRun). */
     sha256: string;
     segments: SnapshotSegment[];
   };
@@ -186,28 +189,4 @@ function checkMemoryFile(dir: string, b: SnapshotBody): void {
     throw new SnapshotError(`${file}: cannot open the snapshot's memory file (${(e as Error).message})`);
   }
   need(size === b.memory.bytes, file, `truncated or foreign: ${size} bytes, the state says ${b.memory.bytes}`);
-}
-
-/**
- * Hash memory.bin's segments and compare with the state's `memory.sha256` (reads the whole
- * file: seconds for gigabytes). SnapshotError if they differ.
- */
-export function verifyMemoryFile(dir: string, body: SnapshotBody): void {
-  const file = join(dir, MEMORY_FILE);
-  const fd = openSync(file, 'r');
-  try {
-    const h = createHash('sha256');
-    const buf = Buffer.alloc(1 << 20);
-    for (const s of body.memory.segments) {
-      for (let done = 0; done < s.length; ) {
-        const n = readSync(fd, buf, 0, Math.min(buf.length, s.length - done), s.offset + done);
-        if (n <= 0) throw new SnapshotError(`${file}: truncated inside segment 0x${s.gpa.toString(16)}`);
-        h.update(buf.subarray(0, n));
-        done += n;
-      }
-    }
-    if (h.digest('hex') !== body.memory.sha256) throw new SnapshotError(`${file}: corrupt: guest memory does not match its SHA-256 checksum`);
-  } finally {
-    closeSync(fd);
-  }
 }

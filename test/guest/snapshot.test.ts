@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, tr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SnapshotError, VirtioRng, readStateFile, restorePc, snapshotDeviceTypes, type Pc } from '../../src/index.js';
+import { SnapshotError, VirtioRng, readStateFile, restorePc, snapshotDeviceTypes, verifyMemoryFile, type Pc } from '../../src/index.js';
 import { writeStateFile } from '../../src/snapshot/format.js';
 import { fixture } from '../helpers.js';
 import { capturedPc } from './guests.js';
@@ -133,6 +133,15 @@ describe('PC snapshot and restore (snap-compute fixture, VirtioRng)', () => {
     state[state.length - 10] ^= 0x20;
     writeFileSync(join(corrupt, 'snapshot.json'), state);
     await expect(restorePc(corrupt, { virtio: [new VirtioRng()] })).rejects.toThrow(/corrupt: the state does not match its SHA-256 checksum/);
+
+    // guest memory is hashed only on request: a flipped byte in memory.bin is found then
+    const flipped = edited('flipped', () => {});
+    const mem = readFileSync(join(flipped, 'memory.bin'));
+    const data = mem.findIndex((b) => b !== 0);
+    mem[data] ^= 1;
+    writeFileSync(join(flipped, 'memory.bin'), mem);
+    expect(() => verifyMemoryFile(snapDir, body)).not.toThrow();
+    await expect(restorePc(flipped, { virtio: [new VirtioRng()], verifyMemory: true })).rejects.toThrow(/corrupt: guest memory does not match/);
 
     const truncated = edited('truncated', () => {});
     truncateSync(join(truncated, 'memory.bin'), 4096);
