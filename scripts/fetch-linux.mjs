@@ -5,6 +5,8 @@
 //     linux-image-cloud-amd64), fetched with `apt-get download` and unpacked with dpkg-deb;
 //   - busybox: Debian's busybox-static package, fetched and unpacked the same way;
 //   - initramfs.cpio: /init prints VMMAPI-INIT-OK, runs nproc and powers off;
+//   - initramfs-shell.cpio: /init prints VMMAPI-SHELL-READY and execs busybox's shell on the
+//     console (the snapshot slow test types commands into it);
 //   - initramfs-virtio.cpio: the same busybox plus the kernel package's own modules for
 //     virtio-pci, virtio-blk, virtio-rng and virtio-console (see VIRTIO_NEEDS: what the cloud
 //     kernel builds in is only checked, what it builds as a module is copied with its
@@ -18,7 +20,8 @@
 //   Both are newc cpio archives (cpio if installed, else busybox's own cpio applet), left
 //   uncompressed: where guest kernel code is emulated, gunzip in the guest costs a minute,
 //   while the 2 MiB extra of an uncompressed archive costs nothing.
-// Output: .cache/linux/vmlinuz, .cache/linux/initramfs.cpio, .cache/linux/initramfs-virtio.cpio,
+// Output: .cache/linux/vmlinuz, .cache/linux/initramfs.cpio, .cache/linux/initramfs-shell.cpio,
+// .cache/linux/initramfs-virtio.cpio,
 // .cache/linux/initramfs-net.cpio (rebuilt when its /init or programs change), .cache/linux/net-peer.
 // Re-running reuses them (and the .debs in .cache/linux/debs).
 import { execFileSync, execSync } from 'node:child_process';
@@ -34,6 +37,8 @@ const vmlinuz = join(cache, 'vmlinuz');
 const initramfs = join(cache, 'initramfs.cpio');
 const initramfsVirtio = join(cache, 'initramfs-virtio.cpio');
 const initramfsNet = join(cache, 'initramfs-net.cpio');
+/** busybox and a /init that hands ttyS0 to an interactive shell (test/slow/linux-snapshot.test.ts). */
+const initramfsShell = join(cache, 'initramfs-shell.cpio');
 /** What the net initramfs was built from (its /init and C programs), to rebuild it when they change. */
 const initramfsNetStamp = `${initramfsNet}.stamp`;
 /** bench/net-peer.c built for the host: the loopback rows of `npm run bench:net`. */
@@ -116,6 +121,18 @@ function initramfsTree(name, bb) {
   chmodSync(join(dir, 'bin', 'busybox'), 0o755);
   return dir;
 }
+
+/**
+ * The shell initramfs's /init: mount the usual file systems, print VMMAPI-SHELL-READY and
+ * become busybox's shell on the console (ttyS0), which the snapshot slow test types into.
+ */
+const SHELL_INIT = `#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
+echo VMMAPI-SHELL-READY
+exec /bin/busybox sh
+`;
 
 const INIT = `#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -675,7 +692,7 @@ if (!existsSync(vmlinuz)) {
 }
 
 let bb;
-if (!existsSync(initramfs) || needModules) {
+if (!existsSync(initramfs) || !existsSync(initramfsShell) || needModules) {
   bb = join(fetchPackage('busybox-static', join(cache, 'busybox-root')), 'bin', 'busybox');
   if (!existsSync(bb)) fail('busybox-static has no bin/busybox');
 }
@@ -685,6 +702,13 @@ if (!existsSync(initramfs)) {
   writeFileSync(join(dir, 'init'), INIT, { mode: 0o755 });
   packCpio(dir, initramfs, bb);
   console.log(`fetch-linux: initramfs -> ${initramfs}`);
+}
+
+if (!existsSync(initramfsShell)) {
+  const dir = initramfsTree('initramfs-shell', bb);
+  writeFileSync(join(dir, 'init'), SHELL_INIT, { mode: 0o755 });
+  packCpio(dir, initramfsShell, bb);
+  console.log(`fetch-linux: shell initramfs -> ${initramfsShell}`);
 }
 
 /** The one lib/modules/* release of the unpacked kernel package. */
@@ -731,4 +755,4 @@ if (!existsSync(initramfsNet)) {
 
 if (kernelTree) rmSync(kernelTree, { recursive: true, force: true }); // the rest of the modules is not needed
 
-console.log(`fetch-linux: ready: ${vmlinuz} ${initramfs} ${initramfsVirtio} ${initramfsNet}`);
+console.log(`fetch-linux: ready: ${vmlinuz} ${initramfs} ${initramfsShell} ${initramfsVirtio} ${initramfsNet}`);
