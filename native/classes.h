@@ -33,13 +33,17 @@ class GuestMapping : public Napi::ObjectWrap<GuestMapping> {
  public:
   static Napi::Function Init(Napi::Env env);
   explicit GuestMapping(const Napi::CallbackInfo& info);
+  ~GuestMapping() override;
   std::shared_ptr<v8::BackingStore> store;
   uint8_t* base = nullptr;
   size_t length = 0;
+  // the memfd behind anonymous guest RAM (-1 for a file-backed mapping)
+  int memfd = -1;
 
  private:
   Napi::Value Buffer(const Napi::CallbackInfo& info);
   Napi::Value Release(const Napi::CallbackInfo& info);
+  Napi::Value DataRanges(const Napi::CallbackInfo& info);
   Napi::Value GetLength(const Napi::CallbackInfo& info);
 };
 

@@ -642,6 +642,23 @@ export class Vm {
   }
 
   /**
+   * The parts of the segment at `gpa` that may hold anything but zeros, as `[start, end)`
+   * offsets into it, ascending: the pages of anonymous RAM ever written (or read) — what a
+   * snapshot must save; the rest reads as zeros. The whole segment for one mapped from a file
+   * (its untouched pages come from the file). RangeError if no segment starts at `gpa`.
+   */
+  memoryDataRanges(gpa: number): [number, number][] {
+    this.#live('vm_get_memory_seg');
+    const s = this.#segments.find((x) => x.gpa === gpa);
+    if (!s) throw new RangeError(`gpa: no memory segment starts at 0x${Number(gpa).toString(16)}`);
+    const flat = s.mapping.dataRanges();
+    if (flat === null) return [[0, s.length]];
+    const out: [number, number][] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
+    return out;
+  }
+
+  /**
    * A Uint8Array over guest memory `[gpa, gpa + len)` (bhyve's vm_map_gpa). RangeError
    * unless the whole range lies in one segment, or if `len` exceeds 2^32 (the longest
    * typed array; use {@link memory} for larger ranges).

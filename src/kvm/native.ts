@@ -29,6 +29,8 @@ export interface NativeGuestMapping {
   readonly length: number;
   buffer(): SharedArrayBuffer;
   release(): void;
+  /** Allocated byte ranges of memfd-backed RAM, flat [start, end, ...]; null for a file-backed mapping (or after release). */
+  dataRanges(): number[] | null;
 }
 
 /** A VM fd. */

@@ -409,7 +409,7 @@ export class Pc {
     };
     const repair = this.runner.syscallRepairRecord();
     if (repair) devices.syscallRepair = Buffer.from(repair).toString('base64');
-    const memory = writeMemoryFile(dir, this.vm.memorySegments());
+    const memory = writeMemoryFile(dir, this.vm.memorySegments().map((s) => ({ ...s, data: this.vm.memoryDataRanges(s.gpa) })));
     const body: SnapshotBody = {
       vmmapi: packageVersion(),
       createdAt: new Date().toISOString(),

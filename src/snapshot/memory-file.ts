@@ -18,6 +18,8 @@ export interface MemorySource {
   length: number;
   buffer: SharedArrayBuffer;
   readonly: boolean;
+  /** `[start, end)` offsets that may hold data (Vm.memoryDataRanges); default: all of it. */
+  data?: readonly (readonly [number, number])[];
 }
 
 /** What {@link writeMemoryFile} wrote. */
@@ -50,13 +52,18 @@ export function writeMemoryFile(dir: string, segments: readonly MemorySource[]):
     ftruncateSync(fd, offset);
     segments.forEach((s, i) => {
       const base = out[i].offset;
-      // runs split where verifyMemoryFile's reads do (segments start on such a boundary)
-      for (let chunk = 0; chunk < s.length; chunk += VERIFY_CHUNK) {
-        forEachDataRun(s.buffer, chunk, Math.min(s.length, chunk + VERIFY_CHUNK), (at, n) => {
-          hashRun(hash, base + at, s.buffer, at, n);
-          writeAll(fd, Buffer.from(s.buffer, at, n), base + at);
-          written += n;
-        });
+      // only where there may be data; runs split where verifyMemoryFile's reads do (segments
+      // start on such a boundary)
+      for (const [start, end] of s.data ?? [[0, s.length]]) {
+        for (let from = start; from < end; ) {
+          const to = Math.min(end, (Math.floor(from / VERIFY_CHUNK) + 1) * VERIFY_CHUNK);
+          forEachDataRun(s.buffer, from, to, (at, n) => {
+            hashRun(hash, base + at, s.buffer, at, n);
+            writeAll(fd, Buffer.from(s.buffer, at, n), base + at);
+            written += n;
+          });
+          from = to;
+        }
       }
     });
   } finally {
