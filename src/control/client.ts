@@ -83,6 +83,7 @@ export function sendControlRequest(path: string, request: ControlRequest, opts: 
     });
     s.on('error', (e: NodeJS.ErrnoException) => {
       if (!connected) return fail(`cannot connect to '${path}': ${CONNECT_ERRORS[e.code ?? ''] ?? e.message}`);
+      if (e.code === 'EPIPE' || e.code === 'ECONNRESET') return fail(`'${path}' closed the connection without a reply`);
       fail(`connection to '${path}' failed: ${e.code ?? e.message}`);
     });
     s.on('close', () => fail(`'${path}' closed the connection without a reply`));

@@ -39,6 +39,19 @@ export interface ControlServerOptions {
   what?: string;
 }
 
+/**
+ * Send a last reply and end the connection: what the client still sends is read and dropped
+ * (so its end is seen and the socket closes), and after 1 s it is destroyed regardless.
+ */
+function farewell(s: Socket, reply: ControlReply): void {
+  s.end(encodeLine(reply));
+  s.removeAllListeners('data');
+  s.resume();
+  const t = setTimeout(() => s.destroy(), 1000);
+  t.unref();
+  s.once('close', () => clearTimeout(t));
+}
+
 /** The overflow marker in a connection's queue of lines. */
 const TOO_LONG = Symbol('line too long');
 
@@ -122,8 +135,7 @@ export class ControlServer {
     s.on('error', () => s.destroy());
     if (this.#closed || this.#clients.size >= this.#maxClients) {
       this.#rejected++;
-      s.end(encodeLine(failure(`too many control clients (at most ${this.#maxClients} at once); try again`)));
-      s.setTimeout(1000, () => s.destroy());
+      farewell(s, failure(`too many control clients (at most ${this.#maxClients} at once); try again`));
       return;
     }
     this.#clients.add(s);
@@ -163,8 +175,7 @@ export class ControlServer {
   /** Handle one line and write its reply; false if the connection is finished. */
   async #answer(s: Socket, line: string | typeof TOO_LONG): Promise<boolean> {
     if (line === TOO_LONG) {
-      s.end(encodeLine(failure(`request line longer than ${this.#maxLine} bytes; closing the connection`)));
-      s.setTimeout(1000, () => s.destroy());
+      farewell(s, failure(`request line longer than ${this.#maxLine} bytes; closing the connection`));
       return false;
     }
     const outcome = await this.#outcome(line);
