@@ -127,8 +127,8 @@ export class RunController {
       devices: this.#opts.devices(),
       version: packageVersion(),
       pid: process.pid,
-      restoredFrom: this.#opts.restoredFrom,
-      apiSocket: this.#opts.apiSocket,
+      restoredFrom: this.#opts.restoredFrom === undefined ? undefined : resolve(this.#opts.restoredFrom),
+      apiSocket: this.#opts.apiSocket === undefined ? undefined : resolve(this.#opts.apiSocket),
     };
   }
 }

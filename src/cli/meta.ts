@@ -2,9 +2,10 @@
  * What `vmmapi run` stores in a snapshot's `meta` (under {@link RUN_META_KEY}) so that
  * `vmmapi run --restore` can reopen the machine's devices: the device specs (disks with their
  * paths and readonly, the rng, the console, the nets, vsock) and where the consoles went
- * (COM1 is always stdio; the debug console's destination). Read back, it is checked as
+ * (COM1 is always stdio; the debug console's destination), with absolute paths. Read back, it is checked as
  * untrusted input: a snapshot's meta is only as good as whoever wrote the file.
  */
+import { resolve } from 'node:path';
 import { SnapshotError } from '../snapshot/format.js';
 import type { ConsoleSpec, DeviceSpecs, DiskSpec, NetSpec, VsockSpec } from './device-args.js';
 
@@ -27,10 +28,23 @@ export interface RunMeta {
   boot?: { kind: string; file: string };
 }
 
-/** The meta object a snapshot of this run stores. */
+/** `specs` with every path made absolute (a restore may run in another directory). */
+function absolute(specs: DeviceSpecs): DeviceSpecs {
+  const d: DeviceSpecs = {
+    disks: specs.disks.map((x) => ({ path: resolve(x.path), readonly: x.readonly })),
+    rng: specs.rng,
+    console: specs.console.kind === 'file' || specs.console.kind === 'socket' ? { kind: specs.console.kind, path: resolve(specs.console.path) } : specs.console,
+    nets: specs.nets.map((n) => (n.kind === 'socket' ? { ...n, path: resolve(n.path) } : n)),
+  };
+  if (specs.vsock) d.vsock = { cid: specs.vsock.cid, socket: resolve(specs.vsock.socket) };
+  return d;
+}
+
+/** The meta object a snapshot of this run stores (paths made absolute against this process's working directory). */
 export function runMeta(devices: DeviceSpecs, debugcon: string | undefined, boot: { kind: string; file: string } | undefined): Record<string, unknown> {
-  const m: RunMeta = { version: RUN_META_VERSION, devices, serial: 'stdio', debugcon: debugcon ?? null };
-  if (boot) m.boot = { kind: boot.kind, file: boot.file };
+  const con = debugcon === undefined ? null : debugcon === '-' ? '-' : resolve(debugcon);
+  const m: RunMeta = { version: RUN_META_VERSION, devices: absolute(devices), serial: 'stdio', debugcon: con };
+  if (boot) m.boot = { kind: boot.kind, file: resolve(boot.file) };
   return { [RUN_META_KEY]: JSON.parse(JSON.stringify(m)) as unknown };
 }
 

@@ -13,7 +13,8 @@ export const COMMANDS: readonly { name: string; summary: string }[] = [
 /** `vmmapi --help`. */
 export const USAGE = `Usage: vmmapi run [options] (--bios FILE | --kernel FILE | --multiboot FILE | --flat FILE@ADDR)
        vmmapi run --restore DIR [options]
-       vmmapi ctl SOCKET pause|resume|snapshot DIR|stop|info [--timeout SECONDS] [--json]
+       vmmapi ctl SOCKET pause|resume|snapshot DIR [--leave-paused]|stop|info
+                  [--timeout SECONDS] [--json]
        vmmapi help | --help
        vmmapi version | --version
 
@@ -40,14 +41,17 @@ Boot (exactly one, or --restore):
                        snapshot DIR wrote it), with COM1 on stdio; its devices are reopened
                        as the snapshotted run had them. --disk, --net, --vsock, --console
                        and --debugcon replace the stored ones of their kind (a clone with
-                       its own disk image, MAC or CID; same number of each). The boot and
-                       Machine options are refused: the snapshot fixes them
+                       its own disk image, MAC or CID; same number of each); files are
+                       appended to. The other boot options, --cpus, --memory,
+                       --clear-cpuid, --debug-exit and --no-emulate are refused: the
+                       snapshot fixes them
 
 Machine:
   --cpus N             vCPUs, 1-${MAX_CPUS} (default 1)
   --memory SIZE        RAM, e.g. 256M, 1G; a bare number is MiB (default 128M)
   --clear-cpuid LIST   hide CPUID features from the guest, comma-separated
                        (${Object.keys(CPUID_BITS).join(', ')})
+  --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
   --debug-exit PORT[,size=N]  put the isa-debug-exit device at PORT, claiming N ports
                        (1, 2 or 4; default 0x501,size=2); e.g. 0xf4,size=4
   --no-emulate         do not finish instructions KVM's emulator gives up on (PVM hosts):
@@ -66,7 +70,6 @@ Devices (virtio over PCI):
                        (repeatable)
   --vsock cid=N,socket=PATH  a virtio-vsock device for guest CID N; host clients connect
                        to PATH, guest connections to port P go to PATH_P
-  --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
 
 Run control:
   --api-socket PATH    listen on the Unix socket PATH for control commands (vmmapi ctl,

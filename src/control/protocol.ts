@@ -4,7 +4,8 @@
  *
  * Requests:
  * - `{"cmd":"pause"}`, `{"cmd":"resume"}`, `{"cmd":"stop"}`, `{"cmd":"info"}`
- * - `{"cmd":"snapshot","dir":"/abs/dir"}`, optionally with `"leavePaused":true`
+ * - `{"cmd":"snapshot","dir":"/abs/dir"}`, optionally with `"leavePaused":true` (a relative
+ *   `dir` is the VMM's: resolved against its working directory; `vmmapi ctl` sends absolute ones)
  *
  * Replies: `{"ok":true, …fields of the command}` or `{"ok":false,"error":"one line"}`.
  * A line is at most {@link MAX_LINE_BYTES} bytes (without its newline); a longer one is an

@@ -9,7 +9,7 @@
  * guest fixtures.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -169,6 +169,63 @@ describe('vmmapi run --api-socket, vmmapi ctl, vmmapi run --restore', () => {
       expect(atSnapshot + r.stdout).toBe(reference.stdout);
     }
     expect(existsSync(api)).toBe(false);
+  }, 180_000);
+
+  it('a snapshot with devices: restored with the stored ones, and as a clone with its own disk, MAC, CID and console', async () => {
+    // a peer for --net socket= (QEMU's stream protocol: it only has to accept)
+    const peers: Socket[] = [];
+    const netServers = await Promise.all(
+      ['n1.sock', 'n2.sock'].map(async (name) => {
+        const srv = createServer((c) => peers.push(c.resume()));
+        await new Promise<void>((r) => srv.listen(join(tmp, name), () => r()));
+        return srv;
+      }),
+    );
+    for (const img of ['a.img', 'b.img']) writeFileSync(join(tmp, img), new Uint8Array(1 << 20));
+    const api = join(tmp, 'dev.sock');
+    const dir = join(tmp, 'snap-dev');
+    const devices = ['--disk', `path=${join(tmp, 'a.img')}`, '--net', `socket=${join(tmp, 'n1.sock')}`, '--vsock', `cid=5,socket=${join(tmp, 'v5.sock')}`, '--rng', '--console', `file=${join(tmp, 'hvc-a.log')}`];
+    const vmm = vmmapi(['run', ...GUEST, ...devices, '--api-socket', api]);
+    await vmm.waitFor('round 5 ');
+    const snap = await ctl(api, 'snapshot', dir, '--leave-paused');
+    expect(snap.code).toBe(0);
+    const at = vmm.out.stdout;
+    expect(await ctl(api, 'stop')).toMatchObject({ code: 0 });
+    expect((await vmm.done).code).toBe(0);
+    expect((readStateFile(dir).meta.vmmapiRun as { devices: unknown }).devices).toEqual({
+      disks: [{ path: join(tmp, 'a.img'), readonly: false }],
+      rng: true,
+      console: { kind: 'file', path: join(tmp, 'hvc-a.log') },
+      nets: [{ kind: 'socket', path: join(tmp, 'n1.sock') }],
+      vsock: { cid: 5, socket: join(tmp, 'v5.sock') },
+    });
+
+    const cloneApi = join(tmp, 'clone-dev.sock');
+    const same = vmmapi(['run', '--restore', dir]);
+    const clone = vmmapi(['run', '--restore', dir, '--api-socket', cloneApi, '--disk', `path=${join(tmp, 'b.img')}`, '--net', `socket=${join(tmp, 'n2.sock')},mac=52:54:00:00:00:99`,
+      '--vsock', `cid=6,socket=${join(tmp, 'v6.sock')}`, '--console', `file=${join(tmp, 'hvc-b.log')}`]);
+    await clone.waitFor('round');
+    const info = JSON.parse((await ctl(cloneApi, 'info', '--json')).stdout) as { devices: unknown };
+    expect(info.devices).toEqual([
+      { type: 'disk', path: join(tmp, 'b.img'), readonly: false },
+      { type: 'net', socket: join(tmp, 'n2.sock'), mac: '52:54:00:00:00:99' },
+      { type: 'vsock', cid: 6, socket: join(tmp, 'v6.sock') },
+      { type: 'rng' },
+      { type: 'console', file: join(tmp, 'hvc-b.log') },
+    ]);
+    for (const r of await Promise.all([same.done, clone.done])) {
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(reference.code);
+      expect(at + r.stdout).toBe(reference.stdout);
+    }
+    expect(existsSync(join(tmp, 'hvc-b.log'))).toBe(true);
+    // a device option the snapshot's set does not allow
+    expectUsageLine(await runProcess(process.execPath, [CLI, 'run', '--restore', dir, '--console', 'off']), /^vmmapi: --console off: the snapshot's machine has a virtio console/);
+    // a clone's disk of another size: the snapshot's device state does not fit it
+    writeFileSync(join(tmp, 'small.img'), new Uint8Array(4096));
+    expectUsageLine(await runProcess(process.execPath, [CLI, 'run', '--restore', dir, '--disk', join(tmp, 'small.img')]), /snapshot\.json: devices\.pci: .*capacity/);
+    for (const p of peers) p.destroy();
+    for (const srv of netServers) srv.close();
   }, 180_000);
 
   it('a corrupt, truncated or missing snapshot, options it fixes, devices it lacks: exit 2 with one line', async () => {

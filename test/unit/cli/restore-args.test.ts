@@ -3,6 +3,7 @@
  * (src/cli/args.ts, restore-args.ts), the CLI's snapshot meta (src/cli/meta.ts) and how a
  * restore's device options replace the stored ones (src/cli/restore-devices.ts).
  */
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseCommand } from '../../../src/cli/args.js';
 import { UsageError } from '../../../src/cli/errors.js';
@@ -96,12 +97,32 @@ const SPECS: DeviceSpecs = {
 
 describe('the CLI\'s snapshot meta', () => {
   it('round trip: devices, COM1 on stdio, debugcon, what was booted', () => {
-    const meta = runMeta(SPECS, '-', { kind: 'multiboot', file: 'k.elf' });
+    const meta = runMeta(SPECS, '-', { kind: 'multiboot', file: '/k.elf' });
     expect(Object.keys(meta)).toEqual([RUN_META_KEY]);
     const back = readRunMeta(JSON.parse(JSON.stringify(meta)), 'snap/snapshot.json');
-    expect(back).toEqual({ version: 1, devices: SPECS, serial: 'stdio', debugcon: '-', boot: { kind: 'multiboot', file: 'k.elf' } });
+    expect(back).toEqual({ version: 1, devices: SPECS, serial: 'stdio', debugcon: '-', boot: { kind: 'multiboot', file: '/k.elf' } });
     const plain = readRunMeta(JSON.parse(JSON.stringify(runMeta({ disks: [], rng: false, console: { kind: 'off' }, nets: [] }, undefined, undefined))), 'f');
     expect(plain).toEqual({ version: 1, devices: { disks: [], rng: false, console: { kind: 'off' }, nets: [] }, serial: 'stdio', debugcon: null });
+  });
+
+  it('paths are stored absolute (a restore may run elsewhere); TAP names are not paths', () => {
+    const rel: DeviceSpecs = {
+      disks: [{ path: 'a.img', readonly: true }],
+      rng: false,
+      console: { kind: 'file', path: 'logs/hvc.log' },
+      nets: [{ kind: 'socket', path: 'p.sock', mac: '52:54:00:00:00:01' }, { kind: 'tap', name: 'tap0' }],
+      vsock: { cid: 3, socket: 'v.sock' },
+    };
+    const m = readRunMeta(JSON.parse(JSON.stringify(runMeta(rel, 'dbg.log', { kind: 'kernel', file: 'vmlinuz' }))), 'f')!;
+    expect(m.devices).toEqual({
+      disks: [{ path: resolve('a.img'), readonly: true }],
+      rng: false,
+      console: { kind: 'file', path: resolve('logs/hvc.log') },
+      nets: [{ kind: 'socket', path: resolve('p.sock'), mac: '52:54:00:00:00:01' }, { kind: 'tap', name: 'tap0' }],
+      vsock: { cid: 3, socket: resolve('v.sock') },
+    });
+    expect(m.debugcon).toBe(resolve('dbg.log'));
+    expect(m.boot).toEqual({ kind: 'kernel', file: resolve('vmlinuz') });
   });
 
   it('no CLI entry (a snapshot the library took): undefined', () => {
