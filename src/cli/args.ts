@@ -115,22 +115,22 @@ function parseRun(v: RunValues): RunConfig {
   const boot = parseBoot(v);
   const devices = parseDeviceOptions(v);
   return {
-      boot,
-      cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, MAX_CPUS),
-      memory: v.memory === undefined ? 128 * 2 ** 20 : parseMemory(v.memory, '--memory'),
-      clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
-      debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
-      debugExit: v['debug-exit'] === undefined ? undefined : parseDebugExit(v['debug-exit']),
-      timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
-      traceExits: v['trace-exits'] ?? false,
-      emulate: !(v['no-emulate'] ?? false),
-      status: v['no-status'] ? false : v.status ? true : undefined,
-      disks: devices.disks ?? [],
-      rng: devices.rng ?? false,
-      console: devices.console ?? { kind: 'off' },
-      nets: devices.nets ?? [],
-      vsock: devices.vsock,
-      apiSocket: parseApiSocket(v),
+    boot,
+    cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, MAX_CPUS),
+    memory: v.memory === undefined ? 128 * 2 ** 20 : parseMemory(v.memory, '--memory'),
+    clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
+    debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
+    debugExit: v['debug-exit'] === undefined ? undefined : parseDebugExit(v['debug-exit']),
+    timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
+    traceExits: v['trace-exits'] ?? false,
+    emulate: !(v['no-emulate'] ?? false),
+    status: v['no-status'] ? false : v.status ? true : undefined,
+    disks: devices.disks ?? [],
+    rng: devices.rng ?? false,
+    console: devices.console ?? { kind: 'off' },
+    nets: devices.nets ?? [],
+    vsock: devices.vsock,
+    apiSocket: parseApiSocket(v),
   };
 }
 
