@@ -1,10 +1,19 @@
-/** The `vmmapi run` command line, parsed and checked (node:util parseArgs). */
+/**
+ * The `vmmapi` command line, parsed and checked (node:util parseArgs): `run` here, `run
+ * --restore` in restore-args.ts, `ctl` in ctl-args.ts.
+ */
 import { parseArgs } from 'node:util';
 import { CPUID_BITS } from '../cpuid.js';
 import { MAX_CPUS } from '../platform/layout.js';
 import { UsageError } from './errors.js';
 import { parseAddress, parseCount, parseMemory, parseSeconds } from './units.js';
-import { parseConsole, parseDisk, parseNet, parseVsock, type ConsoleSpec, type DiskSpec, type NetSpec, type VsockSpec } from './device-args.js';
+import type { DeviceSpecs } from './device-args.js';
+import { nonEmpty, parseApiSocket, parseDeviceOptions, RUN_OPTIONS, joinOptionValues, type RunValues } from './run-options.js';
+import { parseCtl, type CtlConfig } from './ctl-args.js';
+import { parseRestore, type RestoreConfig } from './restore-args.js';
+import { COMMANDS } from './usage.js';
+
+export { COMMANDS, USAGE } from './usage.js';
 
 /** What to boot. */
 export type BootSpec =
@@ -13,8 +22,8 @@ export type BootSpec =
   | { kind: 'multiboot'; file: string; append?: string; modules: { file: string; cmdline: string }[] }
   | { kind: 'flat'; file: string; at: number; mode: 'real' | 'protected' | 'long' };
 
-/** A checked `vmmapi run` invocation. */
-export interface RunConfig {
+/** A checked `vmmapi run` invocation (the virtio devices are its {@link DeviceSpecs} fields). */
+export interface RunConfig extends DeviceSpecs {
   /** What to boot. */
   boot: BootSpec;
   /** vCPUs. */
@@ -35,144 +44,24 @@ export interface RunConfig {
   emulate: boolean;
   /** The status line on stderr: `true` (--status), `false` (--no-status), or unset: only when stderr is a terminal. */
   status?: boolean;
-  /** virtio-blk disks, in PCI slot order. */
-  disks: DiskSpec[];
-  /** A virtio-rng device. */
-  rng: boolean;
-  /** The virtio console (hvc0); `off` or unset: none. */
-  console: ConsoleSpec;
-  /** virtio-net devices, in PCI slot order after the disks. */
-  nets: NetSpec[];
-  /** A virtio-vsock device. */
-  vsock?: VsockSpec;
+  /** `--api-socket PATH`: the control socket to listen on. */
+  apiSocket?: string;
 }
 
-/** The parsed command: run something, print help, or print the version. */
-export type Command = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: RunConfig };
-
-/** The subcommands, for `vmmapi --help` (each is dispatched by {@link parseCommand}). */
-export const COMMANDS: readonly { name: string; summary: string }[] = [
-  { name: 'run', summary: 'run a PC guest (options below)' },
-  { name: 'help', summary: 'show this help (also --help, -h)' },
-  { name: 'version', summary: 'print the version of vmmapi (also --version, -V)' },
-];
-
-/** `vmmapi --help`. */
-export const USAGE = `Usage: vmmapi run [options] (--bios FILE | --kernel FILE | --multiboot FILE | --flat FILE@ADDR)
-       vmmapi help | --help
-       vmmapi version | --version
-
-Commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(9)}${c.summary}`).join('\n')}
-
-Run a PC guest on KVM. COM1 is connected to stdin/stdout (raw mode on a terminal;
-type Ctrl-A x to quit, Ctrl-A Ctrl-A to send Ctrl-A).
-
-Boot (exactly one):
-  --bios FILE          BIOS ROM (e.g. /usr/share/seabios/bios.bin), started from reset
-  --kernel FILE        Linux bzImage (or vmlinux ELF), entered in 64-bit mode with ACPI
-                       tables for SMP
-    --initrd FILE      initial ramdisk
-    --append STR       kernel command line (default "console=ttyS0")
-    --decompress-on-host  unpack a gzip/lz4 bzImage here and enter the kernel proper
-                       (skips the in-guest decompressor: minutes on PVM hosts)
-  --multiboot FILE     Multiboot (v1) kernel
-    --append STR       kernel command line
-    --module "FILE [ARGS]"  boot module (repeatable); the whole string is its command line
-  --flat FILE@ADDR     flat binary copied to ADDR and entered there
-    --mode MODE        real (default below 1 MiB), protected (default above) or long
-
-Machine:
-  --cpus N             vCPUs, 1-${MAX_CPUS} (default 1)
-  --memory SIZE        RAM, e.g. 256M, 1G; a bare number is MiB (default 128M)
-  --clear-cpuid LIST   hide CPUID features from the guest, comma-separated
-                       (${Object.keys(CPUID_BITS).join(', ')})
-  --debugcon FILE|-    write the debug console (port 0x402) to FILE, or stdout with -
-  --debug-exit PORT[,size=N]  put the isa-debug-exit device at PORT, claiming N ports
-                       (1, 2 or 4; default 0x501,size=2); e.g. 0xf4,size=4
-
-Devices (virtio over PCI):
-  --disk path=FILE[,readonly=on]  a virtio-blk disk on the raw image FILE (repeatable;
-                       --disk FILE also works)
-  --rng                a virtio-rng device (host entropy)
-  --console file=PATH|socket=PATH|tty|off  the virtio console (the guest's hvc0) to a
-                       file, a Unix socket vmmapi listens on (output from before the
-                       first client connects is kept for it, up to 64 KiB), or stdout
-                       (default off; COM1 stays on stdin/stdout)
-
-Run control:
-  --timeout SECONDS    stop the guest after SECONDS and exit with status 124
-  --trace-exits        print one line per VM exit on stderr (and the instructions the
-                       userspace fallback finished, per mnemonic)
-  --no-emulate         do not finish instructions KVM's emulator gives up on (PVM hosts):
-                       such an instruction then ends the run with its bytes
-  --status             a one-line status on stderr while the guest prints nothing
-                       (default on a terminal; --no-status turns it off)
-  -h, --help           show this help
-  -V, --version        print the version
-
-Exit status: the guest's isa-debug-exit status ((value << 1) | 1, low 8 bits: always odd);
-0 when the guest powers off or asks for a reset; 1 when the guest fails (KVM internal
-error, triple fault) or the VMM does; 2 on usage errors and unusable images; 4 when every
-vCPU halted with interrupts disabled; 124 on timeout; 130/143 on SIGINT/SIGTERM.
---trace-exits says why the run ended.
-`;
-
-const OPTIONS = {
-  bios: { type: 'string' },
-  kernel: { type: 'string' },
-  initrd: { type: 'string' },
-  append: { type: 'string' },
-  multiboot: { type: 'string' },
-  module: { type: 'string', multiple: true },
-  flat: { type: 'string' },
-  mode: { type: 'string' },
-  cpus: { type: 'string' },
-  memory: { type: 'string' },
-  debugcon: { type: 'string' },
-  'debug-exit': { type: 'string' },
-  'clear-cpuid': { type: 'string' },
-  timeout: { type: 'string' },
-  'trace-exits': { type: 'boolean' },
-  'no-emulate': { type: 'boolean' },
-  'decompress-on-host': { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'V' },
-  status: { type: 'boolean' },
-  'no-status': { type: 'boolean' },
-  disk: { type: 'string', multiple: true },
-  rng: { type: 'boolean' },
-  console: { type: 'string' },
-  net: { type: 'string', multiple: true },
-  vsock: { type: 'string' },
-} as const;
-
-/** True if `--name` is an option that takes a value. */
-function takesValue(name: string): boolean {
-  return Object.hasOwn(OPTIONS, name) && OPTIONS[name as keyof typeof OPTIONS].type === 'string';
-}
-
-/**
- * `--opt VALUE` → `--opt=VALUE` for every option that takes a value: the word after such an
- * option is its value even when it starts with '-' (`--cpus -1` is a bad CPU count, checked
- * as such, not parseArgs' "argument is ambiguous"). Words after `--` are left alone.
- */
-export function joinOptionValues(argv: readonly string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const word = argv[i];
-    if (word === '--') return out.concat(argv.slice(i));
-    if (word.startsWith('--') && takesValue(word.slice(2)) && i + 1 < argv.length) out.push(`${word}=${argv[++i]}`);
-    else out.push(word);
-  }
-  return out;
-}
+/** The parsed command: run something, restore a snapshot, talk to a control socket, print help or the version. */
+export type Command =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'run'; config: RunConfig }
+  | { kind: 'restore'; config: RestoreConfig }
+  | { kind: 'ctl'; config: CtlConfig };
 
 /** Parse `argv` (without the node and script paths). Throws UsageError on any problem. */
 export function parseCommand(argv: readonly string[]): Command {
+  if (argv[0] === 'ctl') return parseCtl(argv.slice(1));
   let parsed;
   try {
-    parsed = parseArgs({ args: joinOptionValues(argv), options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinOptionValues(argv), options: RUN_OPTIONS, allowPositionals: true, strict: true });
   } catch (e) {
     throw new UsageError(`${(e as Error).message.split('\n')[0]} (see vmmapi --help)`);
   }
@@ -182,7 +71,12 @@ export function parseCommand(argv: readonly string[]): Command {
   if (positionals.length === 0) throw new UsageError('missing command: vmmapi run [options] (see vmmapi --help)');
   if (positionals[0] !== 'run') throw new UsageError(`unknown command '${positionals[0]}' (commands: ${COMMANDS.map((c) => c.name).join(', ')})`);
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`);
+  if (v.restore !== undefined) return { kind: 'restore', config: parseRestore(v) };
+  return { kind: 'run', config: parseRun(v) };
+}
 
+/** The boot options of a fresh run. */
+function parseBoot(v: RunValues): BootSpec {
   const chosen = (['bios', 'kernel', 'multiboot', 'flat'] as const).filter((k) => v[k] !== undefined);
   if (chosen.length === 0) throw new UsageError('nothing to boot: give --bios, --kernel, --multiboot or --flat');
   if (chosen.length > 1) throw new UsageError(`--${chosen[0]} and --${chosen[1]} cannot be combined`);
@@ -195,11 +89,6 @@ export function parseCommand(argv: readonly string[]): Command {
   only('append', ['kernel', 'multiboot']);
   only('module', ['multiboot']);
   only('mode', ['flat']);
-  const nonEmpty = (s: string, opt: string): string => {
-    if (s.trim() === '') throw new UsageError(`--${opt} needs a file name`);
-    return s;
-  };
-
   let boot: BootSpec;
   if (kind === 'bios') boot = { kind, file: nonEmpty(v.bios!, 'bios') };
   else if (kind === 'kernel') boot = { kind, file: nonEmpty(v.kernel!, 'kernel'), initrd: v.initrd === undefined ? undefined : nonEmpty(v.initrd, 'initrd'), append: v.append, decompressOnHost: v['decompress-on-host'] === true };
@@ -218,26 +107,30 @@ export function parseCommand(argv: readonly string[]): Command {
     if (mode !== 'real' && mode !== 'protected' && mode !== 'long') throw new UsageError(`--mode must be real, protected or long, got '${mode}'`);
     boot = { kind, file: spec.slice(0, at), at: addr, mode };
   }
+  return boot;
+}
 
+/** A fresh `vmmapi run` (not --restore). */
+function parseRun(v: RunValues): RunConfig {
+  const boot = parseBoot(v);
+  const devices = parseDeviceOptions(v);
   return {
-    kind: 'run',
-    config: {
-      boot,
-      cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, MAX_CPUS),
-      memory: v.memory === undefined ? 128 * 2 ** 20 : parseMemory(v.memory, '--memory'),
-      clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
-      debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
-      debugExit: v['debug-exit'] === undefined ? undefined : parseDebugExit(v['debug-exit']),
-      timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
-      traceExits: v['trace-exits'] ?? false,
-      emulate: !(v['no-emulate'] ?? false),
-      status: v['no-status'] ? false : v.status ? true : undefined,
-      disks: (v.disk ?? []).map(parseDisk),
-      rng: v.rng ?? false,
-      console: v.console === undefined ? { kind: 'off' } : parseConsole(v.console),
-      nets: (v.net ?? []).map(parseNet),
-      vsock: v.vsock === undefined ? undefined : parseVsock(v.vsock),
-    },
+    boot,
+    cpus: v.cpus === undefined ? 1 : parseCount(v.cpus, '--cpus', 1, MAX_CPUS),
+    memory: v.memory === undefined ? 128 * 2 ** 20 : parseMemory(v.memory, '--memory'),
+    clearCpuid: v['clear-cpuid'] === undefined ? [] : parseCpuidList(v['clear-cpuid']),
+    debugcon: v.debugcon === undefined ? undefined : nonEmpty(v.debugcon, 'debugcon'),
+    debugExit: v['debug-exit'] === undefined ? undefined : parseDebugExit(v['debug-exit']),
+    timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
+    traceExits: v['trace-exits'] ?? false,
+    emulate: !(v['no-emulate'] ?? false),
+    status: v['no-status'] ? false : v.status ? true : undefined,
+    disks: devices.disks ?? [],
+    rng: devices.rng ?? false,
+    console: devices.console ?? { kind: 'off' },
+    nets: devices.nets ?? [],
+    vsock: devices.vsock,
+    apiSocket: parseApiSocket(v),
   };
 }
 

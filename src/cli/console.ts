@@ -72,9 +72,12 @@ export class ByteSink {
     return sink;
   }
 
-  /** A sink writing to (and truncating) `path`, synchronously. Throws a Node error if it cannot be opened. */
-  static file(path: string): ByteSink {
-    const fd = openSync(path, 'w');
+  /**
+   * A sink writing to `path`, synchronously: truncated first, or appended to with
+   * `opts.append` (a restored guest continuing its output). Throws a Node error if it cannot be opened.
+   */
+  static file(path: string, opts: { append?: boolean } = {}): ByteSink {
+    const fd = openSync(path, opts.append ? 'a' : 'w');
     const target: ByteSinkTarget = { write: (c) => (writeSync(fd, c), true), once: () => undefined };
     return new ByteSink(target, () => closeSync(fd), {});
   }

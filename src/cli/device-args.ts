@@ -1,7 +1,8 @@
 /**
  * The virtio device options of `vmmapi run`, in the key=value style of Cloud Hypervisor:
  * `--disk path=FILE[,readonly=on]` (or a bare `--disk FILE`; repeatable), `--rng`,
- * `--console file=PATH|socket=PATH|tty|off`.
+ * `--console file=PATH|socket=PATH|tty|off`, `--net tap=NAME|socket=PATH[,mac=MAC]`
+ * (repeatable), `--vsock cid=N,socket=PATH`.
  */
 import { UsageError } from './errors.js';
 
@@ -116,4 +117,18 @@ export function parseVsock(text: string): VsockSpec {
   const cid = /^\d+$/.test(cidText) ? Number(cidText) : NaN;
   if (!Number.isSafeInteger(cid) || cid < 3 || cid > 2 ** 32 - 2) throw new UsageError(`--vsock cid must be an integer from 3 to ${2 ** 32 - 2}, got '${cidText}'`);
   return { cid, socket };
+}
+
+/** The virtio devices of a run, in PCI slot order: the disks, the nets, vsock, the rng, the console. */
+export interface DeviceSpecs {
+  /** virtio-blk disks, in PCI slot order. */
+  disks: DiskSpec[];
+  /** A virtio-rng device. */
+  rng: boolean;
+  /** The virtio console (hvc0); `off`: none. */
+  console: ConsoleSpec;
+  /** virtio-net devices, in PCI slot order after the disks. */
+  nets: NetSpec[];
+  /** A virtio-vsock device. */
+  vsock?: VsockSpec;
 }

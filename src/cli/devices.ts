@@ -1,10 +1,13 @@
 /**
  * The virtio devices of `vmmapi run` (`--disk`, `--net`, `--vsock`, `--rng`, `--console`):
- * opened, put on the PC's PCI bus, and closed again when the run ends.
+ * opened, put on the PC's PCI bus (or handed to restorePc, for `--restore`), and closed again
+ * when the run ends. Socket paths vmmapi listens on (the console's, vsock's) are taken as the
+ * control socket's are: a live socket there is refused, a stale one replaced.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { rmSync } from 'node:fs';
 import type { Pc } from '../platform/pc.js';
+import type { VirtioDevice } from '../virtio/device.js';
+import { claimSocketPath, SocketPathError } from '../control/socket-path.js';
 import { VirtioBlock } from '../virtio/devices/block.js';
 import { VirtioConsole } from '../virtio/devices/console.js';
 import { VirtioRng } from '../virtio/devices/rng.js';
@@ -13,8 +16,7 @@ import type { NetBackend } from '../net/backend.js';
 import { TapBackend } from '../net/tap.js';
 import { StreamSocketBackend } from '../net/stream.js';
 import { UnixMuxer } from '../vsock/unix-muxer.js';
-import type { NetSpec } from './device-args.js';
-import type { RunConfig } from './args.js';
+import type { ConsoleSpec, DeviceSpecs, NetSpec } from './device-args.js';
 import { ByteSink } from './console.js';
 import { UsageError } from './errors.js';
 
@@ -40,7 +42,16 @@ interface ConsoleEnd {
   close: () => Promise<void>;
 }
 
-async function consoleEnd(spec: RunConfig['console'], stdout: ByteSink, log: (line: string) => void): Promise<ConsoleEnd | undefined> {
+/** Take socket `path` for listening; UsageError if it is in use or not a socket. */
+async function claim(path: string, what: string): Promise<void> {
+  try {
+    await claimSocketPath(path, what);
+  } catch (e) {
+    throw e instanceof SocketPathError ? new UsageError(e.message) : e;
+  }
+}
+
+async function consoleEnd(spec: ConsoleSpec, stdout: ByteSink, log: (line: string) => void, append: boolean): Promise<ConsoleEnd | undefined> {
   const pushAll = (sink: ByteSink) => (bytes: Uint8Array) => {
     for (const b of bytes) sink.push(b);
   };
@@ -52,7 +63,7 @@ async function consoleEnd(spec: RunConfig['console'], stdout: ByteSink, log: (li
     case 'file': {
       let sink: ByteSink;
       try {
-        sink = ByteSink.file(spec.path);
+        sink = ByteSink.file(spec.path, { append });
       } catch (e) {
         throw new UsageError(`cannot write console file '${spec.path}': ${why(e)}`);
       }
@@ -90,11 +101,7 @@ async function socketEnd(path: string, log: (line: string) => void): Promise<Con
       if (client === me) client = undefined;
     });
   });
-  try {
-    rmSync(path, { force: true });
-  } catch {
-    /* not a file we may remove: listen reports it */
-  }
+  await claim(path, 'console socket');
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new UsageError(`cannot listen on console socket '${path}': ${why(e)}`)));
     server.listen(path, () => resolve());
@@ -136,53 +143,99 @@ async function netBackend(n: NetSpec): Promise<NetBackend> {
   }
 }
 
+/** Options of {@link openDevices}. */
+export interface OpenDevicesOptions {
+  /** Append to the console's file instead of truncating it (a restore). */
+  append?: boolean;
+}
+
+/** The opened devices, in PCI slot order, and where the nets and vsock are among them. */
+export interface OpenedDevices {
+  devices: VirtioDevice[];
+  /** Index in `devices` of each `specs.nets` entry. */
+  netIndex: number[];
+  /** Index in `devices` of the vsock device, if any. */
+  vsockIndex?: number;
+  /** Close every backend (files, sockets) again. */
+  close: DetachDevices;
+}
+
+/** Open one disk; UsageError naming the image. */
+async function openDisk(path: string, readonly: boolean): Promise<VirtioBlock> {
+  try {
+    return await VirtioBlock.open({ path, readonly });
+  } catch (e) {
+    throw new UsageError(`cannot open disk image '${path}': ${why(e)}`);
+  }
+}
+
+/** A vsock device on a muxer listening on `socket`; UsageError naming the socket. */
+async function openVsock(cid: number, socket: string): Promise<UnixMuxer> {
+  await claim(socket, 'vsock socket');
+  const mux = new UnixMuxer({ socket, cid });
+  try {
+    await mux.listen();
+  } catch (e) {
+    throw new UsageError(`cannot listen on vsock socket '${socket}': ${why(e)}`);
+  }
+  return mux;
+}
+
 /**
- * Open and attach the devices `cfg` asks for, in PCI slot order: the disks, the network
- * devices, vsock, the rng, the console. UsageError naming the file when a disk or the console's file cannot be opened; on
+ * Open the devices `specs` asks for, in PCI slot order: the disks, the network devices,
+ * vsock, the rng, the console. UsageError naming the file or socket that cannot be opened; on
  * any failure whatever was opened is closed again.
  */
-export async function attachDevices(pc: Pc, cfg: RunConfig, stdout: ByteSink, log: (line: string) => void): Promise<DetachDevices> {
+export async function openDevices(specs: DeviceSpecs, stdout: ByteSink, log: (line: string) => void, opts: OpenDevicesOptions = {}): Promise<OpenedDevices> {
   const closers: (() => Promise<void>)[] = [];
-  const detach: DetachDevices = async () => {
+  const close: DetachDevices = async () => {
     for (const c of closers.splice(0).reverse()) await c().catch(() => {});
   };
+  const devices: VirtioDevice[] = [];
+  const netIndex: number[] = [];
+  let vsockIndex: number | undefined;
   try {
-    for (const d of cfg.disks) {
-      let blk: VirtioBlock;
-      try {
-        blk = await VirtioBlock.open({ path: d.path, readonly: d.readonly });
-      } catch (e) {
-        throw new UsageError(`cannot open disk image '${d.path}': ${why(e)}`);
-      }
+    for (const d of specs.disks) {
+      const blk = await openDisk(d.path, d.readonly);
       closers.push(() => blk.close());
-      pc.addVirtioDevice(blk);
+      devices.push(blk);
     }
-    for (const n of cfg.nets) {
+    for (const n of specs.nets) {
       const backend = await netBackend(n);
       closers.push(async () => backend.close());
-      pc.addVirtioDevice(new VirtioNet(n.mac === undefined ? { backend } : { backend, mac: n.mac }));
+      netIndex.push(devices.push(new VirtioNet(n.mac === undefined ? { backend } : { backend, mac: n.mac })) - 1);
     }
-    if (cfg.vsock) {
-      const mux = new UnixMuxer({ socket: cfg.vsock.socket, cid: cfg.vsock.cid });
-      try {
-        await mux.listen();
-      } catch (e) {
-        throw new UsageError(`cannot listen on vsock socket '${cfg.vsock.socket}': ${why(e)}`);
-      }
+    if (specs.vsock) {
+      const mux = await openVsock(specs.vsock.cid, specs.vsock.socket);
       closers.push(() => mux.close());
-      pc.addVirtioDevice(mux.device);
+      vsockIndex = devices.push(mux.device) - 1;
     }
-    if (cfg.rng) pc.addVirtioDevice(new VirtioRng());
-    const end = await consoleEnd(cfg.console, stdout, log);
+    if (specs.rng) devices.push(new VirtioRng());
+    const end = await consoleEnd(specs.console, stdout, log, opts.append ?? false);
     if (end) {
       closers.push(end.close);
       const c = new VirtioConsole({ output: end.output });
       end.connect?.(c);
-      pc.addVirtioDevice(c);
+      devices.push(c);
     }
-    return detach;
+    return { devices, netIndex, vsockIndex, close };
   } catch (e) {
-    await detach();
+    await close();
     throw e;
   }
+}
+
+/**
+ * Open the devices `specs` asks for ({@link openDevices}) and put them on `pc`'s PCI bus.
+ * Resolves with the function that closes them again.
+ */
+export async function attachDevices(pc: Pc, specs: DeviceSpecs, stdout: ByteSink, log: (line: string) => void): Promise<DetachDevices> {
+  const opened = await openDevices(specs, stdout, log);
+  try {
+    for (const d of opened.devices) pc.addVirtioDevice(d);
+  } catch (e) {
+    await opened.close();
+    throw e;
+  }
+  return opened.close;
 }

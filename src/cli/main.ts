@@ -1,16 +1,18 @@
 #!/usr/bin/env node
 /**
- * The `vmmapi` command (package.json `bin`): `vmmapi run [options]`, `vmmapi help`,
- * `vmmapi version`; see {@link USAGE}. Every failure is one line on stderr prefixed with
- * `vmmapi:`; never a stack trace.
+ * The `vmmapi` command (package.json `bin`): `vmmapi run [options]`, `vmmapi run --restore
+ * DIR`, `vmmapi ctl SOCKET COMMAND`, `vmmapi help`, `vmmapi version`; see {@link USAGE}.
+ * Every failure is one line on stderr prefixed with `vmmapi:`; never a stack trace.
  *
- * Start-up matters here (a trivial guest should be done in well under 100 ms): the parser
- * is all that loads before the command is known; `run` starts the vCPU worker threads first
- * (they boot in parallel), then imports the platform, the runner, the loaders and the native
- * addon.
+ * Start-up matters here (a trivial guest should be done in well under 100 ms, a restore
+ * should answer at once): the parser is all that loads before the command is known; `run`
+ * starts the vCPU worker threads first (they boot in parallel; a restore reads the snapshot's
+ * state file for their number), then imports the platform, the runner, the loaders and the
+ * native addon. `ctl` loads none of that.
  */
 import { packageVersion } from '../package-version.js';
 import { BootImageError } from '../boot/errors.js';
+import { readStateFile, SnapshotError } from '../snapshot/format.js';
 import { parseCommand, USAGE } from './args.js';
 import { ExitCode, UsageError } from './errors.js';
 
@@ -19,11 +21,16 @@ function log(line: string): void {
   process.stderr.write(`vmmapi: ${line.split('\n')[0]}\n`);
 }
 
-/** Exit code for an error that escaped: usage problems 2, everything else 1. */
+/** Exit code for an error that escaped: usage problems and unusable images or snapshots 2, everything else 1. */
 function codeFor(e: unknown): number {
-  return e instanceof UsageError || e instanceof BootImageError ? ExitCode.USAGE : ExitCode.GUEST_FAILURE;
+  return e instanceof UsageError || e instanceof BootImageError || e instanceof SnapshotError ? ExitCode.USAGE : ExitCode.GUEST_FAILURE;
 }
 
+/** The vCPU threads of a run with `cpus` vCPUs start booting (Node, then their modules) while this thread loads the platform. */
+async function prestart(cpus: number): Promise<void> {
+  const { prestartVcpuWorkers } = await import('../runner/worker-pool.js');
+  if (cpus >= 1 && cpus <= 255) prestartVcpuWorkers(cpus);
+}
 
 /** Run the command line `argv`; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -37,9 +44,17 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`vmmapi ${packageVersion()}\n`);
       return ExitCode.OK;
     }
-    // the vCPU threads boot (Node, then their modules) while this thread loads the platform
-    const { prestartVcpuWorkers } = await import('../runner/worker-pool.js');
-    prestartVcpuWorkers(cmd.config.cpus);
+    if (cmd.kind === 'ctl') {
+      const { runCtl } = await import('./ctl.js');
+      return await runCtl(cmd.config, log);
+    }
+    if (cmd.kind === 'restore') {
+      const body = readStateFile(cmd.config.dir); // SnapshotError before anything starts
+      await prestart(body.machine.cpus);
+      const { restoreGuest } = await import('./restore.js');
+      return await restoreGuest(cmd.config, body, log);
+    }
+    await prestart(cmd.config.cpus);
     const { runGuest } = await import('./run.js');
     return await runGuest(cmd.config, log);
   } catch (e) {

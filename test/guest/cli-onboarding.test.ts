@@ -48,13 +48,14 @@ describe('vmmapi --version and --help', () => {
     const r = await run(process.execPath, [CLI, '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(USAGE);
-    expect(COMMANDS.map((c) => c.name)).toEqual(['run', 'help', 'version']);
+    expect(COMMANDS.map((c) => c.name)).toEqual(['run', 'ctl', 'help', 'version']);
     for (const c of COMMANDS) {
       expect(r.stdout).toMatch(new RegExp(`^  ${c.name} +\\S`, 'm'));
-      if (c.name !== 'run') expect(parseCommand([c.name]).kind).toBe(c.name);
+      if (c.name !== 'run' && c.name !== 'ctl') expect(parseCommand([c.name]).kind).toBe(c.name);
     }
     expect(parseCommand(['run', '--flat', 'x.bin@0x1000']).kind).toBe('run');
-    expect(() => parseCommand(['start'])).toThrow(/unknown command 'start' \(commands: run, help, version\)/);
+    expect(parseCommand(['ctl', '/tmp/vm.sock', 'info']).kind).toBe('ctl');
+    expect(() => parseCommand(['start'])).toThrow(/unknown command 'start' \(commands: run, ctl, help, version\)/);
   });
 });
 
