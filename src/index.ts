@@ -44,6 +44,12 @@ export { fixturePath } from './fixtures.js';
 export * from './platform/index.js';
 export { SnapshotError, SNAPSHOT_FORMAT, SNAPSHOT_VERSION, readStateFile } from './snapshot/format.js';
 export { verifyMemoryFile } from './snapshot/memory-file.js';
+export { ControlServer } from './control/server.js';
+export type { ControlHandler, ControlOutcome, ControlServerOptions } from './control/server.js';
+export { ControlClientError, sendControlRequest } from './control/client.js';
+export type { ControlClientOptions } from './control/client.js';
+export { CONTROL_COMMANDS } from './control/protocol.js';
+export type { ControlCommand, ControlReply, ControlRequest } from './control/protocol.js';
 export type { SnapshotBody, SnapshotSegment } from './snapshot/format.js';
 /** PCI models: configuration space, MSI-X, the bus and its config mechanisms, BAR placement (src/pci). */
 export * from './pci/index.js';
