@@ -11,10 +11,6 @@ import { toWorkerFailure } from '../src/runner/errors.js';
 import type { VcpuTask, VcpuTaskResult } from '../src/runner/protocol.js';
 import { VcpuLoop, type WorkerBuses } from './vcpu-loop.js';
 
-// Load the native addon as the thread starts (a prestarted pool's threads start before any
-// run): loading it in the first task put ~5-10 ms on the way from start() to a running vCPU.
-native();
-
 /** Marks a posted MMIO range on the worker's marker bus (never called: the device lives on the main thread). */
 const POSTED_MARKER: Device = { read: () => 0, write: () => {} };
 
