@@ -1,6 +1,7 @@
 /** Shared test helpers: fixtures and small real-mode guests. */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { afterEach } from 'vitest';
 import { Reg, Vm, type VmCreateOptions } from '../src/index.js';
 import { fixturePath } from '../src/fixtures.js';
 
@@ -75,5 +76,20 @@ export function xorshift32(seed: number): () => number {
     s ^= s >>> 17;
     s ^= s << 5;
     return (s >>>= 0);
+  };
+}
+
+/**
+ * A `track(vm)` for a test file: every VM it is given is destroyed after each test (call
+ * once, at the top level of the file).
+ */
+export function trackVms(): (vm: Vm) => Vm {
+  const vms: Vm[] = [];
+  afterEach(() => {
+    for (const vm of vms.splice(0)) vm.destroy();
+  });
+  return (vm) => {
+    vms.push(vm);
+    return vm;
   };
 }

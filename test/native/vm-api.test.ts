@@ -6,17 +6,10 @@ import {
   Capability, EventType, KvmError, PassthroughUnavailableError, Reg, Vm, X2apicState, capabilityNameToType,
   capabilityTypeToName, vmmGetMemFree, vmmGetMemTotal,
 } from '../../src/index.js';
-import { fixture, realModeVm, uniqueName } from '../helpers.js';
+import { fixture, realModeVm, uniqueName, trackVms } from '../helpers.js';
 import { native } from '../../src/kvm/native.js';
 
-const vms: Vm[] = [];
-function track(vm: Vm): Vm {
-  vms.push(vm);
-  return vm;
-}
-afterEach(() => {
-  for (const vm of vms.splice(0)) vm.destroy();
-});
+const track = trackVms();
 
 function expectKvmError(fn: () => unknown, code: string): KvmError {
   try {

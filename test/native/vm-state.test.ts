@@ -16,21 +16,14 @@ import {
 import { native } from '../../src/kvm/native.js';
 import { STATE_SIZEOF, decodeClock, encodeMsrs } from '../../src/kvm/structs.js';
 import { MSR_IA32_TSC, readMsrs } from '../../src/kvm-state.js';
-import { fixture, uniqueName } from '../helpers.js';
+import { fixture, uniqueName, trackVms } from '../helpers.js';
 
 const ROUNDS = 600;
 const SAVE_AFTER = 250;
 const MEM = 0x100000;
 const CODE = 0x1000;
 
-const vms: Vm[] = [];
-function track(vm: Vm): Vm {
-  vms.push(vm);
-  return vm;
-}
-afterEach(() => {
-  for (const vm of vms.splice(0)) vm.destroy();
-});
+const track = trackVms();
 const dir = mkdtempSync(join(tmpdir(), 'vmmapi-state-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
