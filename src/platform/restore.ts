@@ -19,7 +19,7 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeVcpuState, decodeVmState, type KvmVcpuState } from '../kvm-state.js';
+import { StateFormatError, decodeVcpuState, decodeVmState, type KvmVcpuState } from '../kvm-state.js';
 import { MEMORY_FILE, SnapshotError, readStateFile, type SnapshotBody } from '../snapshot/format.js';
 import { verifyMemoryFile } from '../snapshot/memory-file.js';
 import type { VirtioDevice } from '../virtio/device.js';
@@ -171,7 +171,7 @@ function named<T>(part: string, file: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
-    if (e instanceof TypeError || e instanceof RangeError || (e instanceof Error && e.name === 'StateFormatError')) {
+    if (e instanceof TypeError || e instanceof RangeError || e instanceof StateFormatError) {
       throw new SnapshotError(`${file}: ${part}: ${e.message}`);
     }
     throw e;

@@ -1,7 +1,7 @@
 /**
  * Every row of the libvmmapi table against the real /dev/kvm, with its error paths.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Capability, EventType, KvmError, PassthroughUnavailableError, Reg, Vm, X2apicState, capabilityNameToType,
   capabilityTypeToName, vmmGetMemFree, vmmGetMemTotal,

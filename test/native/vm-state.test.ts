@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   KvmError, Reg, StateFormatError, VcpuRunner, Vm, decodeVcpuState, decodeVmState, encodeVcpuState, encodeVmState,
   type EncodedVcpuState, type EncodedVmState, type KvmVcpuState,
