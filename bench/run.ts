@@ -2,8 +2,17 @@
  * `npm run bench`: exits per second for each way vmmapi can service a guest's port I/O,
  * against an in-tree C KVM_RUN loop (bench/baseline.c) measured in the same invocation.
  *
- * The guest is the same everywhere: a real-mode loop of N `in` (or `out`) instructions.
- * On PVM hosts real-mode code is emulated, so absolute numbers are low; compare ratios.
+ * The guest is the same everywhere: a real-mode loop of N `in` (or `out`) instructions, then
+ * one `out` to a "done" port and `cli; hlt`. On PVM hosts real-mode code is emulated, so
+ * absolute numbers are low; compare ratios. A runner row's time runs from the moment every
+ * vCPU is running to the last vCPU's "done" write, as the C loop's runs from its first
+ * KVM_RUN to its last exit: the runner's notice of the final halt (its halt poll, 50 ms by
+ * default) and its teardown are a per-run cost, not a per-exit one.
+ *
+ * Each scenario first runs once unmeasured (BENCH_WARMUP=0 skips that): JavaScript is slow
+ * for the first few thousand exits of a thread, while V8 compiles the exit path, and the
+ * runner keeps its worker threads warm between runs (src/runner/worker-pool.ts). The
+ * "first run" row shows what a fresh thread costs.
  *
  * Every scenario runs on an idle machine and with one core kept busy by another process
  * (the bench starts and stops that loop itself); BENCH_LOAD=idle|busy picks one.
@@ -17,15 +26,18 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Reg, VcpuRunner, Vm, type Device } from '../src/index.js';
+import { Reg, VcpuRunner, Vm, prestartVcpuWorkers, type Device } from '../src/index.js';
 import { packageRoot } from '../src/kvm/native.js';
 import { virtioBlkBench } from './virtio-blk.js';
 
 const N = Number(process.env.BENCH_EXITS ?? 50_000);
 
-/** mov $n,%ecx ; 1: in $0x90,%al | out %al,$0x91 ; dec %ecx ; jnz 1b ; cli ; hlt */
+/** The port of the guest's last write: the runner rows' clock stops there. */
+const DONE_PORT = 0x92;
+
+/** mov $n,%ecx ; 1: in $0x90,%al | out %al,$0x91 ; dec %ecx ; jnz 1b ; out %al,$0x92 ; cli ; hlt */
 function loop(kind: 'in' | 'out', n: number): Uint8Array {
-  const code = Uint8Array.from([0x66, 0xb9, 0, 0, 0, 0, 0xe4, 0x90, 0x66, 0x49, 0x75, 0xfa, 0xfa, 0xf4]);
+  const code = Uint8Array.from([0x66, 0xb9, 0, 0, 0, 0, 0xe4, 0x90, 0x66, 0x49, 0x75, 0xfa, 0xe6, DONE_PORT, 0xfa, 0xf4]);
   new DataView(code.buffer).setUint32(2, n, true);
   if (kind === 'out') code.set([0xe6, 0x91], 6);
   return code;
@@ -89,8 +101,8 @@ async function ioeventfdRun(): Promise<{ exits: number; seconds: number }> {
   return { exits: N, seconds };
 }
 
-async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' | 'worker'): Promise<{ exits: number; seconds: number }> {
-  const vm = guest(kind, vcpus, true, N);
+async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' | 'worker', n = N): Promise<{ exits: number; seconds: number }> {
+  const vm = guest(kind, vcpus, true, n);
   const r = new VcpuRunner(vm);
   const port = kind === 'in' ? 0x90 : 0x91;
   if (how === 'worker') {
@@ -101,17 +113,28 @@ async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' 
     r.pio.register(port, 1, dev, { posted: how === 'posted' });
   }
   // time from the moment every vCPU worker is running (thread start-up is not an exit cost)
+  // to the last vCPU's "done" write (the halt that follows is noticed by a poll)
   let t0 = process.hrtime.bigint();
+  let t1 = 0n;
   let running = 0;
+  let done = 0;
   r.on('vcpu-state', (_v, st) => {
     if (st === 'running' && ++running === vcpus) t0 = process.hrtime.bigint();
   });
+  r.pio.register(DONE_PORT, 1, { read: () => 0, write: () => void (++done === vcpus && (t1 = process.hrtime.bigint())) });
   const dbg = process.env.BENCH_DEBUG ? setInterval(() => console.error('states', r.states, r.debugState()), 1000) : undefined;
   await r.start();
   clearInterval(dbg);
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (done !== vcpus) throw new Error(`${done} of ${vcpus} vCPUs reached the done port`);
+  const seconds = Number(t1 - t0) / 1e9;
   vm.destroy();
-  return { exits: N * vcpus, seconds };
+  return { exits: n * vcpus, seconds };
+}
+
+/** The main-thread IN row on a thread that never ran a vCPU: what a process's first run costs. */
+function firstRun(): Promise<{ exits: number; seconds: number }> {
+  prestartVcpuWorkers(1); // the next runner takes this fresh pool, not a warm one
+  return runner('in', 1, 'main');
 }
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -135,6 +158,8 @@ interface Scenario {
   peer: Peer;
   /** Targets as ratios to the peer: on an idle machine, with one core busy. */
   target?: { idle?: number; busy?: number };
+  /** False: no unmeasured first run (the row measures the cold start itself). */
+  warmup?: boolean;
   run: () => Promise<{ exits: number; seconds: number }> | { exits: number; seconds: number };
 }
 
@@ -146,6 +171,7 @@ const ALL: Scenario[] = [
   { name: 'C hand-off to a thread, spin 50 µs, IN', peer: 'C IN', run: c('in', 'spin') },
   { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
   { name: 'runner: main-thread device answers IN', peer: 'C IN', target: { idle: 0.85, busy: 0.45 }, run: () => runner('in', 1, 'main') },
+  { name: 'runner: main-thread IN, first run of a thread', peer: 'C IN', warmup: false, run: () => firstRun() },
   { name: 'runner: posted OUT (ordered ring)', peer: 'C OUT', target: { idle: 0.9, busy: 0.8 }, run: () => runner('out', 1, 'posted') },
   { name: 'ioeventfd OUT: no exit (writes/s), vm.run', peer: 'C OUT', run: () => ioeventfdRun() },
   { name: 'runner: worker-side device answers IN', peer: 'C IN', target: { idle: 0.95 }, run: () => runner('in', 1, 'worker') },
@@ -179,6 +205,7 @@ async function main(): Promise<void> {
   console.log(`vmmapi bench: ${N} port-I/O exits per vCPU per run, ${ROUNDS} interleaved rounds, medians (real-mode guest loop)`);
   console.log('Ratios are against the C loop measured in the same run under the same load.');
   const rates = new Map(LOADS.map((l) => [l, SCENARIOS.map(() => [] as number[])]));
+  if (process.env.BENCH_WARMUP !== '0') for (const sc of SCENARIOS) if (sc.warmup !== false) await sc.run();
   for (let round = 0; round < ROUNDS; round++) {
     for (const load of LOADS) {
       const stop = load === 'busy' ? busyLoop() : undefined;

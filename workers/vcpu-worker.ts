@@ -34,7 +34,11 @@ async function workerBuses(task: VcpuTask): Promise<WorkerBuses> {
   return { pio, mmio, postedPorts: new Uint8Array(task.postedPorts), postedMmio };
 }
 
-/** The piscina task: run vCPU `task.vcpu` until told to stop. */
+/**
+ * The piscina task: run vCPU `task.vcpu` until told to stop. A thread may run several such
+ * tasks in turn (src/runner/worker-pool.ts keeps pools warm between runners): everything of
+ * a run lives in its task's objects, and a thread pinned to a CPU is not reused.
+ */
 export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
   const n = native();
   let vcpu;
@@ -42,9 +46,9 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
     vcpu = new n.VcpuFd(task.fd);
     if (task.pin >= 0) n.setThreadAffinity(task.pin);
     const loop = new VcpuLoop(task, vcpu, await workerBuses(task));
-    return { vcpu: task.vcpu, reason: loop.run() };
+    return { vcpu: task.vcpu, reason: loop.run(), reusable: task.pin < 0 };
   } catch (e) {
-    return { vcpu: task.vcpu, reason: 'failed', failure: toWorkerFailure(e) };
+    return { vcpu: task.vcpu, reason: 'failed', failure: toWorkerFailure(e), reusable: false };
   } finally {
     vcpu?.close();
   }

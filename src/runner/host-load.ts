@@ -24,6 +24,14 @@ const WORKER_SPIN_SHORT_US = 10;
 
 /** How often (ms) the host's load is sampled. */
 const SAMPLE_MS = 100;
+/**
+ * When sampling starts (the first runner of a quiet spell), the first sample comes after this
+ * many ms and replaces the estimate outright: an estimate from an earlier run is stale (the
+ * bench, say, alternates an idle and a busy host), and deciding on it for the first
+ * {@link SAMPLE_MS}s of a run — spinning on a busy host, or sleeping on an idle one — costs
+ * more than the first sample's coarseness (/proc/stat counts 10 ms ticks).
+ */
+const FIRST_SAMPLE_MS = 20;
 /** Weight of the newest sample in the moving average. */
 const ALPHA = 0.5;
 /** Linux reports /proc/stat in USER_HZ ticks: 100 per second on x86. */
@@ -74,6 +82,8 @@ export class HostLoad {
   /** vCPUs of the runners that hold this sampler. */
   #vcpus = 0;
   #last: { busy: number; own: number; wall: number } | undefined;
+  /** The next sample is the first of a new spell: it replaces the estimate. */
+  #fresh = false;
   /** CPUs kept busy by other processes (moving average). */
   others = 0;
 
@@ -89,7 +99,12 @@ export class HostLoad {
     if (this.#users++ > 0) return;
     this.#last = undefined;
     this.sample();
-    this.#timer = setInterval(() => this.sample(), SAMPLE_MS);
+    this.#fresh = true;
+    this.#timer = setTimeout(() => {
+      this.sample();
+      this.#timer = setInterval(() => this.sample(), SAMPLE_MS);
+      this.#timer.unref();
+    }, FIRST_SAMPLE_MS);
     this.#timer.unref();
   }
 
@@ -99,7 +114,7 @@ export class HostLoad {
     this.#publish();
     if (--this.#users > 0) return;
     this.#users = 0;
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer);
     this.#timer = undefined;
   }
 
@@ -113,7 +128,8 @@ export class HostLoad {
     this.#last = now;
     if (!last || now.wall - last.wall < 1) return;
     const others = Math.max(0, now.busy - last.busy - (now.own - last.own)) / (now.wall - last.wall);
-    this.others = ALPHA * others + (1 - ALPHA) * this.others;
+    this.others = this.#fresh ? others : ALPHA * others + (1 - ALPHA) * this.others;
+    this.#fresh = false;
     this.#publish();
   }
 

@@ -24,7 +24,7 @@ import { RunnerError, fromWorkerFailure } from './errors.js';
 import { errnoError } from '../errors.js';
 import { installExitHook, type Kickable } from './exit-hook.js';
 import { RunnerBus } from './runner-bus.js';
-import { takeVcpuPool, vcpuWorkerPath, type VcpuPool } from './worker-pool.js';
+import { releaseVcpuPool, takeVcpuPool, vcpuWorkerPath, type VcpuPool } from './worker-pool.js';
 import { hostLoad } from './host-load.js';
 import { VcpuServer, serveAll, type ServerHooks, type VcpuSlot } from './vcpu-server.js';
 import { callListeners, type ExitAction, type ExitContext } from './exit-handler.js';
@@ -93,6 +93,8 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   #repairSeed: Uint8Array | undefined;
   #slots: VcpuSlot[] = [];
   #pool: VcpuPool | undefined;
+  /** The pool's threads can run the next runner's tasks (none was terminated, failed or pinned). */
+  #poolReusable = true;
   #started = false;
   #stopping = false;
   #error: Error | undefined;
@@ -272,9 +274,13 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       pool
         .run(tasks[i])
         .then((r) => {
+          if (!r.reusable) this.#poolReusable = false;
           if (r.failure) this.#fail(fromWorkerFailure(r.failure, s.index));
         })
-        .catch((e: unknown) => this.#fail(toError(e)))
+        .catch((e: unknown) => {
+          this.#poolReusable = false;
+          this.#fail(toError(e));
+        })
         .finally(() => {
           s.taskDone = true;
           ringBell(this.#bell);
@@ -298,7 +304,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       try {
         this.#syncCounters();
       } finally {
-        await pool.destroy();
+        await releaseVcpuPool(pool, vm.vcpuCount, this.#poolReusable);
       }
     }
     if (this.#error) throw this.#error;
@@ -338,6 +344,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     if (stuck.length === 0 || !this.#pool) return;
     const which = stuck.map((s) => s.index).join(', ');
     this.#fail(new RunnerError(`vCPU ${which}: the worker did not stop within ${this.#opts.stopGraceMs} ms of stop() (a worker-side device that never returns?); it was terminated`));
+    this.#poolReusable = false;
     try {
       await this.#pool.destroy();
     } catch {

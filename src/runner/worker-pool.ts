@@ -1,11 +1,18 @@
 /**
- * The vCPU worker threads: where their script is, how their pool is configured, and pools
- * started ahead of a run.
+ * The vCPU worker threads: where their script is, how their pool is configured, pools
+ * started ahead of a run, and warm pools kept between runs.
  *
  * A worker thread takes tens of milliseconds to boot Node and load its modules. A program that
  * knows early how many vCPUs it will run (the CLI, right after parsing its arguments) can call
  * {@link prestartVcpuWorkers}, so that the threads boot while it loads the rest of itself, the
  * guest image and the VM; the next runner with that many vCPUs then takes the booted pool.
+ *
+ * A fresh thread is also slow for its first few thousand exits: V8 compiles the hot exit path
+ * on background threads, which take CPU from the vCPU and the main thread (on the 2-core
+ * project machine, ~130 ms of background CPU and 20–40 µs per exit over the first ~3000
+ * exits, against ~10.5 µs after). So a runner that ends cleanly hands its pool back
+ * ({@link releaseVcpuPool}), and the next runner with as many vCPUs takes those warm threads.
+ * Idle pools are destroyed after {@link WARM_IDLE_MS}; they never keep the process alive.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +25,19 @@ import type { VcpuTask, VcpuTaskResult } from './protocol.js';
 export type VcpuPool = Piscina<VcpuTask, VcpuTaskResult>;
 
 let prestarted: { count: number; pool: VcpuPool } | undefined;
+
+/** How long (ms) a pool handed back by a finished runner stays warm for the next one. */
+export const WARM_IDLE_MS = 10_000;
+/** At most this many idle threads are kept warm, in all pools together. */
+const WARM_MAX_THREADS = 16;
+
+interface WarmPool {
+  readonly count: number;
+  readonly pool: VcpuPool;
+  readonly timer: NodeJS.Timeout;
+}
+/** Idle pools of finished runners, oldest first. */
+const warm: WarmPool[] = [];
 
 /** The compiled vCPU worker script; a RunnerError when it is not built. */
 export function vcpuWorkerPath(): string {
@@ -60,5 +80,37 @@ export function takeVcpuPool(count: number): VcpuPool {
   prestarted = undefined;
   if (p?.count === count) return p.pool;
   if (p) void p.pool.destroy();
+  for (let i = warm.length - 1; i >= 0; i--) {
+    if (warm[i].count !== count) continue;
+    const [w] = warm.splice(i, 1);
+    clearTimeout(w.timer);
+    return w.pool;
+  }
   return newPool(count);
+}
+
+/**
+ * A runner is done with `pool` (`count` threads, every task settled). If `reusable` — no
+ * thread was terminated, failed or pinned to a CPU — it is kept warm for the next runner with
+ * as many vCPUs, for {@link WARM_IDLE_MS}; otherwise, or when {@link WARM_MAX_THREADS} would
+ * be exceeded (the oldest go first), pools are destroyed. Resolves once destroyed pools are.
+ */
+export async function releaseVcpuPool(pool: VcpuPool, count: number, reusable: boolean): Promise<void> {
+  if (!reusable || count > WARM_MAX_THREADS) return pool.destroy();
+  const gone: Promise<void>[] = [];
+  let threads = count;
+  for (const w of warm) threads += w.count;
+  while (threads > WARM_MAX_THREADS) {
+    const w = warm.shift()!;
+    clearTimeout(w.timer);
+    threads -= w.count;
+    gone.push(w.pool.destroy());
+  }
+  const timer = setTimeout(() => {
+    const i = warm.findIndex((w) => w.pool === pool);
+    if (i >= 0) void warm.splice(i, 1)[0].pool.destroy();
+  }, WARM_IDLE_MS);
+  timer.unref();
+  warm.push({ count, pool, timer });
+  await Promise.all(gone);
 }

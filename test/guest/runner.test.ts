@@ -294,6 +294,27 @@ describe('prestartVcpuWorkers', () => {
   });
 });
 
+describe('warm vCPU threads', () => {
+  /** The worker thread id's low byte, as a vCPU of a fresh VM saw it (pinned to host CPU `pin`, if given). */
+  async function threadSeen(pin?: number): Promise<number> {
+    const vm = codeVm([0xe4, 0x90, 0xe6, 0x91, ...CLI_HLT]); // in $0x90,%al ; out %al,$0x91 ; cli ; hlt
+    if (pin !== undefined) vm.setPinning(0, pin);
+    const runner = new VcpuRunner(vm);
+    runner.pio.register(0x90, 1, { worker: { module: new URL('./worker-device.mjs', import.meta.url).href, export: 'ThreadIdDevice' } });
+    const out = sink();
+    runner.pio.register(0x91, 1, out);
+    expect(await runner.start()).toEqual({ reason: 'halted', vcpus: ['halted'] });
+    return out.writes[0];
+  }
+
+  it('the next runner with as many vCPUs runs on the threads a finished runner handed back; a pinned thread is not reused', async () => {
+    const first = await threadSeen();
+    expect(await threadSeen()).toBe(first);
+    expect(await threadSeen(0)).toBe(first); // still warm: this run pins it, so it is not handed back
+    expect(await threadSeen()).not.toBe(first);
+  });
+});
+
 describe('VcpuRunner.addHostWorkProbe', () => {
   it('a TypeError for a non-function; a run with host work pending (event-loop waits only) still completes, and the probe is removable', async () => {
     const vm = codeVm([0xb0, 0x07, 0xe6, 0x80, 0xe6, 0x80, ...CLI_HLT]); // two OUTs, cli ; hlt

@@ -1,4 +1,5 @@
 import { native } from '../../dist/src/kvm/native.js';
+import { threadId } from 'node:worker_threads';
 
 // A device loaded inside vCPU workers by the runner tests: answers every read with a constant.
 export class ConstantDevice {
@@ -43,6 +44,14 @@ export class FailingSyscallDevice {
   read() {
     new (native().FileFd)('/nonexistent/vmmapi-test-device');
     return 0;
+  }
+  write() {}
+}
+
+// Reads answer the low byte of the worker thread's id: shows which thread ran the vCPU.
+export class ThreadIdDevice {
+  read() {
+    return threadId & 0xff;
   }
   write() {}
 }

@@ -71,4 +71,15 @@ describe('HostLoad', () => {
     expect(h.flag[SPARE.WORKER_SPIN_US]).toBe(one);
     h.release(1);
   });
+
+  it('replaces a stale estimate with the first sample of a new spell', async () => {
+    const h = new HostLoad();
+    h.others = 100; // left over from an earlier, busier run
+    h.acquire(1);
+    expect(h.flag[SPARE.MAIN]).toBe(0); // the stale estimate decides until the first sample
+    await new Promise((r) => setTimeout(r, 80));
+    h.release(1);
+    // a smoothed update would keep at least half of the stale 100
+    expect(h.others).toBeLessThan(2 * availableParallelism() + 1);
+  });
 });
