@@ -91,8 +91,9 @@ async function ioeventfdRun(): Promise<{ exits: number; seconds: number }> {
   let writes = 0;
   const reg = vm.addIoEventFd({ space: 'pio', addr: 0x91, length: 1 }, (n) => void (writes += n));
   const t0 = process.hrtime.bigint();
-  const e = vm.run(0);
+  let e = vm.run(0); // the first exit is the "done" write
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (e.kind === 'inout' && e.port === DONE_PORT) e = vm.run(0);
   if (e.kind !== 'hlt') throw new Error(`unexpected exit ${e.kind}`);
   await new Promise((r) => setTimeout(r, 10)); // the event loop hears the eventfd
   reg.close();
