@@ -167,6 +167,6 @@ export interface VcpuTaskResult {
   reason: 'stopped' | 'replied-stop' | 'failed';
   /** Set when reason is 'failed'. */
   failure?: WorkerFailure;
-  /** False when the thread must not run another task (it was pinned to a CPU). */
+  /** False when the thread must not run another task: it was pinned to a CPU, or its task failed. */
   reusable: boolean;
 }
