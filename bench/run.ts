@@ -102,8 +102,8 @@ async function ioeventfdRun(): Promise<{ exits: number; seconds: number }> {
   return { exits: N, seconds };
 }
 
-async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' | 'worker', n = N): Promise<{ exits: number; seconds: number }> {
-  const vm = guest(kind, vcpus, true, n);
+async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' | 'worker'): Promise<{ exits: number; seconds: number }> {
+  const vm = guest(kind, vcpus, true, N);
   const r = new VcpuRunner(vm);
   const port = kind === 'in' ? 0x90 : 0x91;
   if (how === 'worker') {
@@ -129,7 +129,7 @@ async function runner(kind: 'in' | 'out', vcpus: number, how: 'main' | 'posted' 
   if (done !== vcpus) throw new Error(`${done} of ${vcpus} vCPUs reached the done port`);
   const seconds = Number(t1 - t0) / 1e9;
   vm.destroy();
-  return { exits: n * vcpus, seconds };
+  return { exits: N * vcpus, seconds };
 }
 
 /** The main-thread IN row on a thread that never ran a vCPU: what a process's first run costs. */
