@@ -21,6 +21,9 @@
  * Then the virtio-blk rows (bench/virtio-blk.ts): a guest's 4 KiB reads, sequential and
  * random, at queue depth 1 and 8 and on each notification path, as IOPS and MB/s next to the
  * host's own pread of the same blocks (BENCH_VIRTIO_READS sets the reads per run).
+ *
+ * Then the CPL0 compute rows (bench/engine.ts): a ring-0 sieve under KVM's emulator, under
+ * vmmapi's engine and under QEMU-TCG when it is installed.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -28,6 +31,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Reg, VcpuRunner, Vm, prestartVcpuWorkers, type Device } from '../src/index.js';
 import { packageRoot } from '../src/kvm/native.js';
+import { engineBench } from './engine.js';
 import { virtioBlkBench } from './virtio-blk.js';
 
 const N = Number(process.env.BENCH_EXITS ?? 50_000);
@@ -223,6 +227,7 @@ async function main(): Promise<void> {
   for (const load of LOADS) report(load, rates.get(load)!);
   console.log('\nMedians of interleaved runs on a shared machine; the spread column shows min–max ratios.');
   await virtioBlkBench(ROUNDS, only);
+  engineBench(only);
   if (!only || only.test('start-up')) startupRows();
 }
 

@@ -84,6 +84,12 @@ describe('vmmapi run', () => {
     expect(o.stdout).toContain('cpus=0x00000001 ram=0x00000080');
   });
 
+  it('--multiboot cpl0-sieve: a ring-0 long-mode computation reports its prime count', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('cpl0-sieve.elf'), '--append', 'passes=1']);
+    expect(o.code).toBe(1); // debug-exit value 0
+    expect(o.stdout).toBe('cpl0-sieve: primes 0x00002fdb passes 0x00000001\n'); // 12251 primes below 2^17
+  });
+
   it('--timeout 1 on a spinning guest: exit 124 and a one-line note', async () => {
     const o = await vmmapi(['run', '--flat', `${fixturePath('spin.bin')}@0x1000`, '--timeout', '1']);
     expect(o.code).toBe(124);
