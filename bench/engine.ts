@@ -12,6 +12,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { Vm } from '../src/index.js';
+import { readEngineState, writeEngineState } from '../src/engine/kvm-state.js';
 import { packageRoot } from '../src/kvm/native.js';
 
 /** The sieve's prime count (numbers below 2^17) as the guest prints it. */
@@ -83,9 +85,26 @@ function timeRun(argv: string[], passes: number): number {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** µs for one move of a vCPU's state out of KVM and back (readEngineState + writeEngineState). */
+function switchMicros(): number {
+  const vm = Vm.create('bench-engine-switch', { irqchip: false });
+  try {
+    vm.setupMemory(0, 0x10000);
+    const fd = vm.vcpuFd(0);
+    for (let i = 0; i < 100; i++) writeEngineState(fd, readEngineState(fd));
+    const n = 2000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) writeEngineState(fd, readEngineState(fd));
+    return Number(process.hrtime.bigint() - t0) / 1e3 / n;
+  } finally {
+    vm.destroy();
+  }
+}
+
 /** Print the CPL0 compute rows (see the module documentation). */
 export function engineBench(only: RegExp | undefined): void {
   if (only && !only.test('cpl0')) return;
+  console.log(`\nMoving a vCPU between KVM and the engine (3 ioctls each way: regs, sregs, MSRs): ${switchMicros().toFixed(1)} µs a round trip`);
   const rounds = Number(process.env.BENCH_ENGINE_ROUNDS ?? 3);
   const rs = runners();
   const perPass = rs.map(() => [] as number[]);
@@ -99,7 +118,7 @@ export function engineBench(only: RegExp | undefined): void {
       perPass[i].push((b - a) / (r.passes[1] - r.passes[0]));
     });
   }
-  console.log(`\nCPL0 compute: guests/out/cpl0-sieve.elf, a ring-0 long-mode sieve (~0.8 M instructions a pass); the cost of a pass,`);
+  console.log(`\nCPL0 compute: guests/out/cpl0-sieve.elf, a ring-0 long-mode sieve (744k instructions a pass); the cost of a pass,`);
   console.log(`from whole-process runs at two pass counts (start-up cancels out), medians of ${rounds} interleaved rounds:`);
   const w = Math.max(...rs.map((r) => r.name.length));
   const rate = perPass.map((xs) => (xs.length ? 1 / median(xs) : undefined));

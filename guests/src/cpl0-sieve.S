@@ -7,7 +7,7 @@
 # Entered in 32-bit protected mode (paging off), it identity-maps the first GiB with 2 MiB
 # pages, enables long mode and runs, PASSES times, a sieve of Eratosthenes over the odd
 # numbers below 2^17 in a 64 KiB byte table (clear with 64-bit stores, mark composites,
-# count primes): about 0.8 million instructions a pass, integer arithmetic and byte/qword
+# count primes): 743,769 instructions a pass, integer arithmetic and byte/qword
 # memory traffic. PASSES is the decimal number after the first '=' of the Multiboot
 # command line, `passes=N` (default 1; 0: set-up only). It then prints "cpl0-sieve: primes 0x........ passes
 # 0x........" on COM1, writes the prime count of the last pass (12251 for 2^17, 0 if no
