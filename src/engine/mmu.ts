@@ -449,7 +449,6 @@ export class SoftMmu implements EngineMmu {
    * updates of the architecture, fill the TLB, and return the guest-physical address.
    */
   #translate(la: bigint, kind: number): number {
-    if (this.#phys.refresh()) this.flushAll();
     const rec = this.#rec;
     let gpa = 0;
     for (let attempt = 0; ; attempt++) {
@@ -511,6 +510,7 @@ export class SoftMmu implements EngineMmu {
    * table if either holds it, else by a walk.
    */
   #gpaOf(la: bigint, kind: number): number {
+    if (this.#phys.refresh()) this.flushAll();
     const tag = this.#tagOf(la);
     const i = (tag >>> 12) & this.mask;
     const o = Number(la & 0xfffn);
