@@ -91,9 +91,10 @@ export class EngineAdapter {
     this.#engine.load({ regs: initialRegs(test), sregs: initialSregs(0), msrs: { ...ZERO_MSRS } });
     for (let step = 0; step < this.#maxSteps; step++) {
       // one instruction at a time, so the sequence's own port I/O ends the run where it happened
+      const before = this.#engine.save().regs.rip;
       const stop = this.#engine.run(1);
       const rip = this.#engine.save().regs.rip;
-      if (stop.kind === 'budget' && this.#io.length > 0 && handlerVector(rip) === undefined) return this.#ioResult();
+      if (stop.kind === 'budget' && this.#io.length > 0 && handlerVector(rip) === undefined) return this.#ioResult(before);
       if (stop.kind !== 'budget') return this.#stopResult(test, stop);
     }
     const s = this.#engine.save();
@@ -105,10 +106,10 @@ export class EngineAdapter {
     return tests.map((t) => this.run(t));
   }
 
-  /** The result of the sequence's own port I/O (natively a #GP(0) at CPL 3). */
-  #ioResult(): SequenceResult {
+  /** The result of the sequence's own port I/O (natively a #GP(0) at CPL 3): the state after it, RIP at it. */
+  #ioResult(at: bigint): SequenceResult {
     const s = this.#engine.save();
-    return { ...plainResult(this.#mem, 'io', s.regs, s.regs.rip), io: this.#io[0] };
+    return { ...plainResult(this.#mem, 'io', s.regs, at), io: this.#io[0] };
   }
 
   /** Read a non-budget stop: a handler's HLT, the terminator, the sequence's own HLT, or trouble. */
