@@ -809,7 +809,7 @@ export class Cpl0Engine {
       case 0x9c: return sys.pushf(this, d);
       case 0x9d: return sys.popf(this, d);
       case 0x9e: this.setFlags((this.flags() & ~0xd5) | (Number(this.getR(1, 16)) & 0xd5)); return true;
-      case 0x9f: this.setR(1, 16, BigInt(this.flags() & 0xd5)); return true;
+      case 0x9f: this.setR(1, 16, BigInt((this.flags() & 0xd5) | 2)); return true;
       case 0xa0: case 0xa1: { let a = d.imm; if (d.seg >= 0) a = BigInt.asUintN(64, a + (d.seg === 3 ? this.sregs.fs.base : this.sregs.gs.base)); this.setR(size, 0, this.rd(a, size)); return true; }
       case 0xa2: case 0xa3: { let a = d.imm; if (d.seg >= 0) a = BigInt.asUintN(64, a + (d.seg === 3 ? this.sregs.fs.base : this.sregs.gs.base)); this.wr(a, size, this.getR(size, 0)); return true; }
       case 0xa4: case 0xa5: case 0xa6: case 0xa7: case 0xaa: case 0xab: case 0xac: case 0xad: case 0xae: case 0xaf:
