@@ -925,6 +925,7 @@ export class Cpl0Engine {
       return true;
     }
     switch (op) {
+      case 0xff: throw new GuestException(6);
       case 0x0d: case 0x18: case 0x19: case 0x1a: case 0x1b: case 0x1c: case 0x1d: case 0x1e: case 0x1f:
         return true; // hint NOPs / prefetch
       case 0xa3: this.bitOp(d, 0, size, this.readReg(d, size), false); return true;

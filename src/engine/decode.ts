@@ -11,6 +11,9 @@ import { GuestException } from './types.js';
 /** Opcode-map offsets for {@link Insn.op}: one-byte opcodes are 0x000-0x0ff, 0F xx are 0x100-0x1ff. */
 export const MAP_0F = 0x100;
 
+/** The op every invalid encoding decodes to (0F FF, UD0): executing it raises #UD. */
+export const UD_OP = 0x1ff;
+
 /** One decoded instruction (fixed shape: every field is always present). */
 export class Insn {
   /** The opcode: `b` for the one-byte map, `0x100 | b` for 0F b. */
@@ -199,6 +202,7 @@ function isLegacyPrefix(b: number): boolean {
 }
 
 function finish(d: Insn, len: number): Insn {
+  if (d.ud) d.op = UD_OP;
   d.len = len;
   d.lenB = BigInt(len);
   d.ends = endsBlock(d);
