@@ -19,7 +19,7 @@ class FlatMmu implements EngineMmu {
   flushAll(): void {}
   private at(la: bigint, n: number): number {
     const a = Number(la);
-    if (la >= BigInt(this.mem.length - n + 1)) throw new GuestException(14, 0, la);
+    if (a > this.mem.length - n) throw new GuestException(14, 0, la);
     return a;
   }
   private w(la: bigint, n: number): number {

@@ -315,6 +315,18 @@ export class Cpl0Engine {
     return this.fval;
   }
 
+  /** @internal CF alone (0 or 1), without materialising the other flags where the record allows. */
+  cf(): number {
+    switch (this.fop) {
+      case FOP.NONE: return this.fval & 1;
+      case FOP.ADD: return this.fres < this.fdst ? 1 : 0;
+      case FOP.SUB: return this.fdst < this.fsrc ? 1 : 0;
+      case FOP.LOGIC: return 0;
+      case FOP.INC: case FOP.DEC: return this.faux & 1;
+    }
+    return this.flags() & 1;
+  }
+
   /** @internal Set the status flags directly. */
   setFlags(f: number): void {
     this.fop = FOP.NONE;
@@ -354,7 +366,7 @@ export class Cpl0Engine {
         case 6: return a <= b;
         case 7: return a > b;
       }
-    } else if (this.fop === FOP.LOGIC) {
+    } else if (this.fop !== FOP.NONE) {
       if (cc === 4) return this.fres === 0n;
       if (cc === 5) return this.fres !== 0n;
     }
@@ -474,14 +486,14 @@ export class Cpl0Engine {
       case 0: res = (dst + src) & m; this.lazy(FOP.ADD, size, res, src, dst); return res;
       case 1: res = dst | src; this.lazy(FOP.LOGIC, size, res, src, dst); return res;
       case 2: {
-        const c = this.flags() & 1;
+        const c = this.cf();
         res = (dst + src + BigInt(c)) & m;
         this.lazy(FOP.ADC, size, res, src, dst);
         this.faux = c;
         return res;
       }
       case 3: {
-        const c = this.flags() & 1;
+        const c = this.cf();
         res = (dst - src - BigInt(c)) & m;
         this.lazy(FOP.SBB, size, res, src, dst);
         this.faux = c;
@@ -523,12 +535,24 @@ export class Cpl0Engine {
 
   private incDec(d: Insn, size: number, dec: boolean): void {
     const m = MASK[size];
-    const f = (o: bigint): bigint => (dec ? o - 1n : o + 1n) & m;
     let old: bigint;
-    if (d.mem) old = this.rmw(d, this.ea(d), size, f);
-    else { old = this.getR(size, size === 1 ? d.rmB : d.rm); this.setR(size, size === 1 ? d.rmB : d.rm, f(old)); }
-    const cf = this.flags() & F.CF;
-    this.lazy(dec ? FOP.DEC : FOP.INC, size, f(old), 1n, old);
+    let res: bigint;
+    if (!d.mem) {
+      const r = size === 1 ? d.rmB : d.rm;
+      old = this.getR(size, r);
+      res = (dec ? old - 1n : old + 1n) & m;
+      this.setR(size, r, res);
+    } else if (d.lock) {
+      old = this.rmw(d, this.ea(d), size, (o) => (dec ? o - 1n : o + 1n) & m);
+      res = (dec ? old - 1n : old + 1n) & m;
+    } else {
+      const a = this.ea(d);
+      old = this.rd(a, size);
+      res = (dec ? old - 1n : old + 1n) & m;
+      this.wr(a, size, res);
+    }
+    const cf = this.cf();
+    this.lazy(dec ? FOP.DEC : FOP.INC, size, res, 1n, old);
     this.faux = cf;
   }
 
