@@ -27,6 +27,9 @@ const BLOCK_MAX = 64;
 interface Block {
   insns: Insn[];
   gpaPage: number;
+  /** The linear address the block was decoded at, and each instruction's next RIP there. */
+  rip0: bigint;
+  next: bigint[];
 }
 
 /** Options of {@link Cpl0Engine}. */
@@ -178,8 +181,11 @@ export class Cpl0Engine {
     }
     while (this.retiredCount + events < limit) {
       let insns: Insn[];
+      let next: bigint[] | null;
       try {
-        insns = this.lookup().insns;
+        const b = this.lookup();
+        insns = b.insns;
+        next = b.rip0 === this.rip ? b.next : null;
       } catch (e) {
         if (!(e instanceof GuestException)) return this.hostError(e);
         events++;
@@ -194,7 +200,7 @@ export class Cpl0Engine {
         for (let k = 0; k < n; k++) {
           if (this.retiredCount + events >= limit) break;
           d = insns[k];
-          this.nextRip = this.rip + d.lenB;
+          this.nextRip = next !== null ? next[k] : this.rip + d.lenB;
           if (!this.exec(d)) return this.unsupported(d);
           this.rip = BigInt.asUintN(64, this.nextRip);
           this.retiredCount++;
@@ -268,7 +274,10 @@ export class Cpl0Engine {
       if (d.ends || crosses) break;
     }
     const gpaPage = Math.floor(gpa / PAGE);
-    const block: Block = { insns, gpaPage };
+    const next: bigint[] = [];
+    let at = rip;
+    for (const d of insns) { at = BigInt.asUintN(64, at + d.lenB); next.push(at); }
+    const block: Block = { insns, gpaPage, rip0: rip, next };
     if (!crosses) {
       this.blocks.set(gpa, block);
       let list = this.pageBlocks.get(gpaPage);
