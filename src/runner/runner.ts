@@ -64,6 +64,14 @@ function milliseconds(v: unknown, name: string, dflt: number, allowZero: boolean
   return v;
 }
 
+/** The engine when the options name none: `VMMAPI_ENGINE` (kvm or cpl0; `npm run test:engine` sets it), else KVM. */
+function defaultEngine(): EngineChoice {
+  const env = process.env.VMMAPI_ENGINE;
+  if (env === undefined || env === '' || env === 'kvm') return 'kvm';
+  if (env === 'cpl0') return 'cpl0';
+  throw new RangeError(`VMMAPI_ENGINE must be kvm or cpl0, got '${env}'`);
+}
+
 function settings(opts: VcpuRunnerOptions): RunnerSettings {
   if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
   const haltPollMs = milliseconds(opts.haltPollMs, 'opts.haltPollMs', 50, true);
@@ -73,7 +81,7 @@ function settings(opts: VcpuRunnerOptions): RunnerSettings {
   const repair = opts.syscallRepair ?? 'auto';
   if (repair !== 'auto' && typeof repair !== 'boolean') throw new TypeError("opts.syscallRepair must be a boolean or 'auto'");
   if (repair === true && !emulate) throw new RangeError('opts.syscallRepair needs opts.emulate (the repair runs in the instruction fallback)');
-  const engine = opts.engine ?? 'kvm';
+  const engine = opts.engine ?? defaultEngine();
   if (engine !== 'kvm' && engine !== 'cpl0') throw new RangeError(`opts.engine must be 'kvm' or 'cpl0', got ${String(engine)}`);
   return { haltPollMs, emulate, stopGraceMs, syscallRepair: emulate && (repair === 'auto' ? hostIsPvm() : repair), engine };
 }

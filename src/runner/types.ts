@@ -73,7 +73,9 @@ export interface VcpuRunnerOptions {
    * Who runs ring-0 code: `'kvm'` (default), or `'cpl0'`: while a vCPU is in 64-bit long
    * mode at CPL 0 its worker runs it in vmmapi's own engine (src/engine/, issue 15) over the
    * shared guest memory, and KVM runs it at CPL 3 and in other modes. Experimental: off by
-   * default until it is proven on Linux (see the README's "The CPL0 engine").
+   * default until it is proven on Linux (see the README's "The CPL0 engine"). The default
+   * comes from the environment variable `VMMAPI_ENGINE` when set (`npm run test:engine` runs
+   * the guest tests with `cpl0`).
    */
   engine?: EngineChoice;
 }
