@@ -16,6 +16,7 @@ import type { SyscallRepair } from '../src/emulate/syscall-repair.js';
 import { ACCESS_SPACE, BELL, CB, CONTROL, MAIN_WAIT, REPLY, REQUEST, RING_BATCH, RING_LAYOUT, STATUS, type VcpuTask } from '../src/runner/protocol.js';
 import { MailboxClient, wakeMain } from '../src/runner/mailbox.js';
 import { RING_SPACE, WriteRing } from '../src/runner/write-ring.js';
+import { EngineTurns, KVM_STINT_MS } from './engine-turn.js';
 
 /** The buses a worker serves itself: its worker-side devices, and the posted ranges. */
 export interface WorkerBuses {
@@ -51,6 +52,8 @@ export class VcpuLoop {
   readonly #fallback: InstructionFallback | undefined;
   readonly #repair: RepairRation | undefined;
   readonly #emuCounts: Int32Array;
+  /** The CPL0 engine's turns (`engine: 'cpl0'`), or undefined. */
+  readonly #engine: EngineTurns | undefined;
 
   constructor(task: VcpuTask, vcpu: NativeVcpuFd, buses: WorkerBuses) {
     this.#vcpu = vcpu;
@@ -65,6 +68,12 @@ export class VcpuLoop {
     this.#fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory), task.syscallRepair) : undefined;
     this.#repair = this.#fallback?.repair ? new RepairRation(this.#fallback, this.#fallback.repair) : undefined;
     this.#emuCounts = new Int32Array(task.emulationCounts);
+    if (task.engine === 'cpl0') {
+      this.#engine = new EngineTurns(vcpu, sharedMemory(task.memory), {
+        serve: (space, a) => this.#serve(space, a),
+        interrupted: () => Atomics.load(this.#ctl, CB.CONTROL) !== CONTROL.RUN,
+      });
+    }
   }
 
   /** Run the vCPU until told to stop. */
@@ -79,7 +88,13 @@ export class VcpuLoop {
         continue;
       }
       if (Atomics.load(ctl, CB.CHECK_HALT) === 1 && this.#checkHalt()) break;
-      const reason = this.#vcpu.run();
+      let bound = 0;
+      if (this.#engine) {
+        const t = this.#engine.take();
+        if (t.kind === 'stop') break;
+        if (t.bounded) bound = KVM_STINT_MS;
+      }
+      const reason = bound ? this.#vcpu.run(bound) : this.#vcpu.run();
       Atomics.add(ctl, CB.EXITS, 1);
       this.#repair?.tick();
       if (reason === KVM_EXIT.INTR) continue;
@@ -121,6 +136,15 @@ export class VcpuLoop {
     const a = this.#access;
     const space = peekAccess(this.#view, this.#run.length, a);
     if (space === undefined) return (this.#mail.request(REQUEST.EXIT) & REPLY.STOP) !== 0;
+    return this.#serve(space, a);
+  }
+
+  /**
+   * The worker's end of the dispatch seam, for KVM's exits and the CPL0 engine's accesses
+   * alike: a worker-side device, else a posted write into the ring, else the main thread
+   * (a multi-element access as the whole exit, a single one described inline). True to stop.
+   */
+  #serve(space: 'pio' | 'mmio', a: Access): boolean {
     const b = this.#buses;
     if (serveAccess(space === 'pio' ? b.pio : b.mmio, a)) {
       Atomics.add(this.#ctl, CB.WORKER_HANDLED, 1);

@@ -12,6 +12,7 @@ import { nonEmpty, parseApiSocket, parseDeviceOptions, RUN_OPTIONS, joinOptionVa
 import { parseCtl, type CtlConfig } from './ctl-args.js';
 import { parseRestore, type RestoreConfig } from './restore-args.js';
 import { COMMANDS } from './usage.js';
+import type { EngineChoice } from '../runner/protocol.js';
 
 export { COMMANDS, USAGE } from './usage.js';
 
@@ -42,6 +43,8 @@ export interface RunConfig extends DeviceSpecs {
   traceExits: boolean;
   /** Finish instructions KVM's emulator cannot (default true; --no-emulate turns it off). */
   emulate: boolean;
+  /** Who runs ring-0 long-mode code (--engine kvm|cpl0; default kvm). */
+  engine: EngineChoice;
   /** The status line on stderr: `true` (--status), `false` (--no-status), or unset: only when stderr is a terminal. */
   status?: boolean;
   /** `--api-socket PATH`: the control socket to listen on. */
@@ -110,6 +113,12 @@ function parseBoot(v: RunValues): BootSpec {
   return boot;
 }
 
+/** `--engine kvm|cpl0`. */
+function parseEngine(v: string | undefined): EngineChoice {
+  if (v === undefined || v === 'kvm' || v === 'cpl0') return v ?? 'kvm';
+  throw new UsageError(`--engine must be kvm or cpl0, got '${v}'`);
+}
+
 /** A fresh `vmmapi run` (not --restore). */
 function parseRun(v: RunValues): RunConfig {
   const boot = parseBoot(v);
@@ -124,6 +133,7 @@ function parseRun(v: RunValues): RunConfig {
     timeout: v.timeout === undefined ? undefined : parseSeconds(v.timeout, '--timeout'),
     traceExits: v['trace-exits'] ?? false,
     emulate: !(v['no-emulate'] ?? false),
+    engine: parseEngine(v.engine),
     status: v['no-status'] ? false : v.status ? true : undefined,
     disks: devices.disks ?? [],
     rng: devices.rng ?? false,

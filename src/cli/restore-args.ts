@@ -42,6 +42,7 @@ export const FIXED_BY_SNAPSHOT = [
   'clear-cpuid',
   'debug-exit',
   'no-emulate',
+  'engine',
 ] as const;
 
 /** `run --restore DIR` with the options `v`; UsageError for an option the snapshot fixes. */
@@ -49,7 +50,7 @@ export function parseRestore(v: RunValues): RestoreConfig {
   const fixed = FIXED_BY_SNAPSHOT.filter((k) => v[k] !== undefined);
   if (fixed.length > 0) {
     const list = fixed.map((k) => `--${k}`).join(', ');
-    throw new UsageError(`${list} cannot be combined with --restore: the snapshot fixes what was booted and the machine (memory, vCPUs, CPUID, debug-exit, emulation)`);
+    throw new UsageError(`${list} cannot be combined with --restore: the snapshot fixes what was booted and the machine (memory, vCPUs, CPUID, debug-exit, emulation, engine)`);
   }
   const dir = v.restore!;
   if (dir.trim() === '') throw new UsageError('--restore needs a snapshot directory');

@@ -20,6 +20,7 @@ export const RUN_OPTIONS = {
   timeout: { type: 'string' },
   'trace-exits': { type: 'boolean' },
   'no-emulate': { type: 'boolean' },
+  engine: { type: 'string' },
   'decompress-on-host': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },

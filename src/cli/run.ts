@@ -55,6 +55,7 @@ function buildPc(cfg: RunConfig, out: ConsoleOutput, log: (line: string) => void
       cpus: cfg.cpus,
       cpuid: { clear: cfg.clearCpuid },
       emulate: cfg.emulate,
+      engine: cfg.engine,
       serial: { onOutput: out.serial },
       debugcon: out.debugcon,
       debugExit: cfg.debugExit,

@@ -56,6 +56,8 @@ Machine:
                        (1, 2 or 4; default 0x501,size=2); e.g. 0xf4,size=4
   --no-emulate         do not finish instructions KVM's emulator gives up on (PVM hosts):
                        such an instruction then ends the run with its bytes
+  --engine kvm|cpl0    who runs 64-bit ring-0 code: KVM (default), or cpl0, vmmapi's own
+                       engine (experimental; KVM still runs user mode and other modes)
 
 Devices (virtio over PCI):
   --disk path=FILE[,readonly=on]  a virtio-blk disk on the raw image FILE (repeatable;

@@ -89,6 +89,7 @@ export function checkPcOptions(opts: PcOptions): { memory: number; cpus: number;
   }
   checkCpuidOptions(opts.cpuid, 'cpuid');
   if (opts.emulate !== undefined && typeof opts.emulate !== 'boolean') throw new TypeError(`emulate must be a boolean, got ${typeof opts.emulate}`);
+  if (opts.engine !== undefined && opts.engine !== 'kvm' && opts.engine !== 'cpl0') throw new RangeError(`engine must be 'kvm' or 'cpl0', got ${String(opts.engine)}`);
   if (opts.name !== undefined && (typeof opts.name !== 'string' || opts.name === '')) throw new TypeError('name must be a non-empty string');
   const debugExit = checkDebugExit(opts.debugExit, opts.debugcon !== undefined);
   return { memory, cpus, debugExit };

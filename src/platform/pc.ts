@@ -45,6 +45,7 @@ import { writeMemoryFile } from '../snapshot/memory-file.js';
 import { pcDevicesState } from './device-state.js';
 import { packageVersion } from '../package-version.js';
 import { checkPcOptions } from './options.js';
+import type { EngineChoice } from '../runner/protocol.js';
 import { bootFirmware, bootFlat, bootLinux, bootMultiboot, type PcLinuxOptions, type PcMultibootOptions } from './loaders.js';
 
 /** Where COM1's bytes go and come from. */
@@ -83,6 +84,11 @@ export interface PcOptions {
    * VcpuRunnerOptions.emulate; default: the runner's default).
    */
   emulate?: boolean;
+  /**
+   * Who runs ring-0 long-mode code: `'kvm'` (default) or `'cpl0'`, vmmapi's engine (see
+   * VcpuRunnerOptions.engine). Experimental.
+   */
+  engine?: EngineChoice;
   /** VM name (default: a unique one). */
   name?: string;
   /**
@@ -196,7 +202,10 @@ export class Pc {
       } else {
         for (const r of ramRanges(memory)) this.vm.setupMemory(r.gpa, r.length);
       }
-      this.runner = new VcpuRunner(this.vm, opts.emulate === undefined ? {} : { emulate: opts.emulate });
+      this.runner = new VcpuRunner(this.vm, {
+        ...(opts.emulate === undefined ? {} : { emulate: opts.emulate }),
+        ...(opts.engine === undefined ? {} : { engine: opts.engine }),
+      });
       this.devices = attachDevices(this.runner, memory, cpus, {
         serialOut: (b) => opts.serial?.onOutput?.(b),
         debugcon: opts.debugcon,

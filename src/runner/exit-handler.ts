@@ -145,9 +145,19 @@ export function deliverClaimedPostedWrites(ring: WriteRing, ctx: ExitContext, sc
 
 /** The exit object of a posted write (its data a copy, not the scratch buffer). */
 function postedWriteExit(space: number, vcpu: number, a: Access): InoutExit | MmioExit {
-  const data = new Uint8Array(a.data.buffer.slice(a.data.byteOffset, a.data.byteOffset + a.size));
-  if (space === RING_SPACE.PIO) {
-    return { kind: 'inout', vcpu, port: a.addr, bytes: a.size as 1 | 2 | 4, in: false, count: 1, value: Number(readLE(a.data, 0, a.size)), data };
+  const data = new Uint8Array(a.data.buffer.slice(a.data.byteOffset + a.offset, a.data.byteOffset + a.offset + a.size));
+  return accessExit(space === RING_SPACE.PIO ? 'pio' : 'mmio', vcpu, a, data);
+}
+
+/**
+ * The exit object of a single-element access `a` described outside kvm_run (a posted write,
+ * an access the worker forwarded inline, one the CPL0 engine made): `data` holds the
+ * element (a write's value; where a read's answer goes).
+ */
+export function accessExit(space: 'pio' | 'mmio', vcpu: number, a: Access, data: Uint8Array): InoutExit | MmioExit {
+  const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (space === 'pio') {
+    return { kind: 'inout', vcpu, port: a.addr, bytes: a.size as 1 | 2 | 4, in: !a.write, count: 1, value: a.write ? Number(readLE(dv, 0, a.size)) : 0, data };
   }
-  return { kind: 'mmio', vcpu, gpa: a.addr, bytes: a.size, write: true, value: BigInt.asUintN(64, BigInt(readLE(a.data, 0, a.size))), data };
+  return { kind: 'mmio', vcpu, gpa: a.addr, bytes: a.size, write: a.write, value: a.write ? BigInt.asUintN(64, BigInt(readLE(dv, 0, a.size))) : 0n, data };
 }

@@ -120,6 +120,9 @@ export interface WorkerDeviceRange extends WorkerDeviceSpec {
   length: number;
 }
 
+/** Who runs a vCPU's ring-0 code: `'kvm'` (always), or `'cpl0'`: vmmapi's engine while in 64-bit ring 0. */
+export type EngineChoice = 'kvm' | 'cpl0';
+
 /** What the main thread hands a vCPU worker. */
 export interface VcpuTask {
   vcpu: number;
@@ -145,6 +148,8 @@ export interface VcpuTask {
   syscallRepair?: SharedArrayBuffer;
   /** Guest memory, for the instruction fallback. */
   memory: { gpa: number; buffer: SharedArrayBuffer; readonly: boolean }[];
+  /** Who runs ring-0 long-mode code: KVM alone, or vmmapi's CPL0 engine (workers/engine-turn.ts). */
+  engine: EngineChoice;
   /** Int32 counters: instructions finished per mnemonic (SUPPORTED_MNEMONICS order), then exceptions injected. */
   emulationCounts: SharedArrayBuffer;
 }

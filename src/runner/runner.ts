@@ -15,7 +15,7 @@ import { EventEmitter } from 'eventemitter3';
 import type { Vm } from '../vm.js';
 import { native } from '../kvm/native.js';
 import { StatsReader } from '../stats.js';
-import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, RING_LAYOUT, STATUS, type VcpuTask } from './protocol.js';
+import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, RING_LAYOUT, STATUS, type EngineChoice, type VcpuTask } from './protocol.js';
 import { WriteRing } from './write-ring.js';
 import { ringBell, wakeWaitingWorker } from './mailbox.js';
 import { COUNTED_MNEMONICS } from '../emulate/mnemonics.js';
@@ -53,6 +53,7 @@ interface RunnerSettings {
   emulate: boolean;
   syscallRepair: boolean;
   stopGraceMs: number;
+  engine: EngineChoice;
 }
 
 function milliseconds(v: unknown, name: string, dflt: number, allowZero: boolean): number {
@@ -61,6 +62,14 @@ function milliseconds(v: unknown, name: string, dflt: number, allowZero: boolean
     throw new RangeError(`${name} must be a finite number of milliseconds from ${allowZero ? 0 : 'above 0'} to 2^31-1, got ${String(v)}`);
   }
   return v;
+}
+
+/** The engine when the options name none: `VMMAPI_ENGINE` (kvm or cpl0; `npm run test:engine` sets it), else KVM. */
+function defaultEngine(): EngineChoice {
+  const env = process.env.VMMAPI_ENGINE;
+  if (env === undefined || env === '' || env === 'kvm') return 'kvm';
+  if (env === 'cpl0') return 'cpl0';
+  throw new RangeError(`VMMAPI_ENGINE must be kvm or cpl0, got '${env}'`);
 }
 
 function settings(opts: VcpuRunnerOptions): RunnerSettings {
@@ -72,7 +81,9 @@ function settings(opts: VcpuRunnerOptions): RunnerSettings {
   const repair = opts.syscallRepair ?? 'auto';
   if (repair !== 'auto' && typeof repair !== 'boolean') throw new TypeError("opts.syscallRepair must be a boolean or 'auto'");
   if (repair === true && !emulate) throw new RangeError('opts.syscallRepair needs opts.emulate (the repair runs in the instruction fallback)');
-  return { haltPollMs, emulate, stopGraceMs, syscallRepair: emulate && (repair === 'auto' ? hostIsPvm() : repair) };
+  const engine = opts.engine ?? defaultEngine();
+  if (engine !== 'kvm' && engine !== 'cpl0') throw new RangeError(`opts.engine must be 'kvm' or 'cpl0', got ${String(engine)}`);
+  return { haltPollMs, emulate, stopGraceMs, syscallRepair: emulate && (repair === 'auto' ? hostIsPvm() : repair), engine };
 }
 
 /** Runs a VM's vCPUs concurrently, one worker thread each. */
@@ -258,7 +269,7 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       this.#emuCounts.push(new Int32Array(emulationCounts));
       tasks.push({
         syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, bell: this.#bell.buffer as SharedArrayBuffer, spare: hostLoad.flag.buffer as SharedArrayBuffer, postedPorts, postedMmio: this.mmio.posted,
-        workerDevices, emulate: this.#opts.emulate, memory, emulationCounts,
+        workerDevices, emulate: this.#opts.emulate, engine: this.#opts.engine, memory, emulationCounts,
       });
     }
   }

@@ -3,6 +3,7 @@
  * (src/runner/runner.ts) and the exit handler (src/runner/exit-handler.ts) share them.
  */
 import type { InoutExit, MmioExit, VmExit } from '../exits.js';
+import type { EngineChoice } from './protocol.js';
 
 /** A vCPU's state as the runner reports it. */
 export type VcpuState = 'starting' | 'running' | 'paused' | 'finished';
@@ -68,6 +69,15 @@ export interface VcpuRunnerOptions {
    * with a RunnerError naming the vCPU. Default 2000.
    */
   stopGraceMs?: number;
+  /**
+   * Who runs ring-0 code: `'kvm'` (default), or `'cpl0'`: while a vCPU is in 64-bit long
+   * mode at CPL 0 its worker runs it in vmmapi's own engine (src/engine/, issue 15) over the
+   * shared guest memory, and KVM runs it at CPL 3 and in other modes. Experimental: off by
+   * default until it is proven on Linux (see the README's "The CPL0 engine"). The default
+   * comes from the environment variable `VMMAPI_ENGINE` when set (`npm run test:engine` runs
+   * the guest tests with `cpl0`).
+   */
+  engine?: EngineChoice;
 }
 
 /** Options for registering a device. */

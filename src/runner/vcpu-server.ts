@@ -14,7 +14,8 @@ import { answerRequest, inlineAccess, requestWaiting, ringBell } from './mailbox
 import { BlockPolicy, SpinPolicy } from './handoff.js';
 import { hostLoad } from './host-load.js';
 import { WriteRing } from './write-ring.js';
-import { deliverClaimedPostedWrites, deliverPostedWrites, handleClaimedAccess, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
+import { accessExit, deliverClaimedPostedWrites, deliverPostedWrites, handleClaimedAccess, handleClaimedIo, handleExit, type ExitAction, type ExitContext } from './exit-handler.js';
+import type { InoutExit, MmioExit } from '../exits.js';
 import type { RunResult, VcpuState } from './types.js';
 
 /** How a vCPU finished. */
@@ -150,19 +151,31 @@ export class VcpuServer {
   async #answer(): Promise<void> {
     const s = this.#s;
     let stop: boolean;
+    let inline = false;
     try {
       const kind = Atomics.load(s.ctl, CB.REQUEST);
+      inline = kind === REQUEST.ACCESS;
       if (kind === REQUEST.HALTED || kind === REQUEST.PARKED) stop = await this.#h.halted(s, kind === REQUEST.PARKED);
       else {
         s.halted = false;
-        const action = await handleExit(decodeExit(s.index, s.run, s.view), this.#h.ctx);
+        const action = await handleExit(inline ? this.#inlineExit() : decodeExit(s.index, s.run, s.view), this.#h.ctx);
         stop = action.kind === 'continue' ? false : this.#h.apply(s, action);
       }
     } catch (e) {
       this.#h.fail(e instanceof Error ? e : new Error(String(e)));
       stop = true;
     }
-    answerRequest(s.ctl, stop || this.#h.stopping());
+    answerRequest(s.ctl, stop || this.#h.stopping(), inline);
+  }
+
+  /**
+   * The exit of an ACCESS request, from its inline description alone (kvm_run need not hold
+   * it: the CPL0 engine's accesses never were KVM exits); a read's answer goes inline.
+   */
+  #inlineExit(): InoutExit | MmioExit {
+    const a = this.#io;
+    const space = inlineAccess(this.#s.ctl, this.#ctlView, a);
+    return accessExit(space, this.#s.index, a, new Uint8Array(this.#s.ctl.buffer, a.offset, a.size));
   }
 }
 
