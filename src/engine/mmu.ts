@@ -38,6 +38,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { walk, type AdUpdate, type PagingAccess, type PagingContext } from '../emulate/page-walk.js';
 import { PhysMap, type PhysSegment } from './mmu-phys.js';
 import { ACCESS, GuestException, type AccessKind, type EngineIo, type EngineMmu, type MmuControl } from './types.js';
+import type { EngineMmuAtomic } from './atomic.js';
 
 const CR0_PE = 1n;
 const CR0_WP = 1n << 16n;
@@ -218,7 +219,7 @@ class WalkRecorder implements GuestMemoryAccess {
  * 13) for a non-canonical address. The MMU throws no other #GP, so an engine whose access
  * was SS-relative turns a vector-13 exception from the MMU into #SS(0).
  */
-export class SoftMmu implements EngineMmu {
+export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   /** See {@link EngineMmu.onCodeWrite}. The page is no longer watched when this is called. */
   onCodeWrite?: (gpaPage: number) => void;
 
@@ -890,6 +891,16 @@ export class SoftMmu implements EngineMmu {
   cmpxchg64(la: bigint | number, expected: bigint, replacement: bigint): bigint {
     const e = BigInt.asUintN(64, expected);
     return this.atomicRmw64(la, (old) => (old === e ? replacement : old));
+  }
+
+  /**
+   * The engine's locked read-modify-write ({@link EngineMmuAtomic.rmw}): {@link atomicRmw}
+   * or {@link atomicRmw64} by size, with the value as a bigint.
+   */
+  rmw(la: bigint, size: 1 | 2 | 4 | 8, update: (old: bigint) => bigint): bigint {
+    if (size === 8) return this.atomicRmw64(la, update);
+    const mask = size === 4 ? 0xffffffffn : size === 2 ? 0xffffn : 0xffn;
+    return BigInt(this.atomicRmw(la, size, (old) => Number(BigInt.asUintN(64, update(BigInt(old))) & mask)));
   }
 
   // ---- Byte ranges ----
