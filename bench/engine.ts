@@ -14,7 +14,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Vm } from '../src/index.js';
 import { readEngineState, writeEngineState } from '../src/engine/kvm-state.js';
+import { engineMips } from './engine-mips.js';
 import { packageRoot } from '../src/kvm/native.js';
+
+/** Instructions in one pass of the sieve (counted by simulating the loop: guests/src/cpl0-sieve.S). */
+const INSNS_PER_PASS = 743_769;
 
 /** The sieve's prime count (numbers below 2^17) as the guest prints it. */
 const PRIMES_LINE = /cpl0-sieve: primes 0x00002fdb passes 0x([0-9a-f]{8})/;
@@ -118,17 +122,19 @@ export function engineBench(only: RegExp | undefined): void {
       perPass[i].push((b - a) / (r.passes[1] - r.passes[0]));
     });
   }
-  console.log(`\nCPL0 compute: guests/out/cpl0-sieve.elf, a ring-0 long-mode sieve (744k instructions a pass); the cost of a pass,`);
+  console.log(`\nCPL0 compute: guests/out/cpl0-sieve.elf, a ring-0 long-mode sieve (743,769 instructions a pass); the cost of a pass,`);
   console.log(`from whole-process runs at two pass counts (start-up cancels out), medians of ${rounds} interleaved rounds:`);
   const w = Math.max(...rs.map((r) => r.name.length));
   const rate = perPass.map((xs) => (xs.length ? 1 / median(xs) : undefined));
   const kvm = rate[0];
   for (const [i, r] of rs.entries()) {
     const pr = rate[i];
-    const what = pr === undefined ? (i === 1 ? 'not available: the CLI has no --engine yet' : 'not installed') : `${(1000 / pr).toFixed(1).padStart(8)} ms a pass  ${pr.toFixed(2).padStart(8)} passes/s`;
+    const what = pr === undefined ? (i === 1 ? 'not available: the CLI has no --engine yet' : 'not installed') : `${(1000 / pr).toFixed(1).padStart(8)} ms a pass  ${((pr * INSNS_PER_PASS) / 1e6).toFixed(1).padStart(7)} M instructions/s`;
     const vs = pr !== undefined && kvm !== undefined && i > 0 ? `  ${(pr / kvm).toFixed(1)}× KVM` : '';
     console.log(`${r.name.padEnd(w)}  ${what}${vs}`);
   }
+  const mips = engineMips(Number(process.env.BENCH_ENGINE_LAPS ?? 1_000_000));
+  console.log(`engine alone (bench/engine-mips.ts, SoftMmu with 4-level paging): integer loop ${(mips.integer / 1e6).toFixed(1)} M instructions/s, memory loop ${(mips.memory / 1e6).toFixed(1)} M instructions/s`);
   if (rate[1] !== undefined && rate[2] !== undefined) {
     console.log(`engine vs QEMU-TCG: ${(rate[1] / rate[2]).toFixed(2)}× (target ≥ 0.5); engine vs KVM: ${kvm ? (rate[1] / kvm).toFixed(1) : '?'}× (target ≥ 30)`);
   }
