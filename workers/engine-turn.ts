@@ -30,6 +30,7 @@ import { Cpl0Engine } from '../src/engine/cpu.js';
 import { SoftMmu } from '../src/engine/mmu.js';
 import { engineEligible, readEngineState, writeEngineState } from '../src/engine/kvm-state.js';
 import type { EngineIo, EngineStop } from '../src/engine/types.js';
+import { ENGINE_COUNT } from '../src/runner/protocol.js';
 
 /** Instructions in one engine turn before the vCPU goes back through KVM (a few ms). */
 export const TURN_BUDGET = 200_000;
@@ -59,14 +60,20 @@ export class EngineTurns {
   readonly #engine: Cpl0Engine;
   readonly #seam: EngineSeam;
   readonly #access: Access;
+  readonly #counts: BigInt64Array;
   #stop = false;
   /** Instructions retired in the engine (for stats). */
   get retired(): number {
     return this.#engine.retired;
   }
 
-  constructor(vcpu: NativeVcpuFd, memory: GuestMemory, seam: EngineSeam, cpuid?: (leaf: number, subleaf: number) => [number, number, number, number]) {
+  /**
+   * `counts`: the shared counters the runner copies into the VM's stats ({@link ENGINE_COUNT}),
+   * updated after every turn.
+   */
+  constructor(vcpu: NativeVcpuFd, memory: GuestMemory, counts: BigInt64Array, seam: EngineSeam, cpuid?: (leaf: number, subleaf: number) => [number, number, number, number]) {
     this.#vcpu = vcpu;
+    this.#counts = counts;
     this.#seam = seam;
     this.#access = { addr: 0, size: 1, count: 1, write: false, data: new DataView(new ArrayBuffer(8)), offset: 0 };
     const io = this.#io();
@@ -91,6 +98,8 @@ export class EngineTurns {
     }
     if (stop.kind === 'hlt') out.regs.rip -= 1n; // hand KVM the HLT itself
     writeEngineState(this.#vcpu, out);
+    Atomics.add(this.#counts, ENGINE_COUNT.TURNS, 1n);
+    Atomics.store(this.#counts, ENGINE_COUNT.INSTRUCTIONS, BigInt(this.#engine.retired));
     if (this.#stop) return { kind: 'stop' };
     // after a budget with IF set: one bounded KVM_RUN delivers what is pending, then back here
     return { kind: 'kvm', bounded: stop.kind === 'budget' || stop.kind === 'unsupported' };

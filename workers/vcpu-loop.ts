@@ -69,7 +69,7 @@ export class VcpuLoop {
     this.#repair = this.#fallback?.repair ? new RepairRation(this.#fallback, this.#fallback.repair) : undefined;
     this.#emuCounts = new Int32Array(task.emulationCounts);
     if (task.engine === 'cpl0') {
-      this.#engine = new EngineTurns(vcpu, sharedMemory(task.memory), {
+      this.#engine = new EngineTurns(vcpu, sharedMemory(task.memory), new BigInt64Array(task.engineCounts), {
         serve: (space, a) => this.#serve(space, a),
         interrupted: () => Atomics.load(this.#ctl, CB.CONTROL) !== CONTROL.RUN,
       });

@@ -120,6 +120,9 @@ export interface WorkerDeviceRange extends WorkerDeviceSpec {
   length: number;
 }
 
+/** Cells of {@link VcpuTask.engineCounts}: turns the vCPU spent in the engine, instructions it retired there. */
+export const ENGINE_COUNT = { TURNS: 0, INSTRUCTIONS: 1 } as const;
+
 /** Who runs a vCPU's ring-0 code: `'kvm'` (always), or `'cpl0'`: vmmapi's engine while in 64-bit ring 0. */
 export type EngineChoice = 'kvm' | 'cpl0';
 
@@ -150,6 +153,8 @@ export interface VcpuTask {
   memory: { gpa: number; buffer: SharedArrayBuffer; readonly: boolean }[];
   /** Who runs ring-0 long-mode code: KVM alone, or vmmapi's CPL0 engine (workers/engine-turn.ts). */
   engine: EngineChoice;
+  /** BigInt64 counters of the CPL0 engine ({@link ENGINE_COUNT}), written by the worker. */
+  engineCounts: SharedArrayBuffer;
   /** Int32 counters: instructions finished per mnemonic (SUPPORTED_MNEMONICS order), then exceptions injected. */
   emulationCounts: SharedArrayBuffer;
 }

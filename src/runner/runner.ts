@@ -15,7 +15,7 @@ import { EventEmitter } from 'eventemitter3';
 import type { Vm } from '../vm.js';
 import { native } from '../kvm/native.js';
 import { StatsReader } from '../stats.js';
-import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, RING_LAYOUT, STATUS, type EngineChoice, type VcpuTask } from './protocol.js';
+import { BELL_BYTES, CB, CONTROL, CONTROL_BLOCK_BYTES, MAILBOX, RING_LAYOUT, STATUS, ENGINE_COUNT, type EngineChoice, type VcpuTask } from './protocol.js';
 import { WriteRing } from './write-ring.js';
 import { ringBell, wakeWaitingWorker } from './mailbox.js';
 import { COUNTED_MNEMONICS } from '../emulate/mnemonics.js';
@@ -116,6 +116,9 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
   #emuCounts: Int32Array[] = [];
   readonly #hostWork: (() => boolean)[] = [];
   #emuSeen: number[][] = [];
+  /** Per vCPU: the CPL0 engine's counters ({@link ENGINE_COUNT}), and what the VM's stats have of them. */
+  #engineCounts: BigInt64Array[] = [];
+  #engineSeen: bigint[][] = [];
 
   /** A runner for `vm` (nothing starts until {@link start}). Throws TypeError/RangeError for bad options. */
   constructor(vm: Vm, opts: VcpuRunnerOptions = {}) {
@@ -267,9 +270,11 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
       this.#slots.push({ index: v, fd, ctl: new Int32Array(control), run, view: new DataView(run.buffer), status: 'starting', stats, blockingIndex, taskDone: false });
       const emulationCounts = new SharedArrayBuffer((COUNTED_MNEMONICS.length + 1) * 4);
       this.#emuCounts.push(new Int32Array(emulationCounts));
+      const engineCounts = new SharedArrayBuffer(16);
+      this.#engineCounts.push(new BigInt64Array(engineCounts));
       tasks.push({
         syscallRepair: repairRecord, vcpu: v, fd, pin: vm.getPinning(v), control, bell: this.#bell.buffer as SharedArrayBuffer, spare: hostLoad.flag.buffer as SharedArrayBuffer, postedPorts, postedMmio: this.mmio.posted,
-        workerDevices, emulate: this.#opts.emulate, engine: this.#opts.engine, memory, emulationCounts,
+        workerDevices, emulate: this.#opts.emulate, engine: this.#opts.engine, engineCounts, memory, emulationCounts,
       });
     }
   }
@@ -491,8 +496,21 @@ export class VcpuRunner extends EventEmitter<RunnerEvents> {
     }
   }
 
+  /** Copy the workers' engine counters into the VM's stats (`engine_turns`, `engine_instructions`). */
+  #syncEngine(): void {
+    this.#engineCounts.forEach((c, v) => {
+      const seen = (this.#engineSeen[v] ??= [0n, 0n]);
+      for (const [i, name] of [[ENGINE_COUNT.TURNS, 'engine_turns'], [ENGINE_COUNT.INSTRUCTIONS, 'engine_instructions']] as const) {
+        const now = Atomics.load(c, i);
+        if (now !== seen[i] && !this.vm.destroyed) this.vm.addStat(v, name, now - seen[i]);
+        seen[i] = now;
+      }
+    });
+  }
+
   /** Copy the workers' emulation counters into the VM's stats; emit 'emulated' for changes. */
   #syncEmulation(): void {
+    this.#syncEngine();
     this.#emuCounts.forEach((c, v) => {
       const seen = (this.#emuSeen[v] ??= new Array(c.length).fill(0));
       const delta: Record<string, number> = {};

@@ -90,6 +90,18 @@ describe('vmmapi run', () => {
     expect(o.stdout).toBe('cpl0-sieve: primes 0x00002fdb passes 0x00000001\n'); // 12251 primes below 2^17
   });
 
+  it('--engine cpl0: the same computation with ring 0 in vmmapi\'s engine, same output', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('cpl0-sieve.elf'), '--append', 'passes=3', '--engine', 'cpl0']);
+    expect(o.code).toBe(1);
+    expect(o.stdout).toBe('cpl0-sieve: primes 0x00002fdb passes 0x00000003\n');
+  });
+
+  it('--engine with an unknown engine is a usage error', async () => {
+    const o = await vmmapi(['run', '--multiboot', fixturePath('cpl0-sieve.elf'), '--engine', 'tcg']);
+    expect(o.code).toBe(2);
+    expect(o.stderr).toContain("--engine must be kvm or cpl0, got 'tcg'");
+  });
+
   it('--timeout 1 on a spinning guest: exit 124 and a one-line note', async () => {
     const o = await vmmapi(['run', '--flat', `${fixturePath('spin.bin')}@0x1000`, '--timeout', '1']);
     expect(o.code).toBe(124);

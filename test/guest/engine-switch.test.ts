@@ -2,8 +2,8 @@
  * Moving a vCPU's state between KVM and the CPL0 engine (src/engine/kvm-state.ts) on a real
  * long-mode vCPU: what is read is what KVM holds, what is written KVM then runs with.
  */
-import { afterEach, expect, it } from 'vitest';
-import { Reg, Vm } from '../../src/index.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Reg, VcpuRunner, Vm } from '../../src/index.js';
 import { engineEligible, readEngineState, writeEngineState } from '../../src/engine/kvm-state.js';
 import { uniqueName } from '../helpers.js';
 
@@ -58,4 +58,38 @@ it('is not eligible outside 64-bit ring 0', () => {
   expect(engineEligible({ ...s.sregs, cs: { ...s.sregs.cs, l: 0 } })).toBe(false);
   expect(engineEligible({ ...s.sregs, cs: { ...s.sregs.cs, selector: 0x1b, dpl: 3 } })).toBe(false);
   expect(engineEligible({ ...s.sregs, efer: 0n })).toBe(false);
+});
+
+describe('a runner with engine: cpl0', () => {
+  // mov $1000,%ecx ; 1: add %rcx,%rax ; dec %ecx ; jnz 1b ; out %al,$0x10 ; cli ; hlt
+  const LOOP = [0xb9, 0xe8, 0x03, 0, 0, 0x48, 0x01, 0xc8, 0xff, 0xc9, 0x75, 0xf9, 0xe6, 0x10, 0xfa, 0xf4];
+
+  async function runLoop(engine: 'kvm' | 'cpl0'): Promise<{ out: number[]; stats: Record<string, bigint>; rax: bigint }> {
+    vm = longModeVm(LOOP);
+    const r = new VcpuRunner(vm, { engine });
+    const out: number[] = [];
+    r.pio.register(0x10, 1, { read: () => 0, write: (_o, _s, v) => void out.push(Number(v)) });
+    const res = await r.start();
+    expect(res.vcpus[0]).toBe('halted');
+    return { out, stats: vm.getStatsByName(0), rax: vm.getRegister(0, Reg.RAX) };
+  }
+
+  it('runs 64-bit ring-0 code in the engine: same result as KVM, counted in the stats', async () => {
+    const sum = (1000n * 1001n) / 2n; // 500500
+    const e = await runLoop('cpl0');
+    expect(e.rax).toBe(sum);
+    expect(e.out).toEqual([Number(sum & 0xffn)]);
+    expect(e.stats.engine_instructions).toBeGreaterThanOrEqual(3001n); // mov + 1000 laps of 3 (+ out, cli)
+    expect(e.stats.engine_turns).toBeGreaterThanOrEqual(1n);
+    vm!.destroy();
+    const k = await runLoop('kvm');
+    expect(k.rax).toBe(sum);
+    expect(k.out).toEqual(e.out);
+    expect(k.stats.engine_instructions).toBeUndefined();
+  });
+
+  it('refuses an engine it does not know', () => {
+    vm = longModeVm([0xf4]);
+    expect(() => new VcpuRunner(vm!, { engine: 'tcg' as 'kvm' })).toThrow(RangeError);
+  });
 });
