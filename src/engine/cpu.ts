@@ -119,7 +119,11 @@ export class Cpl0Engine {
     return this.retiredCount;
   }
 
-  /** Take a vCPU's state (copied; the argument is not kept). */
+  /**
+   * Take a vCPU's state (copied; the argument is not kept). Decoded code and cached
+   * translations are dropped: whoever ran the vCPU meanwhile (KVM, devices, a test harness)
+   * may have rewritten code or page tables without this engine's MMU seeing the writes.
+   */
   load(state: EngineState): void {
     if (typeof state !== 'object' || state === null || typeof state.regs !== 'object' || typeof state.sregs !== 'object' || typeof state.msrs !== 'object') {
       throw new TypeError('state must be an EngineState {regs, sregs, msrs}');
@@ -145,7 +149,9 @@ export class Cpl0Engine {
     };
     this.msrs = { ...state.msrs };
     this.loaded = true;
+    this.flushCode();
     this.updateMmu();
+    this.mmu.flushAll();
   }
 
   /** Hand the state back (RFLAGS materialised). */
