@@ -571,13 +571,13 @@ export class Cpl0Engine {
     this.faux = cf;
   }
 
-  private shiftOp(d: Insn, size: number, count: number): void {
+  private shiftOp(d: Insn, size: number, count: number, immediate = false): void {
     const k = d.reg & 7;
     const c = count & (size === 8 ? 63 : 31);
     if (c === 0) { this.zeroCount(d, size); return; }
     const a = d.mem ? this.ea(d) : 0n;
     const v = d.mem ? this.rd(a, size) : this.getR(size, size === 1 ? d.rmB : d.rm);
-    const [res, f] = shiftCalc(k, size, v, c, this.flags());
+    const [res, f] = shiftCalc(k, size, v, c, this.flags(), immediate);
     if (d.mem) this.wr(a, size, res);
     else this.setR(size, size === 1 ? d.rmB : d.rm, res);
     this.setFlags(f);
@@ -868,7 +868,7 @@ export class Cpl0Engine {
         this.setR(1, d.rmB, d.imm); return true;
       case 0xb8: case 0xb9: case 0xba: case 0xbb: case 0xbc: case 0xbd: case 0xbe: case 0xbf:
         this.setR(size, d.rm, d.imm); return true;
-      case 0xc0: case 0xc1: this.shiftOp(d, size, d.imm2); return true;
+      case 0xc0: case 0xc1: this.shiftOp(d, size, d.imm2, true); return true;
       case 0xc2: { const t = this.pop(); this.regs[4] += d.imm; this.nextRip = t; return true; }
       case 0xc3: this.nextRip = this.pop(); return true;
       case 0xc6: case 0xc7:
@@ -1083,9 +1083,10 @@ export function shldCalc(size: number, dst: bigint, src: bigint, c: number, righ
 /**
  * Shift/rotate group 2 (k = ModRM.reg: rol ror rcl rcr shl shr sal sar) of a `size`-byte value
  * by a non-zero masked count: [result, status flags]. Undefined flags follow this Intel
- * hardware: OF as for a count of 1 (see {@link ofOf}), AF clear.
+ * hardware: OF as for a count of 1 (see {@link ofOf}), except that ROL and ROR by an
+ * `immediate` count above 1 leave OF unchanged; AF clear.
  */
-export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number): [bigint, number] {
+export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number, immediate = false): [bigint, number] {
   const bits = BITS[size];
   const nb = Number(bits);
   const m = MASK[size];
@@ -1094,18 +1095,19 @@ export function shiftCalc(k: number, size: number, v: bigint, c: number, f: numb
   const msb = (x: bigint): number => ((x & sign) !== 0n ? 1 : 0);
   // OF as a count of 1 would set it (defined for 1, what this hardware does for more)
   const b1 = msb(v), b2 = msb((v << 1n) & m);
+  const rotOf = (of: number): number => (immediate && c > 1 ? f & F.OF : ofOf(of));
   switch (k) {
     case 0: {
       const r = BigInt(c % nb);
       const res = ((v << r) | (v >> (bits - r))) & m;
       const cf = Number(res & 1n);
-      return [res, keep | cf | ofOf(b1 ^ b2)];
+      return [res, keep | cf | rotOf(b1 ^ b2)];
     }
     case 1: {
       const r = BigInt(c % nb);
       const res = ((v >> r) | (v << (bits - r))) & m;
       const cf = msb(res);
-      return [res, keep | cf | ofOf(b1 ^ Number(v & 1n))];
+      return [res, keep | cf | rotOf(b1 ^ Number(v & 1n))];
     }
     case 2: {
       const r = size < 4 ? c % (nb + 1) : c;
