@@ -577,7 +577,7 @@ export class Cpl0Engine {
     if (c === 0) { this.zeroCount(d, size); return; }
     const a = d.mem ? this.ea(d) : 0n;
     const v = d.mem ? this.rd(a, size) : this.getR(size, size === 1 ? d.rmB : d.rm);
-    const [res, f] = shiftCalc(k, size, v, c, this.flags(), immediate);
+    const [res, f] = shiftCalc(k, size, v, c, this.flags(), immediate && !d.mem);
     if (d.mem) this.wr(a, size, res);
     else this.setR(size, size === 1 ? d.rmB : d.rm, res);
     this.setFlags(f);
@@ -1083,8 +1083,8 @@ export function shldCalc(size: number, dst: bigint, src: bigint, c: number, righ
 /**
  * Shift/rotate group 2 (k = ModRM.reg: rol ror rcl rcr shl shr sal sar) of a `size`-byte value
  * by a non-zero masked count: [result, status flags]. Undefined flags follow this Intel
- * hardware: OF as for a count of 1 (see {@link ofOf}), except that ROL and ROR by an
- * `immediate` count above 1 leave OF unchanged; AF clear.
+ * hardware: OF as for a count of 1 (see {@link ofOf}), except that ROL and ROR of a
+ * register by an `immediate` count above 1 leave OF unchanged; AF clear.
  */
 export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number, immediate = false): [bigint, number] {
   const bits = BITS[size];
