@@ -11,7 +11,7 @@
 import type { KvmSegment } from '../kvm/structs.js';
 import { hasAtomicRmw, type EngineMmuAtomic } from './atomic.js';
 import { decode, Insn } from './decode.js';
-import { BITS, F, FOP, lazyFlags, MASK, SIGN, STATUS, condition, szp } from './flags.js';
+import { BITS, F, FOP, lazyFlags, MASK, PARITY, SIGN, STATUS, condition, szp } from './flags.js';
 import { execString } from './string.js';
 import * as sys from './system.js';
 import { ACCESS, GuestException, type EngineIo, type EngineMmu, type EngineMsrs, type EngineState, type EngineStop } from './types.js';
@@ -119,7 +119,11 @@ export class Cpl0Engine {
     return this.retiredCount;
   }
 
-  /** Take a vCPU's state (copied; the argument is not kept). */
+  /**
+   * Take a vCPU's state (copied; the argument is not kept). Decoded code and cached
+   * translations are dropped: whoever ran the vCPU meanwhile (KVM, devices, a test harness)
+   * may have rewritten code or page tables without this engine's MMU seeing the writes.
+   */
   load(state: EngineState): void {
     if (typeof state !== 'object' || state === null || typeof state.regs !== 'object' || typeof state.sregs !== 'object' || typeof state.msrs !== 'object') {
       throw new TypeError('state must be an EngineState {regs, sregs, msrs}');
@@ -145,7 +149,9 @@ export class Cpl0Engine {
     };
     this.msrs = { ...state.msrs };
     this.loaded = true;
+    this.flushCode();
     this.updateMmu();
+    this.mmu.flushAll();
   }
 
   /** Hand the state back (RFLAGS materialised). */
@@ -565,16 +571,25 @@ export class Cpl0Engine {
     this.faux = cf;
   }
 
-  private shiftOp(d: Insn, size: number, count: number): void {
+  private shiftOp(d: Insn, size: number, count: number, immediate = false): void {
     const k = d.reg & 7;
     const c = count & (size === 8 ? 63 : 31);
-    if (c === 0) { this.readRM(d, size); return; }
+    if (c === 0) { this.zeroCount(d, size); return; }
     const a = d.mem ? this.ea(d) : 0n;
     const v = d.mem ? this.rd(a, size) : this.getR(size, size === 1 ? d.rmB : d.rm);
-    const [res, f] = shiftCalc(k, size, v, c, this.flags());
+    const [res, f] = shiftCalc(k, size, v, c, this.flags(), immediate && !d.mem);
     if (d.mem) this.wr(a, size, res);
     else this.setR(size, size === 1 ? d.rmB : d.rm, res);
     this.setFlags(f);
+  }
+
+  /**
+   * A shift, rotate or double shift whose masked count is 0: flags and value unchanged, but a
+   * 32-bit register destination is still written, so its upper half is cleared (as on hardware).
+   */
+  private zeroCount(d: Insn, size: number): void {
+    const v = this.readRM(d, size);
+    if (!d.mem && size === 4) this.setR(4, d.rm, v);
   }
 
   private group3(d: Insn, size: number): boolean {
@@ -617,7 +632,7 @@ export class Cpl0Engine {
     }
     if (size === 1) this.setR(2, 0, (hi << 8n) | lo);
     else { this.setR(size, 0, lo); this.setR(size, 2, hi); }
-    this.setFlags((over ? F.CF | F.OF : 0) | szp(lo, size));
+    this.setFlags(mulFlags(over, lo, size));
   }
 
   private div1(size: number, src: bigint, signed: boolean): void {
@@ -649,7 +664,7 @@ export class Cpl0Engine {
     const p = BigInt.asIntN(nb, a) * BigInt.asIntN(nb, b);
     const lo = p & MASK[size];
     const over = BigInt.asIntN(nb, lo) !== p;
-    this.setFlags((over ? F.CF | F.OF : 0) | szp(lo, size));
+    this.setFlags(mulFlags(over, lo, size));
     return lo;
   }
 
@@ -701,12 +716,12 @@ export class Cpl0Engine {
 
   private bsfr(d: Insn, size: number, rev: boolean): void {
     const v = this.readRM(d, size);
-    if (v === 0n) { this.setFlags(F.ZF); return; }
+    if (v === 0n) { this.setFlags(F.ZF | F.PF); return; }
     let n = 0;
     if (rev) n = v.toString(2).length - 1;
     else { let x = v; while ((x & 0xffffffffn) === 0n) { x >>= 32n; n += 32; } let y = Number(x & 0xffffffffn); while ((y & 1) === 0) { y >>>= 1; n++; } }
     this.writeReg(d, size, BigInt(n));
-    this.setFlags(0);
+    this.setFlags(PARITY[n]); // Intel: PF of the index, the other flags clear
   }
 
   private xchgMem(d: Insn, size: number): void {
@@ -853,7 +868,7 @@ export class Cpl0Engine {
         this.setR(1, d.rmB, d.imm); return true;
       case 0xb8: case 0xb9: case 0xba: case 0xbb: case 0xbc: case 0xbd: case 0xbe: case 0xbf:
         this.setR(size, d.rm, d.imm); return true;
-      case 0xc0: case 0xc1: this.shiftOp(d, size, d.imm2); return true;
+      case 0xc0: case 0xc1: this.shiftOp(d, size, d.imm2, true); return true;
       case 0xc2: { const t = this.pop(); this.regs[4] += d.imm; this.nextRip = t; return true; }
       case 0xc3: this.nextRip = this.pop(); return true;
       case 0xc6: case 0xc7:
@@ -988,21 +1003,13 @@ export class Cpl0Engine {
 
   private shld(d: Insn, size: number, count: number, right: boolean): void {
     const c = count & (size === 8 ? 63 : 31);
-    if (c === 0) return;
-    const bits = BITS[size];
-    const m = MASK[size];
+    if (c === 0) { this.zeroCount(d, size); return; }
     const a = d.mem ? this.ea(d) : 0n;
     const dst = d.mem ? this.rd(a, size) : this.getR(size, d.rm);
-    const src = this.readReg(d, size);
-    const cb = BigInt(c);
-    if (c > Number(bits)) return; // 16-bit with count > 16: undefined; left unchanged
-    let res: bigint, cf: bigint;
-    if (!right) { res = ((dst << cb) | (src >> (bits - cb))) & m; cf = (dst >> (bits - cb)) & 1n; }
-    else { res = ((dst >> cb) | (src << (bits - cb))) & m; cf = (dst >> (cb - 1n)) & 1n; }
+    const [res, f] = shldCalc(size, dst, this.readReg(d, size), c, right);
     if (d.mem) this.wr(a, size, res);
     else this.setR(size, d.rm, res);
-    const of = ((res ^ dst) & SIGN[size]) !== 0n ? F.OF : 0;
-    this.setFlags(szp(res, size) | (cf !== 0n ? F.CF : 0) | of);
+    this.setFlags(f);
   }
 
   private cmpxchg16(d: Insn): void {
@@ -1037,31 +1044,70 @@ function bswap(v: bigint, size: number): bigint {
   return r;
 }
 
+/** Status flags of MUL/IMUL as this Intel hardware sets them: CF = OF = overflow, SF and PF of the low half, ZF and AF clear. */
+function mulFlags(over: boolean, lo: bigint, size: number): number {
+  return (over ? F.CF | F.OF : 0) | (szp(lo, size) & ~F.ZF);
+}
+
+/**
+ * OF of a shift or rotate whose count is above 1 (undefined by the SDM): this Intel hardware
+ * sets what a count of 1 would, computed on the original operands; `bit(i)` is bit i of the
+ * original destination.
+ */
+function ofOf(x: number): number {
+  return x !== 0 ? F.OF : 0;
+}
+
+/**
+ * SHLD/SHRD (`right`) of a `size`-byte destination by a non-zero masked count c:
+ * [result, status flags]. 16-bit counts above 16 shift the 48-bit value dst:src:dst, as
+ * this Intel hardware does; AF is clear.
+ */
+export function shldCalc(size: number, dst: bigint, src: bigint, c: number, right: boolean): [bigint, number] {
+  const bits = BITS[size];
+  const m = MASK[size];
+  const cb = BigInt(c);
+  let res: bigint, cf: bigint;
+  if (size === 2) {
+    const wide = (dst << 32n) | (src << 16n) | dst;
+    if (!right) { res = ((wide << cb) >> 32n) & m; cf = (wide >> (48n - cb)) & 1n; }
+    else { res = (wide >> cb) & m; cf = (wide >> (cb - 1n)) & 1n; }
+  } else if (!right) { res = ((dst << cb) | (src >> (bits - cb))) & m; cf = (dst >> (bits - cb)) & 1n; }
+  else { res = ((dst >> cb) | (src << (bits - cb))) & m; cf = (dst >> (cb - 1n)) & 1n; }
+  // OF: the sign change a count of 1 would make
+  const top = (dst >> (bits - 1n)) & 1n;
+  const next = right ? src & 1n : (dst >> (bits - 2n)) & 1n;
+  return [res, szp(res, size) | (cf !== 0n ? F.CF : 0) | ofOf(Number(top ^ next))];
+}
+
 /**
  * Shift/rotate group 2 (k = ModRM.reg: rol ror rcl rcr shl shr sal sar) of a `size`-byte value
- * by a non-zero masked count: [result, status flags]. Undefined flags follow Intel hardware
- * where known: OF as for a count of 1, AF clear.
+ * by a non-zero masked count: [result, status flags]. Undefined flags follow this Intel
+ * hardware: OF as for a count of 1 (see {@link ofOf}), except that ROL and ROR of a
+ * register by an `immediate` count above 1 leave OF unchanged; AF clear.
  */
-export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number): [bigint, number] {
+export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number, immediate = false): [bigint, number] {
   const bits = BITS[size];
   const nb = Number(bits);
   const m = MASK[size];
   const sign = SIGN[size];
   const keep = f & ~(F.CF | F.OF);
   const msb = (x: bigint): number => ((x & sign) !== 0n ? 1 : 0);
+  // OF as a count of 1 would set it (defined for 1, what this hardware does for more)
+  const b1 = msb(v), b2 = msb((v << 1n) & m);
+  const rotOf = (of: number): number => (immediate && c > 1 ? f & F.OF : ofOf(of));
   switch (k) {
     case 0: {
       const r = BigInt(c % nb);
       const res = ((v << r) | (v >> (bits - r))) & m;
       const cf = Number(res & 1n);
-      return [res, keep | cf | ((msb(res) ^ cf) ? F.OF : 0)];
+      return [res, keep | cf | rotOf(b1 ^ b2)];
     }
     case 1: {
       const r = BigInt(c % nb);
       const res = ((v >> r) | (v << (bits - r))) & m;
       const cf = msb(res);
-      const of = msb(res) ^ msb((res << 1n) & m);
-      return [res, keep | cf | (of ? F.OF : 0)];
+      return [res, keep | cf | rotOf(b1 ^ Number(v & 1n))];
     }
     case 2: {
       const r = size < 4 ? c % (nb + 1) : c;
@@ -1071,7 +1117,7 @@ export function shiftCalc(k: number, size: number, v: bigint, c: number, f: numb
       const rot = ((wide << BigInt(r)) | (wide >> (w - BigInt(r)))) & ((1n << w) - 1n);
       const res = rot & m;
       const cf = Number(rot >> bits);
-      return [res, keep | cf | ((msb(res) ^ cf) ? F.OF : 0)];
+      return [res, keep | cf | ofOf(b1 ^ b2)];
     }
     case 3: {
       const r = size < 4 ? c % (nb + 1) : c;
@@ -1082,19 +1128,19 @@ export function shiftCalc(k: number, size: number, v: bigint, c: number, f: numb
       const rot = ((wide >> BigInt(r)) | (wide << (w - BigInt(r)))) & ((1n << w) - 1n);
       const res = rot & m;
       const cf = Number(rot >> bits);
-      return [res, keep | cf | (of ? F.OF : 0)];
+      return [res, keep | cf | ofOf(of)];
     }
     case 4: case 6: {
       const cb = BigInt(c);
       const res = (v << cb) & m;
       const cf = c <= nb ? Number((v >> (bits - cb)) & 1n) : 0;
-      return [res, szp(res, size) | cf | ((msb(res) ^ cf) ? F.OF : 0)];
+      return [res, szp(res, size) | cf | ofOf(b1 ^ b2)];
     }
     case 5: {
       const cb = BigInt(c);
       const res = v >> cb;
       const cf = Number((v >> (cb - 1n)) & 1n);
-      return [res, szp(res, size) | cf | (msb(v) ? F.OF : 0)];
+      return [res, szp(res, size) | cf | ofOf(b1)];
     }
     default: {
       const cb = BigInt(c);
