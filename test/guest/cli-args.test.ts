@@ -12,14 +12,14 @@ const run = (...argv: string[]) => {
 
 describe('parseCommand', () => {
   it('defaults: 1 vCPU, 128 MiB, no timeout', () => {
-    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true, disks: [], rng: false, console: { kind: 'off' }, nets: [], vsock: undefined });
+    expect(run('--bios', 'b.bin')).toEqual({ boot: { kind: 'bios', file: 'b.bin' }, cpus: 1, memory: 128 * 2 ** 20, clearCpuid: [], traceExits: false, emulate: true, engine: 'kvm', disks: [], rng: false, console: { kind: 'off' }, nets: [], vsock: undefined });
   });
 
-  it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace', () => {
-    const c = run('--kernel', 'vmlinuz', '--initrd', 'i.gz', '--append', 'console=ttyS0 quiet', '--cpus', '2', '--memory', '1G', '--timeout', '2.5', '--debugcon', '-', '--trace-exits', '--clear-cpuid', 'cx16,xsave', '--no-emulate');
+  it('kernel, initrd, append, cpus, memory, timeout, debugcon, trace, engine', () => {
+    const c = run('--kernel', 'vmlinuz', '--initrd', 'i.gz', '--append', 'console=ttyS0 quiet', '--cpus', '2', '--memory', '1G', '--timeout', '2.5', '--debugcon', '-', '--trace-exits', '--clear-cpuid', 'cx16,xsave', '--no-emulate', '--engine', 'cpl0');
     expect(c).toEqual({
       boot: { kind: 'kernel', file: 'vmlinuz', initrd: 'i.gz', append: 'console=ttyS0 quiet', decompressOnHost: false },
-      cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'], emulate: false,
+      cpus: 2, memory: 2 ** 30, timeout: 2.5, debugcon: '-', traceExits: true, clearCpuid: ['cx16', 'xsave'], emulate: false, engine: 'cpl0',
       disks: [], rng: false, console: { kind: 'off' }, nets: [], vsock: undefined,
     });
   });

@@ -26,15 +26,15 @@ function disagreements(tests: GeneratedSequence[], allowKnown: boolean): string[
 }
 
 it.skipIf(!engine)('random sequences with defined flags only agree', () => {
-  expect(disagreements(Array.from({ length: 300 }, (_, i) => generateSequence(20_000 + i, { defineFlags: true })), false)).toEqual([]);
+  expect(disagreements(Array.from({ length: 1000 }, (_, i) => generateSequence(20_000 + i, { defineFlags: true })), false)).toEqual([]);
 });
 
 it.skipIf(!engine)('random sequences agree, undefined flags included (the host CPU decides them)', () => {
-  expect(disagreements(Array.from({ length: 300 }, (_, i) => generateSequence(30_000 + i)), false)).toEqual([]);
+  expect(disagreements(Array.from({ length: 1000 }, (_, i) => generateSequence(30_000 + i)), false)).toEqual([]);
 });
 
 it.skipIf(!engine)('sequences with deliberate faults agree on the fault', () => {
-  expect(disagreements(Array.from({ length: 200 }, (_, i) => generateSequence(40_000 + i, { faults: 0.2 })), false)).toEqual([]);
+  expect(disagreements(Array.from({ length: 500 }, (_, i) => generateSequence(40_000 + i, { faults: 0.2 })), false)).toEqual([]);
 });
 
 it.skipIf(!engine)('hostile bytes: the engine ends every sequence in a result (differences are leads, not failures)', () => {
