@@ -22,6 +22,7 @@
  * Port I/O and MMIO from the engine go through the worker's dispatch seam exactly as KVM
  * exits do: worker-side devices, posted writes, then the main thread's buses.
  */
+import { KVM_MP_STATE } from '../src/kvm/constants.js';
 import type { NativeVcpuFd } from '../src/kvm/native.js';
 import type { GuestMemory } from '../src/memory/guest-memory.js';
 import type { Access } from '../src/bus/dispatch.js';
@@ -80,8 +81,11 @@ export class EngineTurns {
     this.#engine = new Cpl0Engine(new SoftMmu(memory, io), io, cpuid ? { cpuid } : {});
   }
 
-  /** Take the vCPU into the engine if it is eligible, run it there, and hand it back to KVM. */
+  /** Take the vCPU into the engine if it is runnable and eligible, run it there, and hand it back to KVM. */
   take(): TurnOutcome {
+    // A halted (or parked) vCPU is KVM's to wake: a bounded KVM_RUN can return while it sits
+    // in HLT, with RIP already past the HLT, and the engine must not run on from there.
+    if (new DataView(this.#vcpu.getMpState()).getUint32(0, true) !== KVM_MP_STATE.RUNNABLE) return { kind: 'kvm', bounded: false };
     const state = readEngineState(this.#vcpu);
     if (!engineEligible(state.sregs)) {
       // ring-0 code KVM must run (no long mode yet): bound it so the engine looks again soon
