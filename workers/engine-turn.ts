@@ -72,13 +72,13 @@ export class EngineTurns {
    * `counts`: the shared counters the runner copies into the VM's stats ({@link ENGINE_COUNT}),
    * updated after every turn.
    */
-  constructor(vcpu: NativeVcpuFd, memory: GuestMemory, counts: BigInt64Array, seam: EngineSeam, cpuid?: (leaf: number, subleaf: number) => [number, number, number, number]) {
+  constructor(vcpu: NativeVcpuFd, memory: GuestMemory, counts: BigInt64Array, seam: EngineSeam) {
     this.#vcpu = vcpu;
     this.#counts = counts;
     this.#seam = seam;
     this.#access = { addr: 0, size: 1, count: 1, write: false, data: new DataView(new ArrayBuffer(8)), offset: 0 };
     const io = this.#io();
-    this.#engine = new Cpl0Engine(new SoftMmu(memory, io), io, cpuid ? { cpuid } : {});
+    this.#engine = new Cpl0Engine(new SoftMmu(memory, io), io);
   }
 
   /** Take the vCPU into the engine if it is runnable and eligible, run it there, and hand it back to KVM. */

@@ -65,11 +65,12 @@ export class VcpuLoop {
     this.#buses = buses;
     this.#run = new Uint8Array(vcpu.runBuffer());
     this.#view = new DataView(this.#run.buffer);
-    this.#fallback = task.emulate ? new InstructionFallback(vcpu, sharedMemory(task.memory), task.syscallRepair) : undefined;
+    const memory = sharedMemory(task.memory); // one view of guest RAM for the fallback and the engine
+    this.#fallback = task.emulate ? new InstructionFallback(vcpu, memory, task.syscallRepair) : undefined;
     this.#repair = this.#fallback?.repair ? new RepairRation(this.#fallback, this.#fallback.repair) : undefined;
     this.#emuCounts = new Int32Array(task.emulationCounts);
     if (task.engine === 'cpl0') {
-      this.#engine = new EngineTurns(vcpu, sharedMemory(task.memory), new BigInt64Array(task.engineCounts), {
+      this.#engine = new EngineTurns(vcpu, memory, new BigInt64Array(task.engineCounts), {
         serve: (space, a) => this.#serve(space, a),
         interrupted: () => Atomics.load(this.#ctl, CB.CONTROL) !== CONTROL.RUN,
       });
