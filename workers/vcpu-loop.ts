@@ -13,7 +13,7 @@ import { newAccess, serveAccess, type Access } from '../src/bus/dispatch.js';
 import { InstructionFallback, sharedMemory } from '../src/emulate/fallback.js';
 import { COUNTED_MNEMONICS } from '../src/emulate/mnemonics.js';
 import type { SyscallRepair } from '../src/emulate/syscall-repair.js';
-import { ACCESS_SPACE, BELL, CB, CONTROL, MAIN_WAIT, REPLY, REQUEST, RING_BATCH, RING_LAYOUT, STATUS, type VcpuTask } from '../src/runner/protocol.js';
+import { ACCESS_SPACE, BELL, CB, CONTROL, MAIN_WAIT, REPLY, REQUEST, RING_BATCH, RING_LAYOUT, RING_POLL_BATCH, STATUS, type VcpuTask } from '../src/runner/protocol.js';
 import { MailboxClient, wakeMain } from '../src/runner/mailbox.js';
 import { RING_SPACE, WriteRing } from '../src/runner/write-ring.js';
 import { EngineTurns, KVM_STINT_MS } from './engine-turn.js';
@@ -192,13 +192,17 @@ export class VcpuLoop {
     }
     Atomics.add(ctl, CB.POSTED_WRITES, 1);
     const bell = this.#bell;
+    // A polling main thread finds the write within RING_POLL_MS. MAIN_POLLING is read after
+    // the push published the entry: a main thread that stops polling later re-reads the rings.
+    const polling = Atomics.load(bell, BELL.MAIN_POLLING) === 1;
+    if (polling && pending < RING_POLL_BATCH) return;
     Atomics.add(bell, BELL.SEQ, 1);
     // Wake a sleeping main thread at once; an awake one (it spins or waits briefly after
     // each round) sees the doorbell move, and is only notified when a batch has piled up.
     // MAIN_SLEEPING is read after the bump: a main thread that goes to sleep later sees the
     // new SEQ and does not sleep.
     const how = Atomics.load(bell, BELL.MAIN_SLEEPING);
-    if (how === MAIN_WAIT.ASLEEP || (how === MAIN_WAIT.BLOCKED && pending >= RING_BATCH)) wakeMain(bell, how);
+    if (how === MAIN_WAIT.ASLEEP || (how === MAIN_WAIT.BLOCKED && (polling || pending >= RING_BATCH))) wakeMain(bell, how);
   }
 
   /** The main thread asked whether the blocked vCPU halted for good; true to stop. */

@@ -63,6 +63,11 @@ export const BELL = {
   SEQ: 0,
   /** How the main thread waits: {@link MAIN_WAIT}. Workers notify only a waiting main thread. */
   MAIN_SLEEPING: 1,
+  /**
+   * 1 while the main thread polls the posted-write rings (every {@link RING_POLL_MS}): a
+   * worker then posts without ringing, until {@link RING_POLL_BATCH} writes are pending.
+   */
+  MAIN_POLLING: 2,
 } as const;
 
 /**
@@ -73,7 +78,7 @@ export const BELL = {
  */
 export const MAIN_WAIT = { AWAKE: 0, ASLEEP: 1, BLOCKED: 2 } as const;
 /** Bytes of the doorbell. */
-export const BELL_BYTES = 8;
+export const BELL_BYTES = 12;
 
 /** Mailbox states: a request is WAITING for the main thread until it is ANSWERED. */
 export const MAILBOX = { IDLE: 0, WAITING: 1, ANSWERED: 2 } as const;
@@ -97,6 +102,16 @@ export const RING_CAPACITY = 1024;
  * writes are pending; a sleeping one it wakes at the first.
  */
 export const RING_BATCH = 64;
+/**
+ * While posted writes keep coming, the main thread stops waiting for doorbells about them
+ * and polls the rings this often (ms) instead: a stream of posted writes then costs the
+ * vCPU neither a doorbell per write nor a peer thread taking its CPU for each one (on a busy
+ * host that peer runs on the vCPU's CPU). A posted write is delivered within about this long;
+ * a request of the same vCPU delivers every earlier write first, as always.
+ */
+export const RING_POLL_MS = 1;
+/** While the main thread polls, a worker still rings once this many posted writes are pending. */
+export const RING_POLL_BATCH = 512;
 /** Where the posted-write ring lives in the control block. */
 export const RING_LAYOUT: RingLayout = { head: CB.RING_HEAD, tail: CB.RING_TAIL, base: CB.RING, capacity: RING_CAPACITY };
 

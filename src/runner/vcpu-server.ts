@@ -9,7 +9,7 @@
 import { decodeExit } from '../exits.js';
 import { newAccess } from '../bus/dispatch.js';
 import type { StatsReader } from '../stats.js';
-import { BELL, CB, MAIN_WAIT, REQUEST, RING_LAYOUT, STATUS } from './protocol.js';
+import { BELL, CB, MAIN_WAIT, REQUEST, RING_LAYOUT, RING_POLL_MS, STATUS } from './protocol.js';
 import { answerRequest, inlineAccess, requestWaiting, ringBell } from './mailbox.js';
 import { BlockPolicy, SpinPolicy } from './handoff.js';
 import { hostLoad } from './host-load.js';
@@ -69,6 +69,7 @@ export class VcpuServer {
   readonly #ctlView: DataView;
   readonly #posted = newAccess();
   #busy = false;
+  #postedSeen = false;
   /** The worker has finished and everything it sent was handled. */
   done = false;
 
@@ -84,12 +85,20 @@ export class VcpuServer {
     return this.#busy;
   }
 
+  /** True (once) if a step since the last call found posted writes in the ring. */
+  takePostedSeen(): boolean {
+    const seen = this.#postedSeen;
+    this.#postedSeen = false;
+    return seen;
+  }
+
   /** Do what this vCPU needs now, synchronously or by starting its asynchronous path; true if there was something. */
   step(): boolean {
     if (this.#busy || this.done) return false;
     const s = this.#s;
     this.#h.status(s, Atomics.load(s.ctl, CB.STATUS));
     const hadPosted = this.#ring.pending() !== 0;
+    if (hadPosted) this.#postedSeen = true;
     // the worker pushes before it posts: every earlier write lands before the request is answered
     if (hadPosted && !this.#deliverClaimed()) {
       this.#async(() => this.#deliverThenAnswer());
@@ -194,51 +203,77 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  * The serve loop of a runner: steps every server until all are done. Between rounds with
  * nothing to do it waits on the doorbell — spinning while that pays, then blocking briefly
  * while that pays, then asynchronously (src/runner/handoff.ts); only asynchronously while
- * `hostWork()` says a device has host work in flight that completes on the event loop. While vCPUs keep it busy it
+ * `hostWork()` says a device has host work in flight that completes on the event loop. While
+ * posted writes keep coming it polls the rings every {@link RING_POLL_MS} instead, and the
+ * workers post without ringing ({@link BELL}.MAIN_POLLING). While vCPUs keep it busy it
  * still yields to the event loop every {@link YIELD_MS} (timers, I/O, stop()).
  */
 export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array, hostWork: () => boolean = () => false): Promise<void> {
   const spin = new SpinPolicy(MAIN_SPIN_MS, hostLoad.flag);
   const block = new BlockPolicy(MAIN_BLOCK_MS);
   let lastYield = performance.now();
-  for (let round = 1; ; round++) {
-    const seen = Atomics.load(bell, BELL.SEQ);
-    let worked = false;
-    let live = false;
-    let busy = false;
-    for (const sv of servers) {
-      if (sv.step()) worked = true;
-      if (!sv.done) live = true;
-      if (sv.busy) busy = true;
-    }
-    if (!live) return;
-    if ((round & 31) === 0 && performance.now() - lastYield >= YIELD_MS) {
-      await yieldToEventLoop();
-      lastYield = performance.now();
-      continue;
-    }
-    if (worked) {
-      if (busy) await null; // let pending handlers' microtasks run
-      continue;
-    }
-    // a device waiting for host I/O completes it on the event loop: do not hold the loop
-    if (!busy && !hostWork()) {
-      if (spin.spin(bell, BELL.SEQ, seen)) continue;
-      const t0 = performance.now();
-      // the wait state is published before the wait re-checks SEQ: a later ring notifies
-      Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.BLOCKED);
-      const woken = block.wait(bell, BELL.SEQ, seen);
-      Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
-      if (woken) {
-        spin.slept(performance.now() - t0);
+  let posted = false; // posted writes were delivered since the last wait
+  let polling = false;
+  try {
+    for (let round = 1; ; round++) {
+      const seen = Atomics.load(bell, BELL.SEQ);
+      let worked = false;
+      let live = false;
+      let busy = false;
+      for (const sv of servers) {
+        if (sv.step()) worked = true;
+        if (sv.takePostedSeen()) posted = true;
+        if (!sv.done) live = true;
+        if (sv.busy) busy = true;
+      }
+      if (!live) return;
+      if ((round & 31) === 0 && performance.now() - lastYield >= YIELD_MS) {
+        await yieldToEventLoop();
+        lastYield = performance.now();
         continue;
       }
+      if (worked) {
+        if (busy) await null; // let pending handlers' microtasks run
+        continue;
+      }
+      if (polling !== posted) {
+        polling = posted;
+        Atomics.store(bell, BELL.MAIN_POLLING, polling ? 1 : 0);
+        // a worker that saw the flag still set did not ring: re-read the rings once more
+        if (!polling) continue;
+      }
+      posted = false;
+      if (polling) {
+        await waitAsync(bell, seen, RING_POLL_MS);
+        lastYield = performance.now();
+        continue;
+      }
+      // a device waiting for host I/O completes it on the event loop: do not hold the loop
+      if (!busy && !hostWork()) {
+        if (spin.spin(bell, BELL.SEQ, seen)) continue;
+        const t0 = performance.now();
+        // the wait state is published before the wait re-checks SEQ: a later ring notifies
+        Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.BLOCKED);
+        const woken = block.wait(bell, BELL.SEQ, seen);
+        Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
+        if (woken) {
+          spin.slept(performance.now() - t0);
+          continue;
+        }
+      }
+      // the timeout is a safety net: the loop re-reads everything after any wake-up anyway
+      await waitAsync(bell, seen, SAFETY_WAKE_MS);
+      lastYield = performance.now();
     }
-    Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.ASLEEP);
-    // the timeout is a safety net: the loop re-reads everything after any wake-up anyway
-    const w = Atomics.waitAsync(bell, BELL.SEQ, seen, SAFETY_WAKE_MS);
-    if (w.async) await w.value;
-    Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
-    lastYield = performance.now();
+  } finally {
+    Atomics.store(bell, BELL.MAIN_POLLING, 0);
   }
+}
+
+/** Wait asynchronously (the event loop runs) for the doorbell to move past `seen`, at most `ms`. */
+async function waitAsync(bell: Int32Array, seen: number, ms: number): Promise<void> {
+  Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.ASLEEP);
+  const w = Atomics.waitAsync(bell, BELL.SEQ, seen, ms);
+  if (w.async) await w.value;
+  Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
 }

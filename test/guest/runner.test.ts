@@ -184,6 +184,22 @@ describe('VcpuRunner', () => {
     expect(runner.counters.postedWrites[0]).toBe(3);
   });
 
+  it('a stream of posted writes is delivered whole and in order while the vCPU runs on without exiting', async () => {
+    // mov $2000,%cx ; l: mov %cl,%al ; out %al,$0x80 (posted) ; loop l ; jmp .  (no exit after the last write)
+    const vm = codeVm([0xb9, 0xd0, 0x07, 0x88, 0xc8, 0xe6, 0x80, 0xe2, 0xfa, 0xeb, 0xfe]);
+    const runner = new VcpuRunner(vm);
+    const out = sink();
+    runner.pio.register(0x80, 1, out, { posted: true });
+    const run = runner.start();
+    // more writes than the ring rings for while the main thread polls it; the rest arrive by the poll
+    for (let i = 0; i < 1000 && out.writes.length < 2000; i++) await new Promise((r) => setTimeout(r, 10));
+    await runner.stop();
+    await run;
+    expect(out.writes.length).toBe(2000);
+    expect(out.writes.every((v, i) => v === ((2000 - i) & 0xff))).toBe(true);
+    expect(runner.counters.postedWrites[0]).toBe(2000);
+  });
+
   it('worker devices answer in the vCPU thread without a hop', async () => {
     // in $0x90,%al ; out %al,$0x91 ; cli ; hlt
     const vm = codeVm([0xe4, 0x90, 0xe6, 0x91, ...CLI_HLT]);
