@@ -12,6 +12,7 @@ import type { KvmSegment } from '../kvm/structs.js';
 import { hasAtomicRmw, type EngineMmuAtomic } from './atomic.js';
 import { decode, Insn } from './decode.js';
 import { BITS, F, FOP, lazyFlags, MASK, PARITY, SIGN, STATUS, condition, szp } from './flags.js';
+import { compileBlock, isFastMmu, type CompiledBlock, type FastMmu } from './jit.js';
 import { execString } from './string.js';
 import * as sys from './system.js';
 import { ACCESS, GuestException, type EngineIo, type EngineMmu, type EngineMsrs, type EngineState, type EngineStop } from './types.js';
@@ -30,7 +31,13 @@ interface Block {
   /** The linear address the block was decoded at, and each instruction's next RIP there. */
   rip0: bigint;
   next: bigint[];
+  /** Starts so far (a block is compiled once it has started `jitAfter` times), and its compiled code (null: it cannot be). */
+  runs: number;
+  fn: CompiledBlock | null | undefined;
 }
+
+/** A block is compiled (src/engine/jit.ts) when it starts this many times. */
+const JIT_AFTER = 8;
 
 /** Options of {@link Cpl0Engine}. */
 export interface Cpl0EngineOptions {
@@ -38,6 +45,10 @@ export interface Cpl0EngineOptions {
   cpuid?: (leaf: number, subleaf: number) => [number, number, number, number];
   /** The TSC RDTSC/RDTSCP read (default: host nanoseconds). */
   tsc?: () => bigint;
+  /** Compile hot blocks to JavaScript (src/engine/jit.ts; default true; needs an MMU with Number methods). */
+  jit?: boolean;
+  /** Starts of a block before it is compiled (default {@link JIT_AFTER}; 0: at its first, as the differential tests run it). */
+  jitAfter?: number;
 }
 
 function isSegment(s: unknown): s is KvmSegment {
@@ -83,6 +94,10 @@ export class Cpl0Engine {
   stop: EngineStop | null = null;
   /** @internal A watched code page was written during this block. */
   codeDirty = false;
+  /** @internal Compiled code stopped before an instruction it cannot run (src/engine/jit.ts). */
+  jitDeopt = false;
+  /** @internal Instructions compiled code retired before the guest exception it rethrew. */
+  jitDone = 0;
   /** @internal Atomic RMW hook of the MMU, if it has one. */
   readonly atomic: EngineMmuAtomic | null;
   /** @internal */
@@ -91,10 +106,18 @@ export class Cpl0Engine {
   readonly tscFn: () => bigint;
 
   private retiredCount = 0;
+  private compiledCount = 0;
   private loaded = false;
   private readonly blocks = new Map<number, Block>();
   private readonly pageBlocks = new Map<number, number[]>();
   private readonly fetchBase = { la: 0n };
+  /** The register file as 32-bit halves, for compiled code. */
+  private readonly regs32 = new Int32Array(this.regs.buffer);
+  /** The MMU's Number methods, if it has them (compiled code needs them). */
+  private readonly fast: FastMmu | null;
+  /** Compile hot blocks (the `jit` option). */
+  private readonly jit: boolean;
+  private readonly jitAfter: number;
 
   /**
    * @param mmu linear memory (page tables, TLB, code-write tracking); its `onCodeWrite` is taken over
@@ -108,15 +131,25 @@ export class Cpl0Engine {
     if (typeof io !== 'object' || io === null || typeof io.pioRead !== 'function') throw new TypeError('io must implement EngineIo');
     if (opts.cpuid !== undefined && typeof opts.cpuid !== 'function') throw new TypeError('opts.cpuid must be a function');
     if (opts.tsc !== undefined && typeof opts.tsc !== 'function') throw new TypeError('opts.tsc must be a function');
+    if (opts.jit !== undefined && typeof opts.jit !== 'boolean') throw new TypeError('opts.jit must be a boolean');
+    if (opts.jitAfter !== undefined && (!Number.isSafeInteger(opts.jitAfter) || opts.jitAfter < 0)) throw new RangeError(`opts.jitAfter must be a non-negative safe integer, got ${opts.jitAfter}`);
     this.cpuidFn = opts.cpuid ?? (() => [0, 0, 0, 0]);
     this.tscFn = opts.tsc ?? (() => process.hrtime.bigint());
     this.atomic = hasAtomicRmw(mmu) ? mmu : null;
+    this.fast = isFastMmu(mmu) ? mmu : null;
+    this.jit = (opts.jit ?? true) && this.fast !== null;
+    this.jitAfter = opts.jitAfter ?? JIT_AFTER;
     mmu.onCodeWrite = (page) => this.invalidateCode(page);
   }
 
   /** Instructions retired in total. */
   get retired(): number {
     return this.retiredCount;
+  }
+
+  /** Instructions of {@link retired} that compiled code ran (src/engine/jit.ts). */
+  get retiredCompiled(): number {
+    return this.compiledCount;
   }
 
   /**
@@ -185,6 +218,7 @@ export class Cpl0Engine {
     if ((this.sregs.efer & 0x400n) === 0n || this.sregs.cs.l !== 1) {
       return { kind: 'unsupported', rip: this.rip, bytes: new Uint8Array(0), reason: 'not in 64-bit long mode' };
     }
+    let interpretNext = false;
     while (this.retiredCount + events < limit) {
       let insns: Insn[];
       let next: bigint[] | null;
@@ -192,6 +226,27 @@ export class Cpl0Engine {
         const b = this.lookup();
         insns = b.insns;
         next = b.rip0 === this.rip ? b.next : null;
+        if (next !== null && this.jit && !interpretNext) {
+          if (b.fn === undefined && b.runs++ >= this.jitAfter) b.fn = compileBlock(b.insns, b.rip0, b.next);
+          const left = limit - this.retiredCount - events;
+          if (b.fn && left >= insns.length) {
+            this.codeDirty = false;
+            this.jitDeopt = false;
+            let n: number;
+            try {
+              n = b.fn(this, this.regs32, this.fast!, left);
+            } catch (e) {
+              this.retiredCount += this.jitDone;
+              this.compiledCount += this.jitDone;
+              throw e;
+            }
+            this.retiredCount += n;
+            this.compiledCount += n;
+            interpretNext = this.jitDeopt;
+            continue;
+          }
+        }
+        interpretNext = false;
       } catch (e) {
         if (!(e instanceof GuestException)) return this.hostError(e);
         events++;
@@ -283,7 +338,7 @@ export class Cpl0Engine {
     const next: bigint[] = [];
     let at = rip;
     for (const d of insns) { at = BigInt.asUintN(64, at + d.lenB); next.push(at); }
-    const block: Block = { insns, gpaPage, rip0: rip, next };
+    const block: Block = { insns, gpaPage, rip0: rip, next, runs: 0, fn: undefined };
     if (!crosses) {
       this.blocks.set(gpa, block);
       let list = this.pageBlocks.get(gpaPage);

@@ -37,6 +37,8 @@ export interface EngineLike {
   load(state: EngineState): void;
   save(): EngineState;
   run(budget: number): EngineStop;
+  /** Instructions compiled code ran (src/engine/jit.ts), when the engine compiles. */
+  readonly retiredCompiled?: number;
 }
 /** src/engine/cpu.ts's export. */
 type EngineCtor = new (mmu: EngineMmu, io: EngineIo, opts?: object) => EngineLike;
@@ -49,6 +51,12 @@ export interface EngineAdapterOptions {
   maxSteps?: number;
   /** Passed to the engine's constructor. */
   engineOptions?: object;
+  /**
+   * Run each sequence with its whole budget at once instead of one instruction at a time
+   * (compiled code runs only whole blocks); a run that did port I/O is replayed one
+   * instruction at a time, to end where the I/O happened.
+   */
+  wholeRuns?: boolean;
 }
 
 const ZERO_MSRS: EngineMsrs = { star: 0n, lstar: 0n, cstar: 0n, fmask: 0n, kernelGsBase: 0n, tscAux: 0n };
@@ -66,9 +74,11 @@ export class EngineAdapter {
   readonly #io: IoRecord[] = [];
   readonly #engine: EngineLike;
   readonly #maxSteps: number;
+  readonly #wholeRuns: boolean;
 
   constructor(Engine: EngineCtor, Mmu: MmuCtor, opts: EngineAdapterOptions = {}) {
     this.#maxSteps = opts.maxSteps ?? 100_000;
+    this.#wholeRuns = opts.wholeRuns ?? false;
     writeStaticLayout(this.#mem);
     const record = (port: number, isIn: boolean, size: number): void => void this.#io.push({ port, in: isIn, size });
     const io: EngineIo = {
@@ -84,11 +94,29 @@ export class EngineAdapter {
     this.#engine = new Engine(new Mmu(this.#mem, io), io, opts.engineOptions);
   }
 
-  /** Run one sequence on the engine. */
-  run(test: SequenceTest): SequenceResult {
+  /** The engine (for its counters). */
+  get engine(): EngineLike {
+    return this.#engine;
+  }
+
+  #start(test: SequenceTest): void {
     loadTest(this.#mem, test);
     this.#io.length = 0;
     this.#engine.load({ regs: initialRegs(test), sregs: initialSregs(0), msrs: { ...ZERO_MSRS } });
+  }
+
+  /** Run one sequence on the engine. */
+  run(test: SequenceTest): SequenceResult {
+    this.#start(test);
+    if (this.#wholeRuns) {
+      const stop = this.#engine.run(this.#maxSteps);
+      if (this.#io.length === 0) {
+        if (stop.kind !== 'budget') return this.#stopResult(test, stop);
+        const s = this.#engine.save();
+        return plainResult(this.#mem, 'timeout', s.regs, s.regs.rip);
+      }
+      this.#start(test);
+    }
     for (let step = 0; step < this.#maxSteps; step++) {
       // one instruction at a time, so the sequence's own port I/O ends the run where it happened
       const before = this.#engine.save().regs.rip;

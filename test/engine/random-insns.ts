@@ -214,6 +214,11 @@ export interface GenOptions {
    * page or a store to the read-only one (default 0).
    */
   faults?: number;
+  /**
+   * Draw only from the classes the engine's block compiler mostly covers (ALU, test/inc/dec,
+   * shifts, moves, the stack): long runs of compiled code (default false).
+   */
+  compiledSubset?: boolean;
 }
 
 /** A generated sequence: the test and, for diagnostics, each instruction's name and bytes. */
@@ -686,13 +691,16 @@ const CLASSES: [number, (g: Gen) => void][] = [
   [5, exchange], [5, stack], [4, strings], [4, flagsAndExtends],
 ];
 const CLASS_WEIGHT = CLASSES.reduce((a, [w]) => a + w, 0);
+const SUBSET_CLASSES: [number, (g: Gen) => void][] = [[14, alu], [5, unary], [4, shift], [4, conditional], [10, moves], [4, stack]];
+const SUBSET_WEIGHT = SUBSET_CLASSES.reduce((a, [w]) => a + w, 0);
 
 /** Emit one random instruction (or a branch over a block, at most 2 deep). */
 function one(g: Gen, depth = 0): void {
   if (g.rng.chance(g.opts.faults ?? 0) && g.rng.chance(0.3)) return deliberateFault(g);
   if (depth < 2 && g.rng.chance(0.08)) return branch(g, depth);
-  let x = g.rng.int(CLASS_WEIGHT);
-  for (const [w, f] of CLASSES) {
+  const [classes, weight] = g.opts.compiledSubset ? [SUBSET_CLASSES, SUBSET_WEIGHT] : [CLASSES, CLASS_WEIGHT];
+  let x = g.rng.int(weight);
+  for (const [w, f] of classes) {
     if ((x -= w) < 0) return f(g);
   }
 }

@@ -1,0 +1,798 @@
+/**
+ * The engine's block compiler (issue 15): turns a hot decoded block of common integer
+ * instructions into a JavaScript function that works on the register file as 32-bit halves
+ * (an Int32Array over the engine's BigUint64Array: no bigint on the hot path), addresses
+ * memory through the {@link FastMmu}'s Number methods, keeps the arithmetic flags in locals
+ * and hands them back materialised, and runs a block that branches to its own start as a
+ * loop inside the function.
+ *
+ * A block is compiled only when every instruction in it is in the subset below; anything
+ * else stays interpreted (src/engine/cpu.ts). At run time the compiled code leaves at an
+ * instruction boundary — with RIP, the registers and the flags exactly as the interpreter
+ * would have them there — when the block ends, when a store hit a watched code page, when
+ * the budget is spent, and when an address is not one it can form exactly as a Number (it
+ * then reports a deopt and the interpreter runs that instruction). A guest exception
+ * leaves the same way, with the faulting instruction not retired, and is rethrown.
+ *
+ * The subset (64-bit addressing, no segment override, no LOCK/REP, operand sizes 1/2/4/8):
+ * MOV (88 89 8A 8B B0-BF C6 C7), MOVZX/MOVSX/MOVSXD, LEA, CMOVcc, SETcc, ADD OR ADC SBB AND SUB XOR CMP
+ * (00-3D, 80 81 83), TEST (84 85 A8 A9 F6/F7 /0), NOT/NEG, INC/DEC (FE FF /0 /1), SHL/SHR/SAR
+ * by an immediate (C1 D1, 32-bit registers), IMUL (0F AF, 69, 6B; 32-bit), PUSH/POP of 8 bytes
+ * (50-5F, 68, 6A, FF /6, 8F /0), NOP, and as the last instruction Jcc, JMP, CALL rel32 and RET.
+ */
+import type { Insn } from './decode.js';
+import { FOP, F, PARITY, condition } from './flags.js';
+
+/** The Number-address memory methods compiled code uses (src/engine/mmu.ts SoftMmu has them). */
+export interface FastMmu {
+  read8n(la: number): number;
+  read16n(la: number): number;
+  read32n(la: number): number;
+  read64n(la: number): bigint;
+  read64Pair(la: number): number;
+  /** The high half left by {@link read64Pair}. */
+  hi: number;
+  write8n(la: number, v: number): void;
+  write16n(la: number, v: number): void;
+  write32n(la: number, v: number): void;
+  write64Pair(la: number, lo: number, hi: number): void;
+}
+
+/** What compiled code reads and writes of the engine. */
+export interface JitEngine {
+  rip: bigint;
+  fop: number;
+  fval: number;
+  codeDirty: boolean;
+  /** Set by compiled code that stopped before an instruction it cannot run (the interpreter runs it). */
+  jitDeopt: boolean;
+  /** Instructions a compiled block retired before the guest exception it rethrew. */
+  jitDone: number;
+  flags(): number;
+  cf(): number;
+}
+
+/**
+ * A compiled block: runs at most `budget` instructions (at least one pass of the block must
+ * fit) and returns how many it retired; RIP and the flags are the engine's again.
+ */
+export type CompiledBlock = (e: JitEngine, R: Int32Array, M: FastMmu, budget: number) => number;
+
+/** True if `mmu` has the Number methods compiled code needs. */
+export function isFastMmu(mmu: unknown): mmu is FastMmu {
+  const m = mmu as Partial<FastMmu>;
+  return typeof m.read64Pair === 'function' && typeof m.write64Pair === 'function' && typeof m.read32n === 'function' && typeof m.write8n === 'function';
+}
+
+// ---- flags of Number operands (the lazy record of src/engine/flags.ts, without bigints) ----
+
+const SIGN_N = [0, 0x80, 0x8000, 0, 0x80000000];
+const MASK_N = [0, 0xff, 0xffff, 0, 0xffffffff];
+
+/** Status flags of an operation on `size`-byte (1, 2, 4) operands given as Numbers (any 32-bit form). */
+export function numFlags(op: number, size: number, res: number, src: number, dst: number, aux: number): number {
+  const m = MASK_N[size];
+  const sign = SIGN_N[size];
+  const r = (res & m) >>> 0, s = (src & m) >>> 0, d = (dst & m) >>> 0;
+  let f = (r === 0 ? F.ZF : 0) | ((r & sign) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
+  switch (op) {
+    case FOP.ADD:
+    case FOP.ADC:
+      if (r < d || (op === FOP.ADC && aux !== 0 && r === d)) f |= F.CF;
+      if (((d ^ r) & (s ^ r) & sign) !== 0) f |= F.OF;
+      break;
+    case FOP.SUB:
+    case FOP.SBB:
+      if (d < s || (op === FOP.SBB && aux !== 0 && d === s)) f |= F.CF;
+      if (((d ^ s) & (d ^ r) & sign) !== 0) f |= F.OF;
+      break;
+    case FOP.LOGIC:
+      return f;
+    case FOP.INC:
+      f |= aux & F.CF;
+      if (r === sign) f |= F.OF;
+      break;
+    case FOP.DEC:
+      f |= aux & F.CF;
+      if (r === ((sign - 1) >>> 0)) f |= F.OF;
+      break;
+  }
+  if (((d ^ s ^ r) & 0x10) !== 0) f |= F.AF;
+  return f;
+}
+
+/** {@link numFlags} of 64-bit operands given as (low, high) 32-bit halves. */
+export function numFlags64(op: number, rl: number, rh: number, sl: number, sh: number, dl: number, dh: number, aux: number): number {
+  rl >>>= 0; rh >>>= 0; sl >>>= 0; sh >>>= 0; dl >>>= 0; dh >>>= 0;
+  let f = (rl === 0 && rh === 0 ? F.ZF : 0) | ((rh & 0x80000000) !== 0 ? F.SF : 0) | PARITY[rl & 0xff];
+  const SGN = 0x80000000;
+  switch (op) {
+    case FOP.ADD:
+    case FOP.ADC:
+      if (rh < dh || (rh === dh && (rl < dl || (op === FOP.ADC && aux !== 0 && rl === dl)))) f |= F.CF;
+      if (((dh ^ rh) & (sh ^ rh) & SGN) !== 0) f |= F.OF;
+      break;
+    case FOP.SUB:
+    case FOP.SBB:
+      if (dh < sh || (dh === sh && (dl < sl || (op === FOP.SBB && aux !== 0 && dl === sl)))) f |= F.CF;
+      if (((dh ^ sh) & (dh ^ rh) & SGN) !== 0) f |= F.OF;
+      break;
+    case FOP.LOGIC:
+      return f;
+    case FOP.INC:
+      f |= aux & F.CF;
+      if (rh === SGN && rl === 0) f |= F.OF;
+      break;
+    case FOP.DEC:
+      f |= aux & F.CF;
+      if (rh === 0x7fffffff && rl === 0xffffffff) f |= F.OF;
+      break;
+  }
+  if (((dl ^ sl ^ rl) & 0x10) !== 0) f |= F.AF;
+  return f;
+}
+
+/** Status flags of SHL/SHR/SAR (k = 4, 5, 7) of a 32-bit `v` by a count 1-31, as the interpreter's shiftCalc. */
+export function shiftFlags32(k: number, v: number, c: number, res: number): number {
+  const r = res >>> 0;
+  let f = (r === 0 ? F.ZF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
+  const b1 = v >>> 31;
+  if (k === 4) {
+    f |= (v >>> (32 - c)) & 1;
+    if ((b1 ^ ((v << 1) >>> 31)) !== 0) f |= F.OF;
+  } else if (k === 5) {
+    f |= (v >>> (c - 1)) & 1;
+    if (b1 !== 0) f |= F.OF;
+  } else f |= (v >> (c - 1)) & 1;
+  return f;
+}
+
+/** Status flags of a 32-bit IMUL whose low half is `lo` (`over`: the product did not fit). */
+export function imulFlags32(lo: number, over: boolean): number {
+  const r = lo >>> 0;
+  return (over ? F.CF | F.OF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
+}
+
+const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition };
+
+// ---- the compiler ----
+
+/** Where the arithmetic flags are, at a point of the block (at compile time). */
+type Flags =
+  | { t: 'in' } // the engine's own (nothing in the block wrote them yet)
+  | { t: 'lazy'; op: number; size: number; res: string; src: string; dst: string; aux: string }
+  | { t: 'lazy64'; op: number; res: [string, string]; src: [string, string]; dst: [string, string]; aux: string }
+  | { t: 'val'; v: string }; // a materialised flag word in a local
+
+/** An operand value: one 32-bit expression, or (low, high) for 8 bytes. */
+type Val = { lo: string; hi: string };
+
+const TWO32 = 4294967296;
+/** Placeholder for "the flags are the engine's": in a loop's later passes, the last pass's. */
+const IN = '@IN@';
+
+class Unsupported extends Error {}
+
+function int32Of(v: bigint): number {
+  return Number(BigInt.asIntN(32, v));
+}
+
+/** Compiles one block; see the module comment. */
+class BlockCompiler {
+  private readonly out: string[] = [];
+  private nvars = 0;
+  private readonly vars: string[] = [];
+  private flags: Flags = { t: 'in' };
+  /** Flags state before each instruction (for exits there). */
+  private readonly before: Flags[] = [];
+  /** Something read the engine's incoming flags inside the block (then it cannot loop). */
+  private readsIncoming = false;
+  private endFlags: Flags = { t: 'in' };
+
+  constructor(
+    private readonly insns: Insn[],
+    /** RIP of each instruction, then the RIP after the last. */
+    private readonly rips: bigint[],
+  ) {}
+
+  private v(): string {
+    const n = `v${this.nvars++}`;
+    this.vars.push(n);
+    return n;
+  }
+
+  private emit(s: string): void {
+    this.out.push(s);
+  }
+
+  // -- flags --
+
+  /** The flag word of `f` as an expression (`inLoop`: 'in' means the last pass's end when done > 0). */
+  private mat(f: Flags): string {
+    switch (f.t) {
+      case 'in': this.readsIncoming = true; return 'e.flags()';
+      case 'val': return f.v;
+      case 'lazy': return `H.numFlags(${f.op}, ${f.size}, ${f.res}, ${f.src}, ${f.dst}, ${f.aux})`;
+      case 'lazy64': return `H.numFlags64(${f.op}, ${f.res[0]}, ${f.res[1]}, ${f.src[0]}, ${f.src[1]}, ${f.dst[0]}, ${f.dst[1]}, ${f.aux})`;
+    }
+  }
+
+  /** CF of `f` (0 or 1) as an expression. */
+  private cf(f: Flags): string {
+    if (f.t === 'in') { this.readsIncoming = true; return 'e.cf()'; }
+    if (f.t === 'lazy') {
+      const m = MASK_N[f.size];
+      if (f.op === FOP.ADD) return `(((${f.res}) & ${m}) >>> 0 < ((${f.dst}) & ${m}) >>> 0 ? 1 : 0)`;
+      if (f.op === FOP.SUB) return `(((${f.dst}) & ${m}) >>> 0 < ((${f.src}) & ${m}) >>> 0 ? 1 : 0)`;
+      if (f.op === FOP.LOGIC) return '0';
+      if (f.op === FOP.INC || f.op === FOP.DEC) return `((${f.aux}) & 1)`;
+    }
+    if (f.t === 'lazy64' && f.op === FOP.LOGIC) return '0';
+    if (f.t === 'lazy64' && (f.op === FOP.INC || f.op === FOP.DEC)) return `((${f.aux}) & 1)`;
+    return `(${this.mat(f)} & 1)`;
+  }
+
+  /** Condition code `cc` of the current flags as a boolean expression. */
+  private cond(cc: number): string {
+    const f = this.flags;
+    if (f.t === 'lazy' && f.size === 4) {
+      const a = `(${f.dst})`, b = `(${f.src})`, r = `(${f.res})`;
+      if (f.op === FOP.SUB) {
+        switch (cc) {
+          case 2: return `(${a} >>> 0) < (${b} >>> 0)`;
+          case 3: return `(${a} >>> 0) >= (${b} >>> 0)`;
+          case 4: return `(${a} | 0) === (${b} | 0)`;
+          case 5: return `(${a} | 0) !== (${b} | 0)`;
+          case 6: return `(${a} >>> 0) <= (${b} >>> 0)`;
+          case 7: return `(${a} >>> 0) > (${b} >>> 0)`;
+          case 0xc: return `(${a} | 0) < (${b} | 0)`;
+          case 0xd: return `(${a} | 0) >= (${b} | 0)`;
+          case 0xe: return `(${a} | 0) <= (${b} | 0)`;
+          case 0xf: return `(${a} | 0) > (${b} | 0)`;
+        }
+      }
+      if (cc === 4) return `(${r} | 0) === 0`;
+      if (cc === 5) return `(${r} | 0) !== 0`;
+      if (cc === 8) return `(${r} | 0) < 0`;
+      if (cc === 9) return `(${r} | 0) >= 0`;
+    }
+    if (f.t === 'lazy' && f.size === 1) {
+      const a = `(${f.dst})`, b = `(${f.src})`, r = `(${f.res})`;
+      if (f.op === FOP.SUB) {
+        switch (cc) {
+          case 2: return `${a} < ${b}`;
+          case 3: return `${a} >= ${b}`;
+          case 4: return `${a} === ${b}`;
+          case 5: return `${a} !== ${b}`;
+          case 6: return `${a} <= ${b}`;
+          case 7: return `${a} > ${b}`;
+        }
+      }
+      if (cc === 4) return `${r} === 0`;
+      if (cc === 5) return `${r} !== 0`;
+    }
+    if (f.t === 'lazy64' && (cc === 4 || cc === 5) && f.op !== FOP.SUB) {
+      const z = `((${f.res[0]}) | (${f.res[1]})) === 0`;
+      return cc === 4 ? z : `!(${z})`;
+    }
+    return `H.condition(${cc}, ${this.mat(f)})`;
+  }
+
+  /** Store the flags of `f` into the engine (nothing when they still are the engine's). */
+  private flagsOut(f: Flags): string {
+    if (f.t === 'in') return IN; // resolved once the loop's end state is known
+    return `e.fval = ${this.mat(f)}; e.fop = 0;`;
+  }
+
+  // -- registers --
+
+  private reg(size: number, r: number): Val {
+    if (size === 8) return { lo: `R[${2 * r}]`, hi: `R[${2 * r + 1}]` };
+    if (size === 4) return { lo: `R[${2 * r}]`, hi: '0' };
+    if (size === 2) return { lo: `(R[${2 * r}] & 0xffff)`, hi: '0' };
+    if (r < 16) return { lo: `(R[${2 * r}] & 0xff)`, hi: '0' };
+    return { lo: `((R[${2 * (r - 16)}] >> 8) & 0xff)`, hi: '0' };
+  }
+
+  private setReg(size: number, r: number, v: Val): void {
+    if (size === 8) { this.emit(`R[${2 * r}] = ${v.lo}; R[${2 * r + 1}] = ${v.hi};`); return; }
+    if (size === 4) { this.emit(`R[${2 * r}] = ${v.lo}; R[${2 * r + 1}] = 0;`); return; }
+    if (size === 2) { this.emit(`R[${2 * r}] = (R[${2 * r}] & ~0xffff) | ((${v.lo}) & 0xffff);`); return; }
+    if (r < 16) this.emit(`R[${2 * r}] = (R[${2 * r}] & ~0xff) | ((${v.lo}) & 0xff);`);
+    else this.emit(`R[${2 * (r - 16)}] = (R[${2 * (r - 16)}] & ~0xff00) | (((${v.lo}) & 0xff) << 8);`);
+  }
+
+  /** Copy `v` into fresh locals (so later register writes do not change it). */
+  private hold(size: number, v: Val): Val {
+    const lo = this.v();
+    this.emit(`${lo} = ${v.lo};`);
+    if (size !== 8) return { lo, hi: '0' };
+    const hi = this.v();
+    this.emit(`${hi} = ${v.hi};`);
+    return { lo, hi };
+  }
+
+  private imm(size: number, v: bigint): Val {
+    if (size === 8) return { lo: String(int32Of(v)), hi: String(int32Of(v >> 32n)) };
+    if (size === 4) return { lo: String(int32Of(v)), hi: '0' };
+    if (size === 2) return { lo: String(Number(v & 0xffffn)), hi: '0' };
+    return { lo: String(Number(v & 0xffn)), hi: '0' };
+  }
+
+  // -- memory --
+
+  /** Emit the effective address of `d` into a local (exits to the interpreter if it is not exact); returns it. */
+  private ea(d: Insn, i: number): string {
+    if (d.asz !== 8 || d.seg >= 0) throw new Unsupported();
+    const a = this.v();
+    if (d.ripRel) {
+      const c = Number(BigInt.asIntN(64, this.rips[i + 1] + d.disp));
+      if (!(Math.abs(c) < 2 ** 52)) throw new Unsupported();
+      this.emit(`${a} = ${c};`);
+      return a;
+    }
+    const terms: string[] = [String(Number(BigInt.asIntN(64, d.disp)))];
+    const checks: string[] = [];
+    for (const [r, scale] of [[d.base, 1], [d.index, 1 << d.scale]] as const) {
+      if (r < 0) continue;
+      checks.push(`((R[${2 * r + 1}] + 65536) >>> 0) >= 131072`);
+      terms.push(`(R[${2 * r + 1}] * ${TWO32} + (R[${2 * r}] >>> 0))${scale !== 1 ? ` * ${scale}` : ''}`);
+    }
+    if (checks.length) this.emit(`if (${checks.join(' || ')}) { ${this.exitDeopt(i)} }`);
+    this.emit(`${a} = ${terms.join(' + ')};`);
+    return a;
+  }
+
+  private load(size: number, a: string): Val {
+    switch (size) {
+      case 1: return this.hold(1, { lo: `M.read8n(${a})`, hi: '0' });
+      case 2: return this.hold(2, { lo: `M.read16n(${a})`, hi: '0' });
+      case 4: return this.hold(4, { lo: `(M.read32n(${a}) | 0)`, hi: '0' });
+      default: {
+        const lo = this.v(), hi = this.v();
+        this.emit(`${lo} = M.read64Pair(${a}) | 0; ${hi} = M.hi | 0;`);
+        return { lo, hi };
+      }
+    }
+  }
+
+  private store(size: number, a: string, v: Val, i: number): void {
+    switch (size) {
+      case 1: this.emit(`M.write8n(${a}, (${v.lo}) & 0xff);`); break;
+      case 2: this.emit(`M.write16n(${a}, (${v.lo}) & 0xffff);`); break;
+      case 4: this.emit(`M.write32n(${a}, ${v.lo});`); break;
+      default: this.emit(`M.write64Pair(${a}, ${v.lo}, ${v.hi});`);
+    }
+    // a store into a page holding decoded code: stop after this instruction, as the interpreter does
+    this.afterStore.push(i);
+  }
+
+  private afterStore: number[] = [];
+
+  /** The r/m operand of `d` (memory read once if `a` is given). */
+  private rm(d: Insn, size: number, a: string | null): Val {
+    if (a !== null) return this.load(size, a);
+    return this.reg(size, size === 1 ? d.rmB : d.rm);
+  }
+
+  private setRm(d: Insn, size: number, a: string | null, v: Val, i: number): void {
+    if (a !== null) this.store(size, a, v, i);
+    else this.setReg(size, size === 1 ? d.rmB : d.rm, v);
+  }
+
+  private regOp(d: Insn, size: number): number {
+    return size === 1 ? d.regB : d.reg;
+  }
+
+  // -- exits --
+
+  /** Leave before instruction i (not run): the interpreter runs it next. */
+  private exitDeopt(i: number): string {
+    return `${this.flagsOut(this.before[i])} e.rip = K[${i}]; e.jitDeopt = true; return done + ${i};`;
+  }
+
+  // -- instructions --
+
+  /** ALU op k (0 add, 1 or, 2 adc, 3 sbb, 4 and, 5 sub, 6 xor, 7 cmp) of dst and src; returns the result. */
+  private alu(k: number, size: number, dst: Val, src: Val): Val {
+    const carry = k === 2 || k === 3;
+    let c = '0';
+    if (carry) {
+      c = this.v();
+      this.emit(`${c} = ${this.cf(this.flags)};`);
+    }
+    const d = this.hold(size, dst), s = this.hold(size, src);
+    const op = k === 0 ? FOP.ADD : k === 2 ? FOP.ADC : k === 3 ? FOP.SBB : k === 5 || k === 7 ? FOP.SUB : FOP.LOGIC;
+    const adds = op === FOP.ADD || op === FOP.ADC;
+    const subs = op === FOP.SUB || op === FOP.SBB;
+    const cin = carry ? ` ${adds ? '+' : '-'} ${c}` : '';
+    const bin = k === 1 ? '|' : k === 4 ? '&' : '^';
+    const r = this.v();
+    if (size === 8) {
+      const rh = this.v();
+      if (adds) {
+        const t = this.v();
+        this.emit(`${t} = (${d.lo} >>> 0) + (${s.lo} >>> 0)${cin}; ${r} = ${t} | 0; ${rh} = (${d.hi} + ${s.hi} + (${t} > 4294967295 ? 1 : 0)) | 0;`);
+      } else if (subs) {
+        const t = this.v();
+        this.emit(`${t} = (${d.lo} >>> 0) - (${s.lo} >>> 0)${cin}; ${r} = ${t} | 0; ${rh} = (${d.hi} - ${s.hi} - (${t} < 0 ? 1 : 0)) | 0;`);
+      } else this.emit(`${r} = ${d.lo} ${bin} ${s.lo}; ${rh} = ${d.hi} ${bin} ${s.hi};`);
+      this.flags = { t: 'lazy64', op, res: [r, rh], src: [s.lo, s.hi], dst: [d.lo, d.hi], aux: c };
+      return { lo: r, hi: rh };
+    }
+    const m = size === 4 ? '| 0' : `& ${MASK_N[size]}`;
+    if (adds) this.emit(`${r} = (${d.lo} + ${s.lo}${cin}) ${m};`);
+    else if (subs) this.emit(`${r} = (${d.lo} - ${s.lo}${cin}) ${m};`);
+    else this.emit(`${r} = ${d.lo} ${bin} ${s.lo};`);
+    this.flags = { t: 'lazy', op, size, res: r, src: s.lo, dst: d.lo, aux: c };
+    return { lo: r, hi: '0' };
+  }
+
+  /** ALU with an r/m destination. */
+  private aluRm(d: Insn, i: number, k: number, size: number, src: Val): void {
+    const a = d.mem ? this.ea(d, i) : null;
+    const srcH = this.hold(size, src);
+    const dst = this.rm(d, size, a);
+    const prev = this.flags;
+    const res = this.alu(k, size, dst, srcH);
+    if (k === 7) return;
+    if (a !== null) {
+      // the flags count only once the store has been done (a faulting store leaves them)
+      const next = this.flags;
+      this.flags = prev;
+      this.store(size, a, res, i);
+      this.flags = next;
+    } else this.setRm(d, size, null, res, i);
+  }
+
+  private incDec(d: Insn, i: number, size: number, dec: boolean): void {
+    const a = d.mem ? this.ea(d, i) : null;
+    const x = this.hold(size, this.rm(d, size, a));
+    const aux = this.v();
+    this.emit(`${aux} = ${this.cf(this.flags)};`);
+    const op = dec ? FOP.DEC : FOP.INC;
+    const r = this.v();
+    let res: Val;
+    let f: Flags;
+    if (size === 8) {
+      const rh = this.v();
+      if (dec) this.emit(`${r} = (${x.lo} - 1) | 0; ${rh} = (${x.hi} - (${x.lo} === 0 ? 1 : 0)) | 0;`);
+      else this.emit(`${r} = (${x.lo} + 1) | 0; ${rh} = (${x.hi} + (${x.lo} === -1 ? 1 : 0)) | 0;`);
+      res = { lo: r, hi: rh };
+      f = { t: 'lazy64', op, res: [r, rh], src: ['1', '0'], dst: [x.lo, x.hi], aux };
+    } else {
+      const m = size === 4 ? '| 0' : `& ${MASK_N[size]}`;
+      this.emit(`${r} = (${x.lo} ${dec ? '-' : '+'} 1) ${m};`);
+      res = { lo: r, hi: '0' };
+      f = { t: 'lazy', op, size, res: r, src: '1', dst: x.lo, aux };
+    }
+    this.setRm(d, size, a, res, i);
+    this.flags = f;
+  }
+
+  private shift(d: Insn, i: number, count: number): void {
+    const k = d.reg & 7;
+    if (d.osz !== 4 || (k !== 4 && k !== 5 && k !== 7) || d.mem) throw new Unsupported();
+    const c = count & 31;
+    if (c === 0) { this.setReg(4, d.rm, this.reg(4, d.rm)); return; }
+    const x = this.hold(4, this.reg(4, d.rm));
+    const r = this.v();
+    this.emit(`${r} = ${x.lo} ${k === 4 ? '<<' : k === 5 ? '>>>' : '>>'} ${c} | 0;`);
+    const f = this.v();
+    this.emit(`${f} = H.shiftFlags32(${k}, ${x.lo}, ${c}, ${r});`);
+    this.setReg(4, d.rm, { lo: r, hi: '0' });
+    this.flags = { t: 'val', v: f };
+    void i;
+  }
+
+  private imul(d: Insn, i: number, a: Val, b: Val): void {
+    if (d.osz !== 4) throw new Unsupported();
+    const x = this.hold(4, a), y = this.hold(4, b);
+    const r = this.v(), f = this.v();
+    this.emit(`${r} = Math.imul(${x.lo}, ${y.lo}); ${f} = H.imulFlags32(${r}, ${x.lo} * ${y.lo} !== ${r});`);
+    this.setReg(4, d.reg, { lo: r, hi: '0' });
+    this.flags = { t: 'val', v: f };
+    void i;
+  }
+
+  private push(i: number, v: Val): void {
+    const a = this.v();
+    this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
+    this.emit(`${a} = R[9] * ${TWO32} + (R[8] >>> 0) - 8;`);
+    this.store(8, a, v, i);
+    this.emit(`R[8] = ${a} | 0; R[9] = Math.floor(${a} / ${TWO32}) | 0;`);
+  }
+
+  /** POP m64 (no RSP in the address): RSP moves only once the store is done. */
+  private popMem(d: Insn, i: number): void {
+    const sp = this.v();
+    this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
+    this.emit(`${sp} = R[9] * ${TWO32} + (R[8] >>> 0);`);
+    const v = this.load(8, sp);
+    const a = this.ea(d, i);
+    this.store(8, a, v, i);
+    this.emit(`${sp} += 8; R[8] = ${sp} | 0; R[9] = Math.floor(${sp} / ${TWO32}) | 0;`);
+  }
+
+  /** CMOVcc: the source is read whatever the condition; a 32-bit move that does not happen still clears the high half. */
+  private cmov(d: Insn, i: number, size: number): void {
+    const a = d.mem ? this.ea(d, i) : null;
+    const src = this.hold(size, this.rm(d, size, a));
+    const c = this.v();
+    this.emit(`${c} = ${this.cond(d.op & 15)};`);
+    this.emit(`if (${c}) {`);
+    this.setReg(size, d.reg, src);
+    this.emit(size === 4 ? `} else R[${2 * d.reg + 1}] = 0;` : '}');
+  }
+
+  /** NEG (the flags of 0 - x) or NOT (no flags). */
+  private negNot(d: Insn, i: number, size: number, neg: boolean): void {
+    const a = d.mem ? this.ea(d, i) : null;
+    const x = this.hold(size, this.rm(d, size, a));
+    if (!neg) {
+      this.setRm(d, size, a, size === 8 ? { lo: `~${x.lo}`, hi: `~${x.hi}` } : { lo: `~${x.lo}`, hi: '0' }, i);
+      return;
+    }
+    const prev = this.flags;
+    const res = this.alu(5, size, { lo: '0', hi: '0' }, x);
+    const next = this.flags;
+    this.flags = prev; // a faulting store leaves the flags
+    this.setRm(d, size, a, res, i);
+    this.flags = next;
+  }
+
+  /** Pop 8 bytes; returns the value (RSP updated). */
+  private pop(i: number): Val {
+    const a = this.v();
+    this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
+    this.emit(`${a} = R[9] * ${TWO32} + (R[8] >>> 0);`);
+    const v = this.load(8, a);
+    this.emit(`${a} += 8; R[8] = ${a} | 0; R[9] = Math.floor(${a} / ${TWO32}) | 0;`);
+    return v;
+  }
+
+  /** Compile instruction i (not the last, or the last when it does not transfer control). */
+  private insn(d: Insn, i: number): void {
+    if (d.lock || d.rep !== 0 || d.bad !== null || d.ud) throw new Unsupported();
+    const op = d.op;
+    const size = d.osz;
+    if (op < 0x40) {
+      const k = op >> 3;
+      switch (op & 7) {
+        case 0: case 1: this.aluRm(d, i, k, size, this.reg(size, this.regOp(d, size))); return;
+        case 2: case 3: {
+          const a = d.mem ? this.ea(d, i) : null;
+          const src = this.rm(d, size, a);
+          const res = this.alu(k, size, this.reg(size, this.regOp(d, size)), src);
+          if (k !== 7) this.setReg(size, this.regOp(d, size), res);
+          return;
+        }
+        case 4: case 5: {
+          const res = this.alu(k, size, this.reg(size, 0), this.imm(size, d.imm));
+          if (k !== 7) this.setReg(size, 0, res);
+          return;
+        }
+      }
+      throw new Unsupported();
+    }
+    // the stack moves 8 bytes (2 with an operand-size prefix: interpreted)
+    const stack8 = size !== 2;
+    if (op >= 0x50 && op <= 0x57 && stack8) { this.push(i, this.hold(8, this.reg(8, d.rm))); return; }
+    if (op >= 0x58 && op <= 0x5f && stack8) { const v = this.pop(i); this.setReg(8, d.rm, v); return; }
+    if (op >= 0x140 && op <= 0x14f) { this.cmov(d, i, size); return; }
+    if (op >= 0x190 && op <= 0x19f) {
+      const a = d.mem ? this.ea(d, i) : null;
+      const c = this.v();
+      this.emit(`${c} = ${this.cond(op & 15)} ? 1 : 0;`);
+      this.setRm(d, 1, a, { lo: c, hi: '0' }, i);
+      return;
+    }
+    if (op >= 0xb0 && op <= 0xbf) { this.setReg(size, size === 1 ? d.rmB : d.rm, this.imm(size, d.imm)); return; }
+    switch (op) {
+      case 0x63: {
+        if (size === 2) throw new Unsupported();
+        const a = d.mem ? this.ea(d, i) : null;
+        const v = this.hold(4, this.rm(d, 4, a));
+        this.setReg(size, d.reg, size === 8 ? { lo: v.lo, hi: `(${v.lo} >> 31)` } : v);
+        return;
+      }
+      case 0x68: case 0x6a: if (!stack8) break; this.push(i, this.imm(8, d.imm)); return;
+      case 0x8f: {
+        if (!stack8 || (d.reg & 7) !== 0 || !d.mem || d.base === 4 || d.index === 4) break;
+        this.popMem(d, i);
+        return;
+      }
+      case 0x69: case 0x6b: {
+        const a = d.mem ? this.ea(d, i) : null;
+        this.imul(d, i, this.rm(d, 4, a), this.imm(4, d.imm));
+        return;
+      }
+      case 0x80: case 0x81: case 0x83: this.aluRm(d, i, d.reg & 7, size, this.imm(size, d.imm)); return;
+      case 0x84: case 0x85: {
+        const a = d.mem ? this.ea(d, i) : null;
+        this.alu(4, size, this.rm(d, size, a), this.reg(size, this.regOp(d, size)));
+        return;
+      }
+      case 0x88: case 0x89: {
+        const v = this.hold(size, this.reg(size, this.regOp(d, size)));
+        const a = d.mem ? this.ea(d, i) : null;
+        this.setRm(d, size, a, v, i);
+        return;
+      }
+      case 0x8a: case 0x8b: {
+        const a = d.mem ? this.ea(d, i) : null;
+        this.setReg(size, this.regOp(d, size), this.rm(d, size, a));
+        return;
+      }
+      case 0x8d: {
+        if (!d.mem || d.asz !== 8 || d.seg >= 0) throw new Unsupported();
+        const a = this.ea(d, i);
+        this.setReg(size, d.reg, size === 8 ? { lo: `(${a} | 0)`, hi: `(Math.floor(${a} / ${TWO32}) | 0)` } : { lo: `(${a} | 0)`, hi: '0' });
+        return;
+      }
+      case 0x90: if (d.rm === 0) return; throw new Unsupported();
+      case 0xa8: case 0xa9: this.alu(4, size, this.reg(size, 0), this.imm(size, d.imm)); return;
+      case 0xc1: this.shift(d, i, d.imm2); return;
+      case 0xd1: this.shift(d, i, 1); return;
+      case 0xc6: case 0xc7: {
+        if ((d.reg & 7) !== 0) throw new Unsupported();
+        const a = d.mem ? this.ea(d, i) : null;
+        this.setRm(d, size, a, this.imm(size, d.imm), i);
+        return;
+      }
+      case 0xf6: case 0xf7: {
+        const k = d.reg & 7;
+        if (k === 2 || k === 3) { this.negNot(d, i, size, k === 3); return; }
+        if (k !== 0) throw new Unsupported();
+        const a = d.mem ? this.ea(d, i) : null;
+        this.alu(4, size, this.rm(d, size, a), this.imm(size, d.imm));
+        return;
+      }
+      case 0xfe: case 0xff: {
+        const k = d.reg & 7;
+        if (k <= 1) { this.incDec(d, i, size, k === 1); return; }
+        if (op === 0xff && k === 6 && d.mem && stack8) {
+          const a = this.ea(d, i);
+          this.push(i, this.load(8, a));
+          return;
+        }
+        throw new Unsupported();
+      }
+      case 0x11f: return; // NOP r/m
+      case 0x1af: {
+        const a = d.mem ? this.ea(d, i) : null;
+        this.imul(d, i, this.reg(4, d.reg), this.rm(d, 4, a));
+        return;
+      }
+      case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
+        const from = op === 0x1b6 || op === 0x1be ? 1 : 2;
+        const a = d.mem ? this.ea(d, i) : null;
+        const v = this.hold(from, this.rm(d, from, a));
+        if (op === 0x1b6 || op === 0x1b7) this.setReg(size, d.reg, { lo: v.lo, hi: '0' });
+        else {
+          const s = from === 1 ? `((${v.lo} << 24) >> 24)` : `((${v.lo} << 16) >> 16)`;
+          const lo = this.hold(4, { lo: s, hi: '0' }).lo;
+          this.setReg(size, d.reg, size === 8 ? { lo, hi: `(${lo} >> 31)` } : size === 4 ? { lo, hi: '0' } : { lo, hi: '0' });
+        }
+        return;
+      }
+    }
+    throw new Unsupported();
+  }
+
+  /** Compile; null if some instruction is outside the subset. */
+  compile(): CompiledBlock | null {
+    const ins = this.insns;
+    const n = ins.length;
+    const last = ins[n - 1];
+    const lop = last.op;
+    const isJcc = (lop >= 0x70 && lop <= 0x7f) || (lop >= 0x180 && lop <= 0x18f);
+    const isJmp = lop === 0xeb || lop === 0xe9;
+    const isCall = lop === 0xe8;
+    const isRet = lop === 0xc3;
+    const transfers = isJcc || isJmp || isCall || isRet;
+    const target = isJcc || isJmp || isCall ? BigInt.asUintN(64, this.rips[n] + last.imm) : 0n;
+    const selfLoop = (isJcc || isJmp) && target === this.rips[0];
+    // K: RIP of each instruction, the fall-through, the branch target
+    const K = [...this.rips, target];
+    const body: string[] = [];
+    // compiled: instructions [0, upTo); the rest (from the first outside the subset) is interpreted
+    let upTo = transfers ? n - 1 : n;
+    let complete = true;
+    try {
+      for (let i = 0; i < upTo; i++) {
+        this.before[i] = this.flags;
+        const mark = this.out.length;
+        try {
+          this.insn(ins[i], i);
+        } catch (e) {
+          if (!(e instanceof Unsupported)) throw e;
+          this.out.splice(mark);
+          this.afterStore.length = 0;
+          this.flags = this.before[i];
+          upTo = i;
+          complete = false;
+          break;
+        }
+        const code = this.out.splice(mark);
+        body.push(`k = ${i};`, ...code);
+        if (this.afterStore.length) {
+          this.afterStore.length = 0;
+          body.push(`if (e.codeDirty) { ${this.flagsOut(this.flags)} e.rip = K[${i + 1}]; return done + ${i + 1}; }`);
+        }
+      }
+      if (upTo === 0) return null;
+      if (complete && transfers && (last.lock || last.rep !== 0 || last.bad !== null || last.ud || last.osz === 2 || (isRet && last.imm !== 0n))) complete = false;
+      if (!complete) {
+        this.endFlags = this.flags;
+        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} e.rip = K[${upTo}]; return done;`);
+      } else if (transfers) {
+        const i = n - 1;
+        this.before[i] = this.flags;
+        const mark = this.out.length;
+        const fo = (): string => this.flagsOut(this.flags);
+        if (isJcc) {
+          const c = this.v();
+          this.emit(`${c} = ${this.cond(lop & 15)};`);
+          this.endFlags = this.flags;
+          this.emit(`done += ${n};`);
+          if (selfLoop) this.emit(`if (${c}) { if (done + ${n} <= budget && !e.codeDirty) continue; ${fo()} e.rip = K[${n + 1}]; return done; }`);
+          else this.emit(`if (${c}) { ${fo()} e.rip = K[${n + 1}]; return done; }`);
+          this.emit(`${fo()} e.rip = K[${n}]; return done;`);
+        } else if (isJmp) {
+          this.endFlags = this.flags;
+          this.emit(`done += ${n};`);
+          if (selfLoop) this.emit(`if (done + ${n} <= budget && !e.codeDirty) continue;`);
+          this.emit(`${fo()} e.rip = K[${n + 1}]; return done;`);
+        } else if (isCall) {
+          const ret = this.rips[n];
+          this.push(i, { lo: String(int32Of(ret)), hi: String(int32Of(ret >> 32n)) });
+          this.endFlags = this.flags;
+          this.emit(`done += ${n}; ${fo()} e.rip = K[${n + 1}]; return done;`);
+        } else {
+          this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
+          const a = this.v(), t = this.v();
+          this.emit(`${a} = R[9] * ${TWO32} + (R[8] >>> 0); ${t} = M.read64n(${a}); ${a} += 8; R[8] = ${a} | 0; R[9] = Math.floor(${a} / ${TWO32}) | 0;`);
+          this.endFlags = this.flags;
+          this.emit(`done += ${n}; ${fo()} e.rip = ${t}; return done;`);
+        }
+        body.push(`k = ${i};`, ...this.out.splice(mark));
+      } else {
+        this.endFlags = this.flags;
+        body.push(`done += ${n}; ${this.flagsOut(this.flags)} e.rip = K[${n}]; return done;`);
+      }
+    } catch (e) {
+      if (e instanceof Unsupported) return null;
+      throw e;
+    }
+    const loops = selfLoop && complete;
+    // a loop re-enters with the last pass's flags, not the engine's: not when something read those
+    if (loops && this.readsIncoming) return null;
+    // a guest exception at instruction k: the state before it, then rethrow
+    const cases: string[] = [];
+    for (let i = 0; i < (complete ? n : upTo); i++) cases.push(`case ${i}: ${this.flagsOut(this.before[i])} break;`);
+    const inFlags = loops && this.endFlags.t !== 'in' ? `if (done > 0) { ${this.flagsOut(this.endFlags)} }` : '';
+    const src = [
+      `let k = 0, done = 0${this.vars.map((v) => `, ${v} = 0`).join('')};`,
+      'try {',
+      loops ? 'for (;;) {' : '{',
+      ...body,
+      '}',
+      '} catch (x) {',
+      `switch (k) { ${cases.join(' ')} }`,
+      'e.rip = K[k]; e.jitDone = done + k; throw x;',
+      '}',
+    ].join('\n').replaceAll(IN, inFlags);
+    const make = new Function('H', 'K', `return function block(e, R, M, budget) {\n${src}\n};`) as (h: typeof HELPERS, k: bigint[]) => CompiledBlock;
+    return make(HELPERS, K);
+  }
+}
+
+/**
+ * Compile a decoded block whose instructions start at `rip0` and end at the RIPs in `next`
+ * (each instruction's next RIP); null when some instruction is outside the subset.
+ */
+export function compileBlock(insns: Insn[], rip0: bigint, next: readonly bigint[]): CompiledBlock | null {
+  if (insns.length === 0) return null;
+  return new BlockCompiler(insns, [rip0, ...next]).compile();
+}
