@@ -30,7 +30,7 @@ export * as kvmConstants from './kvm/constants.js';
 export type { Device, IrqLine, AccessSize } from './devices/device.js';
 export { VcpuRunner, RunnerBus, hostIsPvm } from './runner/runner.js';
 export type { IoEventFd, IoEventFdOptions } from './io-events.js';
-export { prestartVcpuWorkers } from './runner/worker-pool.js';
+export { closeVcpuWorkers, prestartVcpuWorkers } from './runner/worker-pool.js';
 export type { RunnerEvents, VcpuRunnerOptions, RegisterOptions, RunResult, RunnerCounters, VcpuState, HandlerResult } from './runner/runner.js';
 export { RunnerError, GuestError } from './runner/errors.js';
 export type { WorkerDeviceSpec } from './runner/protocol.js';

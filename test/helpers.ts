@@ -41,9 +41,10 @@ export function runUntil(vm: Vm, pred: (e: ReturnType<Vm['run']>) => boolean, ma
   throw new Error(`no matching exit within ${max} exits`);
 }
 
-/** What a child process did: its exit code (null if killed), stdout (latin1) and stderr. */
+/** What a child process did: its exit code (null if killed), the signal that killed it, stdout (latin1) and stderr. */
 export interface ProcessOutcome {
   code: number | null;
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -60,9 +61,9 @@ export function runProcess(cmd: string, args: string[], opts: { cwd?: string; en
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve) => {
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(killer);
-      resolve({ code, stdout, stderr });
+      resolve({ code, signal, stdout, stderr });
     });
   });
 }

@@ -4,11 +4,12 @@
  * {@link WorkerFailure} so the main thread can rethrow it with its class and errno intact.
  */
 import { pathToFileURL } from 'node:url';
+import { parentPort } from 'node:worker_threads';
 import { native } from '../src/kvm/native.js';
 import { Bus, MmioBus, PioBus } from '../src/bus/bus.js';
 import type { Device } from '../src/devices/device.js';
 import { toWorkerFailure } from '../src/runner/errors.js';
-import type { VcpuTask, VcpuTaskResult } from '../src/runner/protocol.js';
+import { WORKER_LOADED, type VcpuTask, type VcpuTaskResult } from '../src/runner/protocol.js';
 import { VcpuLoop, type WorkerBuses } from './vcpu-loop.js';
 
 /** Marks a posted MMIO range on the worker's marker bus (never called: the device lives on the main thread). */
@@ -53,3 +54,6 @@ export default async function runVcpu(task: VcpuTask): Promise<VcpuTaskResult> {
     vcpu?.close();
   }
 }
+
+// the pool destroys this thread only after this: terminating it mid-load aborts Node
+parentPort?.postMessage(WORKER_LOADED);

@@ -73,4 +73,6 @@ process.on('unhandledRejection', (e) => {
 });
 
 const code = await main(process.argv.slice(2));
+const { closeVcpuWorkers } = await import('../runner/worker-pool.js');
+await closeVcpuWorkers(); // exiting while a prestarted worker still loads aborts Node
 process.exit(code);

@@ -195,3 +195,10 @@ export interface VcpuTaskResult {
   /** False when the thread must not run another task: it was pinned to a CPU, or its task failed. */
   reusable: boolean;
 }
+
+/**
+ * What a vCPU worker posts on its parent port once its modules are loaded. Terminating a
+ * worker thread (or exiting the process) while it still loads its modules aborts Node 20
+ * (a V8 fatal error in require(esm)), so a pool is destroyed only after every thread said this.
+ */
+export const WORKER_LOADED = 'vmmapi:vcpu-worker-loaded';

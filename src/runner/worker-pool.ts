@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { packageRoot } from '../kvm/native.js';
 import { RunnerError } from './errors.js';
-import type { VcpuTask, VcpuTaskResult } from './protocol.js';
+import { WORKER_LOADED, type VcpuTask, type VcpuTaskResult } from './protocol.js';
 
 /** A pool of vCPU worker threads: one thread per vCPU, one task (a vCPU's whole run) each. */
 export type VcpuPool = Piscina<VcpuTask, VcpuTaskResult>;
@@ -46,14 +46,45 @@ export function vcpuWorkerPath(): string {
   return path;
 }
 
+/** Per pool: settles once each of its threads has loaded its modules. */
+const loadedThreads = new WeakMap<VcpuPool, Promise<void>>();
+
 function newPool(count: number): VcpuPool {
-  return new Piscina<VcpuTask, VcpuTaskResult>({
+  const pool = new Piscina<VcpuTask, VcpuTaskResult>({
     filename: vcpuWorkerPath(),
     minThreads: count,
     maxThreads: count,
     idleTimeout: 1000,
     concurrentTasksPerWorker: 1,
   });
+  let waiting = count;
+  loadedThreads.set(
+    pool,
+    new Promise<void>((resolve) => {
+      const onMessage = (m: unknown): void => {
+        if (m !== WORKER_LOADED || --waiting > 0) return;
+        pool.off('message', onMessage);
+        resolve();
+      };
+      pool.on('message', onMessage);
+    }),
+  );
+  return pool;
+}
+
+/**
+ * Destroy `pool` once its threads have loaded (terminating a thread mid-load aborts Node), or
+ * after `graceMs` whatever they are doing; resolves when it is destroyed or `graceMs` passed.
+ */
+async function retire(pool: VcpuPool, graceMs = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+  const gone = (async () => {
+    await Promise.race([loadedThreads.get(pool), grace]);
+    await pool.destroy();
+  })();
+  await Promise.race([gone.catch(() => undefined), grace]);
+  clearTimeout(timer);
 }
 
 /**
@@ -68,7 +99,7 @@ export function prestartVcpuWorkers(count: number): void {
   if (!Number.isInteger(count) || count < 1 || count > 255) throw new RangeError(`count must be an integer in [1, 255], got ${count}`);
   const old = prestarted;
   prestarted = { count, pool: newPool(count) };
-  if (old) void old.pool.destroy();
+  if (old) void retire(old.pool);
 }
 
 /**
@@ -79,7 +110,7 @@ export function takeVcpuPool(count: number): VcpuPool {
   const p = prestarted;
   prestarted = undefined;
   if (p?.count === count) return p.pool;
-  if (p) void p.pool.destroy();
+  if (p) void retire(p.pool);
   for (let i = warm.length - 1; i >= 0; i--) {
     if (warm[i].count !== count) continue;
     const [w] = warm.splice(i, 1);
@@ -96,7 +127,7 @@ export function takeVcpuPool(count: number): VcpuPool {
  * be exceeded (the oldest go first), pools are destroyed. Resolves once destroyed pools are.
  */
 export async function releaseVcpuPool(pool: VcpuPool, count: number, reusable: boolean): Promise<void> {
-  if (!reusable || count > WARM_MAX_THREADS) return pool.destroy();
+  if (!reusable || count > WARM_MAX_THREADS) return retire(pool);
   const gone: Promise<void>[] = [];
   let threads = count;
   for (const w of warm) threads += w.count;
@@ -104,13 +135,33 @@ export async function releaseVcpuPool(pool: VcpuPool, count: number, reusable: b
     const w = warm.shift()!;
     clearTimeout(w.timer);
     threads -= w.count;
-    gone.push(w.pool.destroy());
+    gone.push(retire(w.pool));
   }
   const timer = setTimeout(() => {
     const i = warm.findIndex((w) => w.pool === pool);
-    if (i >= 0) void warm.splice(i, 1)[0].pool.destroy();
+    if (i >= 0) void retire(warm.splice(i, 1)[0].pool);
   }, WARM_IDLE_MS);
   timer.unref();
   warm.push({ count, pool, timer });
   await Promise.all(gone);
+}
+
+/**
+ * Destroy every pool this module holds (the prestarted one and the warm ones) and resolve
+ * once their threads have ended, or after `graceMs` at most. Call it before `process.exit()`
+ * in a program that prestarted workers: exiting while a worker thread is still loading its
+ * modules aborts Node 20 (a V8 fatal error, SIGABRT), which a program that prestarts and then
+ * fails early (say, /dev/kvm cannot be opened) would otherwise do now and then.
+ *
+ * @param graceMs the longest wait, per pool, for its threads to load and end.
+ */
+export async function closeVcpuWorkers(graceMs = 2000): Promise<void> {
+  const pools: VcpuPool[] = [];
+  if (prestarted) pools.push(prestarted.pool);
+  prestarted = undefined;
+  for (const w of warm.splice(0)) {
+    clearTimeout(w.timer);
+    pools.push(w.pool);
+  }
+  await Promise.all(pools.map((p) => retire(p, graceMs)));
 }

@@ -53,9 +53,9 @@ function vmmapi(args: string[], limitMs = 120_000): Vmm {
   });
   child.stderr!.on('data', (d: Buffer) => (out.stderr += d.toString()));
   const done = new Promise<ProcessOutcome>((resolve) =>
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       clearTimeout(killer);
-      resolve({ code, stdout: out.stdout, stderr: out.stderr });
+      resolve({ code, signal, stdout: out.stdout, stderr: out.stderr });
     }),
   );
   const waitFor = (text: string): Promise<void> =>
@@ -107,7 +107,7 @@ describe('vmmapi run --api-socket, vmmapi ctl, vmmapi run --restore', () => {
     await vmm.waitFor('round 10 ');
 
     const paused = await ctl(api, 'pause');
-    expect(paused).toEqual({ code: 0, stdout: 'paused\n', stderr: '' });
+    expect(paused).toEqual({ code: 0, signal: null, stdout: 'paused\n', stderr: '' });
     const atPause = vmm.out.stdout;
     const info = await ctl(api, 'info');
     expect(info.code).toBe(0);
@@ -121,14 +121,14 @@ describe('vmmapi run --api-socket, vmmapi ctl, vmmapi run --restore', () => {
     expect(atSnapshot).toContain('round 10 ');
     expect(atSnapshot).not.toContain('snap-compute: result');
     expect((await ctl(api, 'info')).stdout).toMatch(/^state: paused$/m); // the snapshot left it paused, as it found it
-    expect(await ctl(api, 'resume')).toEqual({ code: 0, stdout: 'running\n', stderr: '' });
+    expect(await ctl(api, 'resume')).toEqual({ code: 0, signal: null, stdout: 'running\n', stderr: '' });
 
     const first = await vmm.done;
     reference = await uninterrupted;
     expect(reference.code).toBe(1);
     expect(reference.stdout).toMatch(/snap-compute: PASS\n$/);
     expect(rounds(reference.stdout)).toHaveLength(60);
-    expect(first).toEqual({ code: 1, stdout: reference.stdout, stderr: '' });
+    expect(first).toEqual({ code: 1, signal: null, stdout: reference.stdout, stderr: '' });
     expect(existsSync(api)).toBe(false); // removed at exit
 
     // what the CLI stored to restore it
@@ -251,7 +251,7 @@ describe('vmmapi run --api-socket, vmmapi ctl, vmmapi run --restore', () => {
   it('vmmapi ctl: a missing socket exits 1 with a clear message; usage errors exit 2', async () => {
     const missing = join(tmp, 'missing.sock');
     const o = await ctl(missing, 'info');
-    expect(o).toEqual({ code: 1, stdout: '', stderr: `vmmapi: cannot connect to '${missing}': no such socket\n` });
+    expect(o).toEqual({ code: 1, signal: null, stdout: '', stderr: `vmmapi: cannot connect to '${missing}': no such socket\n` });
     expectUsageLine(await ctl(missing, 'snapshot'), /^vmmapi: ctl snapshot needs a directory/);
     expectUsageLine(await ctl(missing, 'reboot'), /^vmmapi: ctl: unknown command 'reboot'/);
   });
@@ -280,7 +280,7 @@ describe('vmmapi run --api-socket, vmmapi ctl, vmmapi run --restore', () => {
     });
     await new Promise((r) => setTimeout(r, 300));
     expect((await ctl(api, 'pause')).stdout).toBe('paused\n');
-    expect(await ctl(api, 'stop')).toEqual({ code: 0, stdout: 'stopping\n', stderr: '' });
+    expect(await ctl(api, 'stop')).toEqual({ code: 0, signal: null, stdout: 'stopping\n', stderr: '' });
     const o = await vmm.done;
     expect(o.code).toBe(0);
     expect(o.stderr).toBe('');
