@@ -68,17 +68,8 @@ export class NativeReference {
    */
   run(test: SequenceTest): NativeResult {
     const vm = this.#vm;
-    let exit: VmExit | undefined;
-    for (const limit of [this.#timeoutMs, this.#timeoutMs * RETRY_FACTOR]) {
-      this.#completeLastExit();
-      loadTest(vm.memory, test);
-      vm.setKvmSregs(0, this.#sregs);
-      vm.setKvmRegs(0, initialRegs(test));
-      exit = vm.run(0, undefined, { timeoutMs: limit });
-      this.#pending = true;
-      if (exit.kind !== 'interrupted') break;
-    }
-    const e = exit as VmExit;
+    let e = this.#attempt(test, this.#timeoutMs);
+    if (e.kind === 'interrupted') e = this.#attempt(test, this.#timeoutMs * RETRY_FACTOR);
     const regs = vm.getKvmRegs(0);
     switch (e.kind) {
       case 'inout':
@@ -88,6 +79,18 @@ export class NativeReference {
       default:
         return { ...plainResult(vm.memory, 'error', regs, regs.rip), detail: `unexpected exit: ${e.kind}` };
     }
+  }
+
+  /** Load `test` and run it from its start for at most `limitMs`. */
+  #attempt(test: SequenceTest, limitMs: number): VmExit {
+    const vm = this.#vm;
+    this.#completeLastExit();
+    loadTest(vm.memory, test);
+    vm.setKvmSregs(0, this.#sregs);
+    vm.setKvmRegs(0, initialRegs(test));
+    const exit = vm.run(0, undefined, { timeoutMs: limitMs });
+    this.#pending = true;
+    return exit;
   }
 
   /** Run many sequences in order (the same as calling {@link run} for each). */
