@@ -34,6 +34,12 @@ interface Block {
   /** Starts so far (a block is compiled once it has started `jitAfter` times), and its compiled code (null: it cannot be). */
   runs: number;
   fn: CompiledBlock | null | undefined;
+  /**
+   * The TLB bank `fn` was compiled for (its write keys: compiled code holds the bank's
+   * tables as constants), and the code compiled for another bank, kept for the switch back.
+   */
+  fnBank?: Int32Array;
+  alt?: { fn: CompiledBlock | null; bank: Int32Array };
 }
 
 /** A block is compiled (src/engine/jit.ts) when it starts this many times. */
@@ -227,7 +233,10 @@ export class Cpl0Engine {
         insns = b.insns;
         next = b.rip0 === this.rip ? b.next : null;
         if (next !== null && this.jit && !interpretNext) {
-          if (b.fn === undefined && b.runs++ >= this.jitAfter) b.fn = compileBlock(b.insns, b.rip0, b.next);
+          if (b.fn === undefined && b.runs++ >= this.jitAfter) {
+            b.fn = compileBlock(b.insns, b.rip0, b.next, this.fast!);
+            b.fnBank = this.fast!.wKeyLo;
+          } else if (b.fn && b.fnBank !== this.fast!.wKeyLo) this.rebank(b);
           const left = limit - this.retiredCount - events;
           if (b.fn && left >= insns.length) {
             this.codeDirty = false;
@@ -280,6 +289,16 @@ export class Cpl0Engine {
       }
     }
     return { kind: 'budget' };
+  }
+
+  /** The TLB bank changed since `b` was compiled (CPL, or RFLAGS.AC under SMAP): its code for this bank. */
+  private rebank(b: Block): void {
+    const bank = this.fast!.wKeyLo;
+    const prev = { fn: b.fn ?? null, bank: b.fnBank! };
+    if (b.alt?.bank === bank) b.fn = b.alt.fn;
+    else b.fn = compileBlock(b.insns, b.rip0, b.next, this.fast!);
+    b.fnBank = bank;
+    b.alt = prev;
   }
 
   private unsupported(d: Insn): EngineStop {

@@ -36,6 +36,16 @@ export interface FastMmu {
   write16n(la: number, v: number): void;
   write32n(la: number, v: number): void;
   write64Pair(la: number, lo: number, hi: number): void;
+  /** The RAM compiled code reaches directly, and the TLB keys over it (src/engine/mmu.ts). */
+  readonly ram: Uint8Array;
+  readonly ramView: DataView;
+  readonly rKeyLo: Int32Array;
+  readonly rKeyHi: Int32Array;
+  readonly rHost: Int32Array;
+  readonly wKeyLo: Int32Array;
+  readonly wKeyHi: Int32Array;
+  readonly wHost: Int32Array;
+  readonly tlbMask: number;
 }
 
 /** What compiled code reads and writes of the engine. */
@@ -61,7 +71,7 @@ export type CompiledBlock = (e: JitEngine, R: Int32Array, M: FastMmu, budget: nu
 /** True if `mmu` has the Number methods compiled code needs. */
 export function isFastMmu(mmu: unknown): mmu is FastMmu {
   const m = mmu as Partial<FastMmu>;
-  return typeof m.read64Pair === 'function' && typeof m.write64Pair === 'function' && typeof m.read32n === 'function' && typeof m.write8n === 'function';
+  return typeof m.read64Pair === 'function' && typeof m.write64Pair === 'function' && typeof m.read32n === 'function' && typeof m.write8n === 'function' && m.wHost instanceof Int32Array && m.ram instanceof Uint8Array;
 }
 
 // ---- flags of Number operands (the lazy record of src/engine/flags.ts, without bigints) ----
@@ -166,6 +176,12 @@ type Flags =
 
 /** An operand value: one 32-bit expression, or (low, high) for 8 bytes. */
 type Val = { lo: string; hi: string };
+/**
+ * A memory address as a (low, high) pair; `check`: the index of the instruction to leave
+ * before when its slow path finds it is not an exact Number (the check is deferred to the
+ * slow path: a TLB hit implies it), or -1 when it was checked where it was formed.
+ */
+type Addr = Val & { check: number };
 
 const TWO32 = 4294967296;
 /** Placeholder for "the flags are the engine's": in a loop's later passes, the last pass's. */
@@ -227,6 +243,11 @@ class BlockCompiler {
       if (f.op === FOP.LOGIC) return '0';
       if (f.op === FOP.INC || f.op === FOP.DEC) return `((${f.aux}) & 1)`;
     }
+    if (f.t === 'lazy64' && (f.op === FOP.ADD || f.op === FOP.SUB)) {
+      // unsigned 64-bit compare of (high, low) halves: result < dst for ADD, dst < src for SUB
+      const [ah, al, bh, bl] = f.op === FOP.ADD ? [f.res[1], f.res[0], f.dst[1], f.dst[0]] : [f.dst[1], f.dst[0], f.src[1], f.src[0]];
+      return `((((${ah}) >>> 0) < ((${bh}) >>> 0) || ((${ah}) | 0) === ((${bh}) | 0) && ((${al}) >>> 0) < ((${bl}) >>> 0)) ? 1 : 0)`;
+    }
     if (f.t === 'lazy64' && f.op === FOP.LOGIC) return '0';
     if (f.t === 'lazy64' && (f.op === FOP.INC || f.op === FOP.DEC)) return `((${f.aux}) & 1)`;
     return `(${this.mat(f)} & 1)`;
@@ -286,20 +307,47 @@ class BlockCompiler {
 
   // -- registers --
 
+  /**
+   * The registers live in locals while the block runs (`rlN`/`rhN`: the low and high halves
+   * of register N), loaded at entry and written back to the register file on every way out
+   * (the `finally` of the compiled function): a loop keeps them in machine registers.
+   */
+  private readonly used = new Set<number>();
+  private readonly written = new Set<number>();
+
+  private lo(r: number): string {
+    this.used.add(r);
+    return `rl${r}`;
+  }
+
+  private hi(r: number): string {
+    this.used.add(r);
+    return `rh${r}`;
+  }
+
   private reg(size: number, r: number): Val {
-    if (size === 8) return { lo: `R[${2 * r}]`, hi: `R[${2 * r + 1}]` };
-    if (size === 4) return { lo: `R[${2 * r}]`, hi: '0' };
-    if (size === 2) return { lo: `(R[${2 * r}] & 0xffff)`, hi: '0' };
-    if (r < 16) return { lo: `(R[${2 * r}] & 0xff)`, hi: '0' };
-    return { lo: `((R[${2 * (r - 16)}] >> 8) & 0xff)`, hi: '0' };
+    if (size === 8) return { lo: this.lo(r), hi: this.hi(r) };
+    if (size === 4) return { lo: this.lo(r), hi: '0' };
+    if (size === 2) return { lo: `(${this.lo(r)} & 0xffff)`, hi: '0' };
+    if (r < 16) return { lo: `(${this.lo(r)} & 0xff)`, hi: '0' };
+    return { lo: `((${this.lo(r - 16)} >> 8) & 0xff)`, hi: '0' };
   }
 
   private setReg(size: number, r: number, v: Val): void {
-    if (size === 8) { this.emit(`R[${2 * r}] = ${v.lo}; R[${2 * r + 1}] = ${v.hi};`); return; }
-    if (size === 4) { this.emit(`R[${2 * r}] = ${v.lo}; R[${2 * r + 1}] = 0;`); return; }
-    if (size === 2) { this.emit(`R[${2 * r}] = (R[${2 * r}] & ~0xffff) | ((${v.lo}) & 0xffff);`); return; }
-    if (r < 16) this.emit(`R[${2 * r}] = (R[${2 * r}] & ~0xff) | ((${v.lo}) & 0xff);`);
-    else this.emit(`R[${2 * (r - 16)}] = (R[${2 * (r - 16)}] & ~0xff00) | (((${v.lo}) & 0xff) << 8);`);
+    const q = size === 1 && r >= 16 ? r - 16 : r;
+    this.written.add(q);
+    const l = this.lo(q), h = this.hi(q);
+    if (size === 8) { this.emit(`${l} = ${v.lo}; ${h} = ${v.hi};`); return; }
+    if (size === 4) { this.emit(`${l} = ${v.lo}; ${h} = 0;`); return; }
+    if (size === 2) { this.emit(`${l} = (${l} & ~0xffff) | ((${v.lo}) & 0xffff);`); return; }
+    if (r < 16) this.emit(`${l} = (${l} & ~0xff) | ((${v.lo}) & 0xff);`);
+    else this.emit(`${l} = (${l} & ~0xff00) | (((${v.lo}) & 0xff) << 8);`);
+  }
+
+  /** Set the high half of register r to 0 (a 32-bit CMOV that does not move). */
+  private clearHigh(r: number): string {
+    this.written.add(r);
+    return `${this.hi(r)} = 0;`;
   }
 
   /** Copy `v` into fresh locals (so later register writes do not change it). */
@@ -321,61 +369,138 @@ class BlockCompiler {
 
   // -- memory --
 
-  /** Emit the effective address of `d` into a local (exits to the interpreter if it is not exact); returns it. */
-  private ea(d: Insn, i: number): string {
+  /**
+   * Emit the effective address of `d` as a (low, high) pair of 32-bit locals, and the exit
+   * to the interpreter before instruction i when it is not a Number the MMU methods take
+   * exactly (|address| < 2^48); returns it.
+   */
+  private ea(d: Insn, i: number, early = false): Addr {
     if (d.asz !== 8 || d.seg >= 0) throw new Unsupported();
-    const a = this.v();
-    if (d.ripRel) {
-      const c = Number(BigInt.asIntN(64, this.rips[i + 1] + d.disp));
-      if (!(Math.abs(c) < 2 ** 52)) throw new Unsupported();
-      this.emit(`${a} = ${c};`);
-      return a;
-    }
-    const terms: string[] = [String(Number(BigInt.asIntN(64, d.disp)))];
-    const checks: string[] = [];
-    for (const [r, scale] of [[d.base, 1], [d.index, 1 << d.scale]] as const) {
-      if (r < 0) continue;
-      checks.push(`((R[${2 * r + 1}] + 65536) >>> 0) >= 131072`);
-      terms.push(`(R[${2 * r + 1}] * ${TWO32} + (R[${2 * r}] >>> 0))${scale !== 1 ? ` * ${scale}` : ''}`);
-    }
-    if (checks.length) this.emit(`if (${checks.join(' || ')}) { ${this.exitDeopt(i)} }`);
-    this.emit(`${a} = ${terms.join(' + ')};`);
-    return a;
+    this.mayFault = true;
+    return this.checked(this.eaPair(d, i), i, early);
   }
 
-  private load(size: number, a: string): Val {
-    switch (size) {
-      case 1: return this.hold(1, { lo: `M.read8n(${a})`, hi: '0' });
-      case 2: return this.hold(2, { lo: `M.read16n(${a})`, hi: '0' });
-      case 4: return this.hold(4, { lo: `(M.read32n(${a}) | 0)`, hi: '0' });
-      default: {
+  /**
+   * The exactness check of address `a` of instruction i: emitted here when `early` (an
+   * address first accessed after another access of the same instruction, which must not
+   * have happened when the interpreter takes over), else deferred to the slow paths.
+   */
+  private checked(a: Val, i: number, early: boolean): Addr {
+    if (a.hi === '0' || /^-?\d+$/.test(a.hi)) return { ...a, check: -1 }; // a constant's range is checked when compiled
+    if (!early) return { ...a, check: i };
+    this.emit(`if (((${a.hi} + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
+    return { ...a, check: -1 };
+  }
+
+  /** The deferred exactness check of `a`, for its slow path. */
+  private slowCheck(a: Addr): string {
+    return a.check < 0 ? '' : `if (((${a.hi} + 65536) >>> 0) >= 131072) { ${this.exitDeopt(a.check)} } `;
+  }
+
+  /** The effective address of `d` as a (low, high) pair, with 32-bit arithmetic only. */
+  private eaPair(d: Insn, i: number): Val {
+    if (d.ripRel) return this.constAddr(BigInt.asIntN(64, this.rips[i + 1] + d.disp));
+    let acc: Val | null = null;
+    if (d.base >= 0) acc = this.reg(8, d.base);
+    if (d.index >= 0) {
+      let x = this.reg(8, d.index);
+      if (d.scale !== 0) {
         const lo = this.v(), hi = this.v();
-        this.emit(`${lo} = M.read64Pair(${a}) | 0; ${hi} = M.hi | 0;`);
+        this.emit(`${lo} = ${x.lo} << ${d.scale}; ${hi} = (${x.hi} << ${d.scale}) | (${x.lo} >>> ${32 - d.scale});`);
+        x = { lo, hi };
+      }
+      acc = acc === null ? x : this.addPair(acc, x);
+    }
+    const disp = int32Of(BigInt.asIntN(64, d.disp));
+    if (acc === null) return this.constAddr(BigInt.asIntN(64, d.disp));
+    if (disp !== 0) return this.addPair(acc, { lo: String(disp), hi: disp < 0 ? '-1' : '0' });
+    // a copy of a bare register: a later register write must not move it
+    return acc.lo.startsWith('rl') ? this.hold(8, acc) : acc;
+  }
+
+  /** A constant address as a pair (outside the exact range: not compiled). */
+  private constAddr(c: bigint): Val {
+    if (!(c >= -(2n ** 47n) && c < 2n ** 47n)) throw new Unsupported();
+    return { lo: String(int32Of(c)), hi: String(int32Of(c >> 32n)) };
+  }
+
+  /** Emit the 64-bit sum of two pairs into fresh locals. */
+  private addPair(a: Val, b: Val): Val {
+    const lo = this.v(), hi = this.v();
+    const carry = `((${lo} >>> 0) < (${a.lo} >>> 0) ? 1 : 0)`;
+    const bhi = b.hi === '0' ? '' : b.hi === '-1' ? ' - 1' : ` + ${b.hi}`;
+    this.emit(`${lo} = (${a.lo} + ${b.lo}) | 0; ${hi} = (${a.hi}${bhi} + ${carry}) | 0;`);
+    return { lo, hi };
+  }
+
+  /** The address pair as the exact Number the MMU methods take. */
+  private la(a: Val): string {
+    return `(${a.hi} * ${TWO32} + (${a.lo} >>> 0))`;
+  }
+
+  /**
+   * The fast-path test for a `size`-byte access at `a` through the read or write TLB keys:
+   * true when the page is in the RAM compiled code reaches directly (`q`: its offset there)
+   * and the access stays in the page. Returns the test and the in-page offset expression.
+   */
+  private hit(a: Val, size: number, w: boolean): [string, string] {
+    const t = w ? 'W' : 'R';
+    this.tables.add(t);
+    this.emit(`pg = ${a.lo} >>> 12; ti = pg & MK;`);
+    const test = `${t}KL[ti] === pg && ${t}KH[ti] === ${a.hi} && (q = ${t}Q[ti]) >= 0`;
+    if (size === 1) return [test, `(${a.lo} & 4095)`];
+    return [`${test} && (o = ${a.lo} & 4095) <= ${4096 - size}`, 'o'];
+  }
+
+  private load(size: number, a: Addr): Val {
+    const [test, o] = this.hit(a, size, false);
+    const slow = this.slowCheck(a);
+    const la = this.la(a);
+    const lo = this.v();
+    switch (size) {
+      case 1: this.emit(`if (${test}) ${lo} = U8[q + ${o}]; else { ${slow}${lo} = M.read8n(${la}); }`); return { lo, hi: '0' };
+      case 2: this.emit(`if (${test}) ${lo} = DV.getUint16(q + ${o}, true); else { ${slow}${lo} = M.read16n(${la}); }`); return { lo, hi: '0' };
+      case 4: this.emit(`if (${test}) ${lo} = DV.getInt32(q + ${o}, true); else { ${slow}${lo} = M.read32n(${la}) | 0; }`); return { lo, hi: '0' };
+      default: {
+        const hi = this.v();
+        this.emit(`if (${test}) { ${lo} = DV.getInt32(q + ${o}, true); ${hi} = DV.getInt32(q + ${o} + 4, true); } else { ${slow}${lo} = M.read64Pair(${la}) | 0; ${hi} = M.hi | 0; }`);
         return { lo, hi };
       }
     }
   }
 
-  private store(size: number, a: string, v: Val, i: number): void {
+  /**
+   * Store; a store through the methods may hit a page holding decoded code (compiled code's
+   * write table never holds one): the block then stops after this instruction, as the
+   * interpreter does.
+   */
+  private store(size: number, a: Addr, v: Val, i: number): void {
+    const [test, o] = this.hit(a, size, true);
+    const la = this.la(a);
+    let fast: string, slow: string;
     switch (size) {
-      case 1: this.emit(`M.write8n(${a}, (${v.lo}) & 0xff);`); break;
-      case 2: this.emit(`M.write16n(${a}, (${v.lo}) & 0xffff);`); break;
-      case 4: this.emit(`M.write32n(${a}, ${v.lo});`); break;
-      default: this.emit(`M.write64Pair(${a}, ${v.lo}, ${v.hi});`);
+      case 1: fast = `U8[q + ${o}] = ${v.lo};`; slow = `M.write8n(${la}, (${v.lo}) & 0xff);`; break;
+      case 2: fast = `DV.setUint16(q + ${o}, ${v.lo}, true);`; slow = `M.write16n(${la}, (${v.lo}) & 0xffff);`; break;
+      case 4: fast = `DV.setInt32(q + ${o}, ${v.lo}, true);`; slow = `M.write32n(${la}, ${v.lo});`; break;
+      default: fast = `DV.setInt32(q + ${o}, ${v.lo}, true); DV.setInt32(q + ${o} + 4, ${v.hi}, true);`; slow = `M.write64Pair(${la}, ${v.lo}, ${v.hi});`;
     }
-    // a store into a page holding decoded code: stop after this instruction, as the interpreter does
+    this.emit(`if (${test}) { ${fast} } else { ${this.slowCheck(a)}${slow} cd = e.codeDirty; }`);
     this.afterStore.push(i);
   }
 
   private afterStore: number[] = [];
+  /** The instruction being compiled can raise a guest exception (it accesses memory). */
+  private mayFault = false;
+  /** The TLB tables the block uses ('R', 'W'). */
+  private readonly tables = new Set<string>();
 
   /** The r/m operand of `d` (memory read once if `a` is given). */
-  private rm(d: Insn, size: number, a: string | null): Val {
+  private rm(d: Insn, size: number, a: Addr | null): Val {
     if (a !== null) return this.load(size, a);
     return this.reg(size, size === 1 ? d.rmB : d.rm);
   }
 
-  private setRm(d: Insn, size: number, a: string | null, v: Val, i: number): void {
+  private setRm(d: Insn, size: number, a: Addr | null, v: Val, i: number): void {
     if (a !== null) this.store(size, a, v, i);
     else this.setReg(size, size === 1 ? d.rmB : d.rm, v);
   }
@@ -495,23 +620,30 @@ class BlockCompiler {
     void i;
   }
 
-  private push(i: number, v: Val): void {
-    const a = this.v();
-    this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
-    this.emit(`${a} = R[9] * ${TWO32} + (R[8] >>> 0) - 8;`);
+  /**
+   * RSP plus `delta` as a pair in fresh locals, with the exit to the interpreter before
+   * instruction i when it is not an exact Number (as {@link ea}).
+   */
+  private stack(i: number, delta: number, early = false): Addr {
+    this.mayFault = true;
+    const a = delta === 0 ? this.hold(8, this.reg(8, 4)) : this.addPair(this.reg(8, 4), { lo: String(delta), hi: delta < 0 ? '-1' : '0' });
+    return this.checked(a, i, early);
+  }
+
+  /** PUSH `v`; `early`: `v` came from memory (the stack's check must come before the next access). */
+  private push(i: number, v: Val, early = false): void {
+    const a = this.stack(i, -8, early);
     this.store(8, a, v, i);
-    this.emit(`R[8] = ${a} | 0; R[9] = Math.floor(${a} / ${TWO32}) | 0;`);
+    this.setReg(8, 4, a);
   }
 
   /** POP m64 (no RSP in the address): RSP moves only once the store is done. */
   private popMem(d: Insn, i: number): void {
-    const sp = this.v();
-    this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
-    this.emit(`${sp} = R[9] * ${TWO32} + (R[8] >>> 0);`);
+    const sp = this.stack(i, 0);
     const v = this.load(8, sp);
-    const a = this.ea(d, i);
+    const a = this.ea(d, i, true);
     this.store(8, a, v, i);
-    this.emit(`${sp} += 8; R[8] = ${sp} | 0; R[9] = Math.floor(${sp} / ${TWO32}) | 0;`);
+    this.setReg(8, 4, this.addPair(sp, { lo: '8', hi: '0' }));
   }
 
   /** CMOVcc: the source is read whatever the condition; a 32-bit move that does not happen still clears the high half. */
@@ -522,7 +654,7 @@ class BlockCompiler {
     this.emit(`${c} = ${this.cond(d.op & 15)};`);
     this.emit(`if (${c}) {`);
     this.setReg(size, d.reg, src);
-    this.emit(size === 4 ? `} else R[${2 * d.reg + 1}] = 0;` : '}');
+    this.emit(size === 4 ? `} else ${this.clearHigh(d.reg)}` : '}');
   }
 
   /** NEG (the flags of 0 - x) or NOT (no flags). */
@@ -543,11 +675,9 @@ class BlockCompiler {
 
   /** Pop 8 bytes; returns the value (RSP updated). */
   private pop(i: number): Val {
-    const a = this.v();
-    this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
-    this.emit(`${a} = R[9] * ${TWO32} + (R[8] >>> 0);`);
+    const a = this.stack(i, 0);
     const v = this.load(8, a);
-    this.emit(`${a} += 8; R[8] = ${a} | 0; R[9] = Math.floor(${a} / ${TWO32}) | 0;`);
+    this.setReg(8, 4, this.addPair(a, { lo: '8', hi: '0' }));
     return v;
   }
 
@@ -626,8 +756,8 @@ class BlockCompiler {
       }
       case 0x8d: {
         if (!d.mem || d.asz !== 8 || d.seg >= 0) throw new Unsupported();
-        const a = this.ea(d, i);
-        this.setReg(size, d.reg, size === 8 ? { lo: `(${a} | 0)`, hi: `(Math.floor(${a} / ${TWO32}) | 0)` } : { lo: `(${a} | 0)`, hi: '0' });
+        const a = this.eaPair(d, i); // an address computed, not accessed: any value is exact
+        this.setReg(size, d.reg, size === 8 ? a : { lo: a.lo, hi: '0' });
         return;
       }
       case 0x90: if (d.rm === 0) return; throw new Unsupported();
@@ -653,7 +783,7 @@ class BlockCompiler {
         if (k <= 1) { this.incDec(d, i, size, k === 1); return; }
         if (op === 0xff && k === 6 && d.mem && stack8) {
           const a = this.ea(d, i);
-          this.push(i, this.load(8, a));
+          this.push(i, this.load(8, a), true);
           return;
         }
         throw new Unsupported();
@@ -681,7 +811,7 @@ class BlockCompiler {
   }
 
   /** Compile; null if some instruction is outside the subset. */
-  compile(): CompiledBlock | null {
+  compile(mmu: FastMmu): CompiledBlock | null {
     const ins = this.insns;
     const n = ins.length;
     const last = ins[n - 1];
@@ -703,6 +833,7 @@ class BlockCompiler {
       for (let i = 0; i < upTo; i++) {
         this.before[i] = this.flags;
         const mark = this.out.length;
+        this.mayFault = false;
         try {
           this.insn(ins[i], i);
         } catch (e) {
@@ -715,10 +846,12 @@ class BlockCompiler {
           break;
         }
         const code = this.out.splice(mark);
-        body.push(`k = ${i};`, ...code);
+        // k: the instruction a guest exception comes from (only memory accesses raise one)
+        if (this.mayFault) body.push(`k = ${i};`);
+        body.push(...code);
         if (this.afterStore.length) {
           this.afterStore.length = 0;
-          body.push(`if (e.codeDirty) { ${this.flagsOut(this.flags)} e.rip = K[${i + 1}]; return done + ${i + 1}; }`);
+          body.push(`if (cd) { ${this.flagsOut(this.flags)} e.rip = K[${i + 1}]; return done + ${i + 1}; }`);
         }
       }
       if (upTo === 0) return null;
@@ -730,19 +863,20 @@ class BlockCompiler {
         const i = n - 1;
         this.before[i] = this.flags;
         const mark = this.out.length;
+        this.mayFault = false;
         const fo = (): string => this.flagsOut(this.flags);
         if (isJcc) {
           const c = this.v();
           this.emit(`${c} = ${this.cond(lop & 15)};`);
           this.endFlags = this.flags;
           this.emit(`done += ${n};`);
-          if (selfLoop) this.emit(`if (${c}) { if (done + ${n} <= budget && !e.codeDirty) continue; ${fo()} e.rip = K[${n + 1}]; return done; }`);
+          if (selfLoop) this.emit(`if (${c}) { if (done + ${n} <= budget) continue; ${fo()} e.rip = K[${n + 1}]; return done; }`);
           else this.emit(`if (${c}) { ${fo()} e.rip = K[${n + 1}]; return done; }`);
           this.emit(`${fo()} e.rip = K[${n}]; return done;`);
         } else if (isJmp) {
           this.endFlags = this.flags;
           this.emit(`done += ${n};`);
-          if (selfLoop) this.emit(`if (done + ${n} <= budget && !e.codeDirty) continue;`);
+          if (selfLoop) this.emit(`if (done + ${n} <= budget) continue;`);
           this.emit(`${fo()} e.rip = K[${n + 1}]; return done;`);
         } else if (isCall) {
           const ret = this.rips[n];
@@ -750,13 +884,14 @@ class BlockCompiler {
           this.endFlags = this.flags;
           this.emit(`done += ${n}; ${fo()} e.rip = K[${n + 1}]; return done;`);
         } else {
-          this.emit(`if (((R[9] + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
-          const a = this.v(), t = this.v();
-          this.emit(`${a} = R[9] * ${TWO32} + (R[8] >>> 0); ${t} = M.read64n(${a}); ${a} += 8; R[8] = ${a} | 0; R[9] = Math.floor(${a} / ${TWO32}) | 0;`);
+          const a = this.stack(i, 0, true), t = this.v();
+          this.emit(`${t} = M.read64n(${this.la(a)});`);
+          this.setReg(8, 4, this.addPair(a, { lo: '8', hi: '0' }));
           this.endFlags = this.flags;
           this.emit(`done += ${n}; ${fo()} e.rip = ${t}; return done;`);
         }
-        body.push(`k = ${i};`, ...this.out.splice(mark));
+        if (this.mayFault) body.push(`k = ${i};`);
+        body.push(...this.out.splice(mark));
       } else {
         this.endFlags = this.flags;
         body.push(`done += ${n}; ${this.flagsOut(this.flags)} e.rip = K[${n}]; return done;`);
@@ -772,8 +907,12 @@ class BlockCompiler {
     const cases: string[] = [];
     for (let i = 0; i < (complete ? n : upTo); i++) cases.push(`case ${i}: ${this.flagsOut(this.before[i])} break;`);
     const inFlags = loops && this.endFlags.t !== 'in' ? `if (done > 0) { ${this.flagsOut(this.endFlags)} }` : '';
+    const regs = [...this.used].sort((a, b) => a - b);
+    const writeBack = [...this.written].sort((a, b) => a - b).map((r) => `R[${2 * r}] = rl${r}; R[${2 * r + 1}] = rh${r};`);
     const src = [
       `let k = 0, done = 0${this.vars.map((v) => `, ${v} = 0`).join('')};`,
+      regs.length ? `let ${regs.map((r) => `rl${r} = R[${2 * r}], rh${r} = R[${2 * r + 1}]`).join(', ')};` : '',
+      this.tables.size ? 'let pg = 0, ti = 0, q = 0, o = 0, cd = false;' : '',
       'try {',
       loops ? 'for (;;) {' : '{',
       ...body,
@@ -781,18 +920,27 @@ class BlockCompiler {
       '} catch (x) {',
       `switch (k) { ${cases.join(' ')} }`,
       'e.rip = K[k]; e.jitDone = done + k; throw x;',
-      '}',
+      writeBack.length ? `} finally { ${writeBack.join(' ')} }` : '}',
     ].join('\n').replaceAll(IN, inFlags);
-    const make = new Function('H', 'K', `return function block(e, R, M, budget) {\n${src}\n};`) as (h: typeof HELPERS, k: bigint[]) => CompiledBlock;
-    return make(HELPERS, K);
+    // The RAM and the bank's TLB tables are constants of the closure (so the optimising
+    // compiler can embed them): the engine compiles a block again for another bank.
+    const consts = [
+      'const MK = T.tlbMask, U8 = T.ram, DV = T.ramView;',
+      this.tables.has('R') ? 'const RKL = T.rKeyLo, RKH = T.rKeyHi, RQ = T.rHost;' : '',
+      this.tables.has('W') ? 'const WKL = T.wKeyLo, WKH = T.wKeyHi, WQ = T.wHost;' : '',
+    ].join(' ');
+    const make = new Function('H', 'K', 'T', `${consts}\nreturn function block(e, R, M, budget) {\n${src}\n};`) as (h: typeof HELPERS, k: bigint[], t: FastMmu) => CompiledBlock;
+    return make(HELPERS, K, mmu);
   }
 }
 
 /**
  * Compile a decoded block whose instructions start at `rip0` and end at the RIPs in `next`
- * (each instruction's next RIP); null when some instruction is outside the subset.
+ * (each instruction's next RIP); null when some instruction is outside the subset. The code
+ * reads and writes RAM through `mmu`'s current TLB bank (its tables are constants of the
+ * compiled code): run it only while that bank is active.
  */
-export function compileBlock(insns: Insn[], rip0: bigint, next: readonly bigint[]): CompiledBlock | null {
+export function compileBlock(insns: Insn[], rip0: bigint, next: readonly bigint[], mmu: FastMmu): CompiledBlock | null {
   if (insns.length === 0) return null;
-  return new BlockCompiler(insns, [rip0, ...next]).compile();
+  return new BlockCompiler(insns, [rip0, ...next]).compile(mmu);
 }

@@ -73,6 +73,8 @@ export interface SoftMmuOptions {
 }
 
 const DUMMY_VIEW = new DataView(new ArrayBuffer(8));
+/** No RAM buffer for compiled code yet. */
+const EMPTY_RAM = new Uint8Array(0);
 const DUMMY_SEG: PhysSegment = {
   gpa: 0,
   end: 0,
@@ -102,7 +104,20 @@ class Tlb {
   used = false;
   hasGlobal = false;
 
+  /**
+   * The same key as 32-bit halves, for compiled code (src/engine/jit.ts), which forms
+   * addresses as (low, high) pairs: the low half's page number (-1: invalid) and the high
+   * half (signed). Valid exactly when {@link tag} is.
+   */
+  readonly keyLo: Int32Array;
+  readonly keyHi: Int32Array;
+  /** The page's byte offset in the {@link SoftMmu.ram} buffer, or -1 (another buffer: no compiled fast path). */
+  readonly host: Int32Array;
+
   constructor(n: number) {
+    this.keyLo = new Int32Array(n).fill(-1);
+    this.keyHi = new Int32Array(n);
+    this.host = new Int32Array(n).fill(-1);
     this.tag = new Float64Array(n).fill(NaN);
     this.view = new Array<DataView>(n).fill(DUMMY_VIEW);
     this.off = new Float64Array(n);
@@ -113,9 +128,16 @@ class Tlb {
     this.lgSize = new Float64Array(n);
   }
 
+  /** Invalidate entry i. */
+  drop(i: number): void {
+    this.tag[i] = NaN;
+    this.keyLo[i] = -1;
+  }
+
   clear(): void {
     if (!this.used) return;
     this.tag.fill(NaN);
+    this.keyLo.fill(-1);
     this.lgBase.fill(NaN);
     this.used = false;
     this.hasGlobal = false;
@@ -125,7 +147,7 @@ class Tlb {
     if (!this.used) return;
     if (!this.hasGlobal) return this.clear();
     const { tag, global } = this;
-    for (let i = 0; i < tag.length; i++) if (global[i] === 0) tag[i] = NaN;
+    for (let i = 0; i < tag.length; i++) if (global[i] === 0) this.drop(i);
   }
 }
 
@@ -235,6 +257,24 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   private xOff: Float64Array;
   private readonly mask: number;
 
+  /**
+   * For compiled code (src/engine/jit.ts): the guest RAM buffer it reads and writes directly
+   * (the largest segment's at construction, fixed for good; at most its first 2 GiB), and the active bank's
+   * read and write tables as (low page, high half) keys and offsets into it (-1: use the
+   * methods). Reassigned on a bank switch: compiled code reads them at entry (a block runs
+   * no instruction that switches banks).
+   */
+  ram: Uint8Array = EMPTY_RAM;
+  ramView: DataView = new DataView(EMPTY_RAM.buffer);
+  rKeyLo: Int32Array;
+  rKeyHi: Int32Array;
+  rHost: Int32Array;
+  wKeyLo: Int32Array;
+  wKeyHi: Int32Array;
+  wHost: Int32Array;
+  /** Entries per table, minus one. */
+  readonly tlbMask: number;
+
   readonly #phys: PhysMap;
   readonly #rec: WalkRecorder;
   readonly #tables: Tlb[] = [];
@@ -264,10 +304,19 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     if (!Number.isInteger(bits) || bits < 1 || bits > 20) throw new RangeError(`opts.tlbBits must be an integer in [1, 20], got ${bits}`);
     const n = 1 << bits;
     this.mask = n - 1;
+    this.tlbMask = n - 1;
     for (let t = 0; t < BANKS * TABLES_PER_BANK; t++) this.#tables.push(new Tlb(n));
     this.#large = new Int32Array(4 * n);
     this.#maxPhysAddr = opts.maxPhysAddr;
     this.#phys = new PhysMap(memory, io);
+    // compiled code's buffer: the largest segment's, fixed for good (a running block holds it)
+    let big: PhysSegment | undefined;
+    for (const seg of this.#phys.segs) if (!big || seg.end - seg.gpa > big.end - big.gpa) big = seg;
+    if (big) {
+      const len = Math.min(big.buffer.byteLength, 0x8000_0000);
+      this.ram = new Uint8Array(big.buffer, 0, len);
+      this.ramView = new DataView(big.buffer, 0, len);
+    }
     this.#rec = new WalkRecorder(this.#phys, memory);
     const t = this.#tables;
     this.rTag = t[T_R].tag;
@@ -279,6 +328,12 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     this.xTag = t[T_X].tag;
     this.xView = t[T_X].view;
     this.xOff = t[T_X].off;
+    this.rKeyLo = t[T_R].keyLo;
+    this.rKeyHi = t[T_R].keyHi;
+    this.rHost = t[T_R].host;
+    this.wKeyLo = t[T_W].keyLo;
+    this.wKeyHi = t[T_W].keyHi;
+    this.wHost = t[T_W].host;
     this.#ctx = { ...this.#ctl };
     this.#acc = this.#accesses(false);
     this.#apply(this.#ctl);
@@ -315,6 +370,12 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
       this.xTag = t[b + T_X].tag;
       this.xView = t[b + T_X].view;
       this.xOff = t[b + T_X].off;
+      this.rKeyLo = t[b + T_R].keyLo;
+      this.rKeyHi = t[b + T_R].keyHi;
+      this.rHost = t[b + T_R].host;
+      this.wKeyLo = t[b + T_W].keyLo;
+      this.wKeyHi = t[b + T_W].keyHi;
+      this.wHost = t[b + T_W].host;
     }
   }
 
@@ -362,7 +423,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   invalidatePage(la: bigint | number): void {
     const tag = typeof la === 'number' ? la - (la & 4095) : this.#tagOf(la);
     const i = (tag >>> 12) & this.mask;
-    for (const t of this.#tables) if (t.tag[i] === tag) t.tag[i] = NaN;
+    for (const t of this.#tables) if (t.tag[i] === tag) t.drop(i);
     if (this.#largeLen === 0) return;
     const n = this.mask + 1;
     const list = this.#large;
@@ -374,7 +435,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
       const base = t.lgBase[j];
       if (Number.isNaN(base) || Number.isNaN(t.tag[j])) continue;
       if (tag >= base && tag < base + t.lgSize[j]) {
-        t.tag[j] = NaN;
+        t.drop(j);
         t.lgBase[j] = NaN;
         continue;
       }
@@ -398,7 +459,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
       if (keep === list.length) {
         for (let k = 0; k < keep; k++) {
           const t = this.#tables[Math.floor(list[k] / n)];
-          t.tag[list[k] % n] = NaN;
+          t.drop(list[k] % n);
           t.lgBase[list[k] % n] = NaN;
         }
         this.#largeLen = 0;
@@ -487,13 +548,25 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     return gpa;
   }
 
+  /** Where page `gpaPage` of `seg` is in {@link ram} (-1: not there, or beyond an Int32 offset). */
+  #hostOffset(seg: PhysSegment, gpaPage: number): number {
+    if (seg === DUMMY_SEG || seg.buffer !== this.ram.buffer) return -1;
+    const at = seg.byteOffset + (gpaPage - seg.gpa);
+    return at + PAGE <= this.ram.length && at <= 0x7fff_f000 ? at : -1;
+  }
+
+
   #fill(table: number, tag: number, seg: PhysSegment, gpaPage: number, global: boolean, pageBits: number): void {
     const t = this.#tables[table];
     const i = (tag >>> 12) & this.mask;
     t.tag[i] = tag;
+    const hi = Math.floor(tag / 2 ** 32);
+    t.keyLo[i] = (tag - hi * 2 ** 32) / PAGE;
+    t.keyHi[i] = hi;
     t.view[i] = seg.view;
     t.seg[i] = seg;
     t.off[i] = gpaPage - seg.gpa;
+    t.host[i] = this.#hostOffset(seg, gpaPage);
     t.gpa[i] = gpaPage;
     t.global[i] = global ? 1 : 0;
     t.used = true;
@@ -532,7 +605,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     for (let b = 0; b < BANKS; b++) {
       const t = this.#tables[b * TABLES_PER_BANK + T_MMIO + T_W];
       if (!t.used) continue;
-      for (let i = 0; i < t.tag.length; i++) if (t.gpa[i] === g) t.tag[i] = NaN;
+      for (let i = 0; i < t.tag.length; i++) if (t.gpa[i] === g) t.drop(i);
     }
     this.onCodeWrite?.(page);
   }
@@ -768,7 +841,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     for (let b = 0; b < BANKS; b++) {
       const t = this.#tables[b * TABLES_PER_BANK + T_W];
       if (!t.used) continue;
-      for (let i = 0; i < t.tag.length; i++) if (t.gpa[i] === g) t.tag[i] = NaN;
+      for (let i = 0; i < t.tag.length; i++) if (t.gpa[i] === g) t.drop(i);
     }
   }
 
