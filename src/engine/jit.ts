@@ -163,7 +163,41 @@ export function imulFlags32(lo: number, over: boolean): number {
   return (over ? F.CF | F.OF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
 }
 
-const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition };
+// ---- what compiled code calls: the slow paths and the ways out ----
+//
+// Compiled code reaches everything it does rarely (a TLB miss, a page-crossing access, a
+// way out of the block) through these shared functions, held as constants of its closure:
+// a property access or a call it had never executed when the optimising compiler ran would
+// deoptimise it the first time it runs (V8 compiles such sites as "insufficient type
+// feedback" exits), and a hot loop deoptimised that way was seen to settle in on-stack-
+// replacement code at a third of its speed. The functions' own feedback is shared by every
+// block, so it is warm.
+
+function rd8(m: FastMmu, la: number): number { return m.read8n(la); }
+function rd16(m: FastMmu, la: number): number { return m.read16n(la); }
+function rd32(m: FastMmu, la: number): number { return m.read32n(la) | 0; }
+/** The low half of a 64-bit read; {@link hiOf} gives the high half. */
+function rd64(m: FastMmu, la: number): number { return m.read64Pair(la) | 0; }
+function hiOf(m: FastMmu): number { return m.hi | 0; }
+function rd64n(m: FastMmu, la: number): bigint { return m.read64n(la); }
+/** The writes return whether the write hit a page holding decoded code. */
+function wr8(m: FastMmu, e: JitEngine, la: number, v: number): boolean { m.write8n(la, v & 0xff); return e.codeDirty; }
+function wr16(m: FastMmu, e: JitEngine, la: number, v: number): boolean { m.write16n(la, v & 0xffff); return e.codeDirty; }
+function wr32(m: FastMmu, e: JitEngine, la: number, v: number): boolean { m.write32n(la, v); return e.codeDirty; }
+function wr64(m: FastMmu, e: JitEngine, la: number, lo: number, hi: number): boolean { m.write64Pair(la, lo, hi); return e.codeDirty; }
+function setFlags(e: JitEngine, f: number): void { e.fval = f; e.fop = 0; }
+/** Leave at `rip` having retired `n`. */
+function leave(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; return n; }
+/** Leave before the instruction at `rip`, which the interpreter must run. */
+function deopt(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; e.jitDeopt = true; return n; }
+/** A guest exception at instruction k: record where, and give back the exception to rethrow. */
+function faulted(e: JitEngine, rips: readonly bigint[], k: number, done: number, x: unknown): unknown {
+  e.rip = rips[k];
+  e.jitDone = done + k;
+  return x;
+}
+
+const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition, rd8, rd16, rd32, rd64, hiOf, rd64n, wr8, wr16, wr32, wr64, setFlags, leave, deopt, faulted };
 
 // ---- the compiler ----
 
@@ -228,8 +262,8 @@ class BlockCompiler {
     switch (f.t) {
       case 'in': this.readsIncoming = true; return 'e.flags()';
       case 'val': return f.v;
-      case 'lazy': return `H.numFlags(${f.op}, ${f.size}, ${f.res}, ${f.src}, ${f.dst}, ${f.aux})`;
-      case 'lazy64': return `H.numFlags64(${f.op}, ${f.res[0]}, ${f.res[1]}, ${f.src[0]}, ${f.src[1]}, ${f.dst[0]}, ${f.dst[1]}, ${f.aux})`;
+      case 'lazy': return `numFlags(${f.op}, ${f.size}, ${f.res}, ${f.src}, ${f.dst}, ${f.aux})`;
+      case 'lazy64': return `numFlags64(${f.op}, ${f.res[0]}, ${f.res[1]}, ${f.src[0]}, ${f.src[1]}, ${f.dst[0]}, ${f.dst[1]}, ${f.aux})`;
     }
   }
 
@@ -296,13 +330,13 @@ class BlockCompiler {
       const z = `((${f.res[0]}) | (${f.res[1]})) === 0`;
       return cc === 4 ? z : `!(${z})`;
     }
-    return `H.condition(${cc}, ${this.mat(f)})`;
+    return `condition(${cc}, ${this.mat(f)})`;
   }
 
   /** Store the flags of `f` into the engine (nothing when they still are the engine's). */
   private flagsOut(f: Flags): string {
     if (f.t === 'in') return IN; // resolved once the loop's end state is known
-    return `e.fval = ${this.mat(f)}; e.fop = 0;`;
+    return `setFlags(e, ${this.mat(f)});`;
   }
 
   // -- registers --
@@ -458,12 +492,12 @@ class BlockCompiler {
     const la = this.la(a);
     const lo = this.v();
     switch (size) {
-      case 1: this.emit(`if (${test}) ${lo} = U8[q + ${o}]; else { ${slow}${lo} = M.read8n(${la}); }`); return { lo, hi: '0' };
-      case 2: this.emit(`if (${test}) ${lo} = DV.getUint16(q + ${o}, true); else { ${slow}${lo} = M.read16n(${la}); }`); return { lo, hi: '0' };
-      case 4: this.emit(`if (${test}) ${lo} = DV.getInt32(q + ${o}, true); else { ${slow}${lo} = M.read32n(${la}) | 0; }`); return { lo, hi: '0' };
+      case 1: this.emit(`if (${test}) ${lo} = U8[q + ${o}]; else { ${slow}${lo} = rd8(M, ${la}); }`); return { lo, hi: '0' };
+      case 2: this.emit(`if (${test}) ${lo} = DV.getUint16(q + ${o}, true); else { ${slow}${lo} = rd16(M, ${la}); }`); return { lo, hi: '0' };
+      case 4: this.emit(`if (${test}) ${lo} = DV.getInt32(q + ${o}, true); else { ${slow}${lo} = rd32(M, ${la}); }`); return { lo, hi: '0' };
       default: {
         const hi = this.v();
-        this.emit(`if (${test}) { ${lo} = DV.getInt32(q + ${o}, true); ${hi} = DV.getInt32(q + ${o} + 4, true); } else { ${slow}${lo} = M.read64Pair(${la}) | 0; ${hi} = M.hi | 0; }`);
+        this.emit(`if (${test}) { ${lo} = DV.getInt32(q + ${o}, true); ${hi} = DV.getInt32(q + ${o} + 4, true); } else { ${slow}${lo} = rd64(M, ${la}); ${hi} = hiOf(M); }`);
         return { lo, hi };
       }
     }
@@ -479,12 +513,12 @@ class BlockCompiler {
     const la = this.la(a);
     let fast: string, slow: string;
     switch (size) {
-      case 1: fast = `U8[q + ${o}] = ${v.lo};`; slow = `M.write8n(${la}, (${v.lo}) & 0xff);`; break;
-      case 2: fast = `DV.setUint16(q + ${o}, ${v.lo}, true);`; slow = `M.write16n(${la}, (${v.lo}) & 0xffff);`; break;
-      case 4: fast = `DV.setInt32(q + ${o}, ${v.lo}, true);`; slow = `M.write32n(${la}, ${v.lo});`; break;
-      default: fast = `DV.setInt32(q + ${o}, ${v.lo}, true); DV.setInt32(q + ${o} + 4, ${v.hi}, true);`; slow = `M.write64Pair(${la}, ${v.lo}, ${v.hi});`;
+      case 1: fast = `U8[q + ${o}] = ${v.lo};`; slow = `cd = wr8(M, e, ${la}, ${v.lo});`; break;
+      case 2: fast = `DV.setUint16(q + ${o}, ${v.lo}, true);`; slow = `cd = wr16(M, e, ${la}, ${v.lo});`; break;
+      case 4: fast = `DV.setInt32(q + ${o}, ${v.lo}, true);`; slow = `cd = wr32(M, e, ${la}, ${v.lo});`; break;
+      default: fast = `DV.setInt32(q + ${o}, ${v.lo}, true); DV.setInt32(q + ${o} + 4, ${v.hi}, true);`; slow = `cd = wr64(M, e, ${la}, ${v.lo}, ${v.hi});`;
     }
-    this.emit(`if (${test}) { ${fast} } else { ${this.slowCheck(a)}${slow} cd = e.codeDirty; }`);
+    this.emit(`if (${test}) { ${fast} } else { ${this.slowCheck(a)}${slow} }`);
     this.afterStore.push(i);
   }
 
@@ -513,7 +547,7 @@ class BlockCompiler {
 
   /** Leave before instruction i (not run): the interpreter runs it next. */
   private exitDeopt(i: number): string {
-    return `${this.flagsOut(this.before[i])} e.rip = K[${i}]; e.jitDeopt = true; return done + ${i};`;
+    return `${this.flagsOut(this.before[i])} return deopt(e, K${i}, done + ${i});`;
   }
 
   // -- instructions --
@@ -604,7 +638,7 @@ class BlockCompiler {
     const r = this.v();
     this.emit(`${r} = ${x.lo} ${k === 4 ? '<<' : k === 5 ? '>>>' : '>>'} ${c} | 0;`);
     const f = this.v();
-    this.emit(`${f} = H.shiftFlags32(${k}, ${x.lo}, ${c}, ${r});`);
+    this.emit(`${f} = shiftFlags32(${k}, ${x.lo}, ${c}, ${r});`);
     this.setReg(4, d.rm, { lo: r, hi: '0' });
     this.flags = { t: 'val', v: f };
     void i;
@@ -614,7 +648,7 @@ class BlockCompiler {
     if (d.osz !== 4) throw new Unsupported();
     const x = this.hold(4, a), y = this.hold(4, b);
     const r = this.v(), f = this.v();
-    this.emit(`${r} = Math.imul(${x.lo}, ${y.lo}); ${f} = H.imulFlags32(${r}, ${x.lo} * ${y.lo} !== ${r});`);
+    this.emit(`${r} = Math.imul(${x.lo}, ${y.lo}); ${f} = imulFlags32(${r}, ${x.lo} * ${y.lo} !== ${r});`);
     this.setReg(4, d.reg, { lo: r, hi: '0' });
     this.flags = { t: 'val', v: f };
     void i;
@@ -851,14 +885,14 @@ class BlockCompiler {
         body.push(...code);
         if (this.afterStore.length) {
           this.afterStore.length = 0;
-          body.push(`if (cd) { ${this.flagsOut(this.flags)} e.rip = K[${i + 1}]; return done + ${i + 1}; }`);
+          body.push(`if (cd) { ${this.flagsOut(this.flags)} return leave(e, K${i + 1}, done + ${i + 1}); }`);
         }
       }
       if (upTo === 0) return null;
       if (complete && transfers && (last.lock || last.rep !== 0 || last.bad !== null || last.ud || last.osz === 2 || (isRet && last.imm !== 0n))) complete = false;
       if (!complete) {
         this.endFlags = this.flags;
-        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} e.rip = K[${upTo}]; return done;`);
+        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} return leave(e, K${upTo}, done);`);
       } else if (transfers) {
         const i = n - 1;
         this.before[i] = this.flags;
@@ -870,31 +904,31 @@ class BlockCompiler {
           this.emit(`${c} = ${this.cond(lop & 15)};`);
           this.endFlags = this.flags;
           this.emit(`done += ${n};`);
-          if (selfLoop) this.emit(`if (${c}) { if (done + ${n} <= budget) continue; ${fo()} e.rip = K[${n + 1}]; return done; }`);
-          else this.emit(`if (${c}) { ${fo()} e.rip = K[${n + 1}]; return done; }`);
-          this.emit(`${fo()} e.rip = K[${n}]; return done;`);
+          if (selfLoop) this.emit(`if (${c}) { if (done + ${n} <= budget) continue; ${fo()} return leave(e, K${n + 1}, done); }`);
+          else this.emit(`if (${c}) { ${fo()} return leave(e, K${n + 1}, done); }`);
+          this.emit(`${fo()} return leave(e, K${n}, done);`);
         } else if (isJmp) {
           this.endFlags = this.flags;
           this.emit(`done += ${n};`);
           if (selfLoop) this.emit(`if (done + ${n} <= budget) continue;`);
-          this.emit(`${fo()} e.rip = K[${n + 1}]; return done;`);
+          this.emit(`${fo()} return leave(e, K${n + 1}, done);`);
         } else if (isCall) {
           const ret = this.rips[n];
           this.push(i, { lo: String(int32Of(ret)), hi: String(int32Of(ret >> 32n)) });
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} e.rip = K[${n + 1}]; return done;`);
+          this.emit(`done += ${n}; ${fo()} return leave(e, K${n + 1}, done);`);
         } else {
           const a = this.stack(i, 0, true), t = this.v();
-          this.emit(`${t} = M.read64n(${this.la(a)});`);
+          this.emit(`${t} = rd64n(M, ${this.la(a)});`);
           this.setReg(8, 4, this.addPair(a, { lo: '8', hi: '0' }));
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} e.rip = ${t}; return done;`);
+          this.emit(`done += ${n}; ${fo()} return leave(e, ${t}, done);`);
         }
         if (this.mayFault) body.push(`k = ${i};`);
         body.push(...this.out.splice(mark));
       } else {
         this.endFlags = this.flags;
-        body.push(`done += ${n}; ${this.flagsOut(this.flags)} e.rip = K[${n}]; return done;`);
+        body.push(`done += ${n}; ${this.flagsOut(this.flags)} return leave(e, K${n}, done);`);
       }
     } catch (e) {
       if (e instanceof Unsupported) return null;
@@ -919,12 +953,14 @@ class BlockCompiler {
       '}',
       '} catch (x) {',
       `switch (k) { ${cases.join(' ')} }`,
-      'e.rip = K[k]; e.jitDone = done + k; throw x;',
+      'throw faulted(e, K, k, done, x);',
       writeBack.length ? `} finally { ${writeBack.join(' ')} }` : '}',
     ].join('\n').replaceAll(IN, inFlags);
     // The RAM and the bank's TLB tables are constants of the closure (so the optimising
     // compiler can embed them): the engine compiles a block again for another bank.
     const consts = [
+      `const { ${Object.keys(HELPERS).join(', ')} } = H;`,
+      `const ${K.map((_, i) => `K${i} = K[${i}]`).join(', ')};`,
       'const MK = T.tlbMask, U8 = T.ram, DV = T.ramView;',
       this.tables.has('R') ? 'const RKL = T.rKeyLo, RKH = T.rKeyHi, RQ = T.rHost;' : '',
       this.tables.has('W') ? 'const WKL = T.wKeyLo, WKH = T.wKeyHi, WQ = T.wHost;' : '',
