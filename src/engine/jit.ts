@@ -569,12 +569,13 @@ class BlockCompiler {
     const r = this.v();
     if (size === 8) {
       const rh = this.v();
+      // 32-bit arithmetic only: the carry out of the low half from an unsigned compare
       if (adds) {
-        const t = this.v();
-        this.emit(`${t} = (${d.lo} >>> 0) + (${s.lo} >>> 0)${cin}; ${r} = ${t} | 0; ${rh} = (${d.hi} + ${s.hi} + (${t} > 4294967295 ? 1 : 0)) | 0;`);
+        const out = carry ? `(${c} ? (${r} >>> 0) <= (${d.lo} >>> 0) : (${r} >>> 0) < (${d.lo} >>> 0))` : `(${r} >>> 0) < (${d.lo} >>> 0)`;
+        this.emit(`${r} = (${d.lo} + ${s.lo}${cin}) | 0; ${rh} = (${d.hi} + ${s.hi} + (${out} ? 1 : 0)) | 0;`);
       } else if (subs) {
-        const t = this.v();
-        this.emit(`${t} = (${d.lo} >>> 0) - (${s.lo} >>> 0)${cin}; ${r} = ${t} | 0; ${rh} = (${d.hi} - ${s.hi} - (${t} < 0 ? 1 : 0)) | 0;`);
+        const out = carry ? `(${c} ? (${d.lo} >>> 0) <= (${s.lo} >>> 0) : (${d.lo} >>> 0) < (${s.lo} >>> 0))` : `(${d.lo} >>> 0) < (${s.lo} >>> 0)`;
+        this.emit(`${r} = (${d.lo} - ${s.lo}${cin}) | 0; ${rh} = (${d.hi} - ${s.hi} - (${out} ? 1 : 0)) | 0;`);
       } else this.emit(`${r} = ${d.lo} ${bin} ${s.lo}; ${rh} = ${d.hi} ${bin} ${s.hi};`);
       this.flags = { t: 'lazy64', op, res: [r, rh], src: [s.lo, s.hi], dst: [d.lo, d.hi], aux: c };
       return { lo: r, hi: rh };
