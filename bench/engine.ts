@@ -64,7 +64,7 @@ function runners(): Runner[] {
   const engine = engineAvailable();
   return [
     { name: "KVM (its in-kernel emulator runs ring 0 here)", passes: passesFor([1, 3]), argv: vmmapi([]) },
-    { name: 'vmmapi engine (--engine cpl0)', passes: passesFor([2, 202]), argv: engine ? vmmapi(['--engine', 'cpl0']) : () => undefined },
+    { name: 'vmmapi engine (--engine cpl0)', passes: passesFor([2, 1002]), argv: engine ? vmmapi(['--engine', 'cpl0']) : () => undefined },
     {
       name: 'QEMU software emulator (-accel tcg)',
       passes: passesFor([2, 5002]),
