@@ -64,7 +64,7 @@ export interface JitEngine {
 
 /**
  * A compiled block: runs at most `budget` instructions (at least one pass of the block must
- * fit) and returns how many it retired; RIP and the flags are the engine's again.
+ * fit; below 2^31) and returns how many it retired; RIP and the flags are the engine's again.
  */
 export type CompiledBlock = (e: JitEngine, R: Int32Array, M: FastMmu, budget: number) => number;
 
@@ -904,14 +904,14 @@ class BlockCompiler {
           const c = this.v();
           this.emit(`${c} = ${this.cond(lop & 15)};`);
           this.endFlags = this.flags;
-          this.emit(`done += ${n};`);
-          if (selfLoop) this.emit(`if (${c}) { if (done + ${n} <= budget) continue; ${fo()} return leave(e, K${n + 1}, done); }`);
+          this.emit(`done = (done + ${n}) | 0;`);
+          if (selfLoop) this.emit(`if (${c}) { if (done <= last) continue; ${fo()} return leave(e, K${n + 1}, done); }`);
           else this.emit(`if (${c}) { ${fo()} return leave(e, K${n + 1}, done); }`);
           this.emit(`${fo()} return leave(e, K${n}, done);`);
         } else if (isJmp) {
           this.endFlags = this.flags;
-          this.emit(`done += ${n};`);
-          if (selfLoop) this.emit(`if (done + ${n} <= budget) continue;`);
+          this.emit(`done = (done + ${n}) | 0;`);
+          if (selfLoop) this.emit(`if (done <= last) continue;`);
           this.emit(`${fo()} return leave(e, K${n + 1}, done);`);
         } else if (isCall) {
           const ret = this.rips[n];
@@ -945,7 +945,8 @@ class BlockCompiler {
     const regs = [...this.used].sort((a, b) => a - b);
     const writeBack = [...this.written].sort((a, b) => a - b).map((r) => `R[${2 * r}] = rl${r}; R[${2 * r + 1}] = rh${r};`);
     const src = [
-      `let k = 0, done = 0${this.vars.map((v) => `, ${v} = 0`).join('')};`,
+      // last: the most instructions done after which one more pass fits the budget (an int32)
+      `let k = 0, done = 0${this.vars.map((v) => `, ${v} = 0`).join('')}; const last = (budget - ${n}) | 0;`,
       regs.length ? `let ${regs.map((r) => `rl${r} = R[${2 * r}], rh${r} = R[${2 * r + 1}]`).join(', ')};` : '',
       this.tables.size ? 'let pg = 0, ti = 0, q = 0, o = 0, cd = false;' : '',
       'try {',
