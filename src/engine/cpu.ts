@@ -116,8 +116,6 @@ export class Cpl0Engine {
   codeDirty = false;
   /** @internal Compiled code stopped before an instruction it cannot run (src/engine/jit.ts). */
   jitDeopt = false;
-  /** @internal Instructions compiled code retired before the guest exception it rethrew. */
-  jitDone = 0;
   /** @internal Atomic RMW hook of the MMU, if it has one. */
   readonly atomic: EngineMmuAtomic | null;
   /** @internal */
@@ -254,17 +252,9 @@ export class Cpl0Engine {
           } else if (b.fn && b.fnBank !== this.fast!.wKeyLo) this.rebank(b);
           const left = limit - this.retiredCount - events;
           if (b.fn && left >= insns.length) {
-            this.codeDirty = false;
             this.jitDeopt = false;
-            let n: number;
-            try {
-              const slice = b.calls++ < JIT_YOUNG_CALLS ? JIT_YOUNG_SLICE : JIT_SLICE;
-              n = b.fn(this, this.regs32, this.fast!, left < slice ? left : slice);
-            } catch (e) {
-              this.retiredCount += this.jitDone;
-              this.compiledCount += this.jitDone;
-              throw e;
-            }
+            const slice = b.calls++ < JIT_YOUNG_CALLS ? JIT_YOUNG_SLICE : JIT_SLICE;
+            const n = b.fn(this, this.regs32, this.fast!, left < slice ? left : slice);
             this.retiredCount += n;
             this.compiledCount += n;
             interpretNext = this.jitDeopt;

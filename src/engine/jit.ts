@@ -1,18 +1,19 @@
 /**
  * The engine's block compiler (issue 15): turns a hot decoded block of common integer
- * instructions into a JavaScript function that works on the register file as 32-bit halves
- * (an Int32Array over the engine's BigUint64Array: no bigint on the hot path), addresses
- * memory through the {@link FastMmu}'s Number methods, keeps the arithmetic flags in locals
- * and hands them back materialised, and runs a block that branches to its own start as a
- * loop inside the function.
+ * instructions into a JavaScript function that keeps the registers it uses in locals as
+ * 32-bit halves (no bigint on the hot path), forms addresses as (low, high) pairs of 32-bit
+ * integers, reads and writes guest RAM directly through the software TLB's int32 keys
+ * ({@link FastMmu}), keeps the arithmetic flags in locals and hands them back materialised,
+ * and runs a block that branches to its own start as a loop inside the function.
  *
  * A block is compiled only when every instruction in it is in the subset below; anything
  * else stays interpreted (src/engine/cpu.ts). At run time the compiled code leaves at an
  * instruction boundary — with RIP, the registers and the flags exactly as the interpreter
- * would have them there — when the block ends, when a store hit a watched code page, when
- * the budget is spent, and when an address is not one it can form exactly as a Number (it
- * then reports a deopt and the interpreter runs that instruction). A guest exception
- * leaves the same way, with the faulting instruction not retired, and is rethrown.
+ * would have them there — when the block ends, when the budget is spent, and before an
+ * instruction with an access the TLB's RAM entries do not cover (a miss, MMIO, a page
+ * crossing, a page holding decoded code for a store): it then reports a deopt and the
+ * interpreter runs that instruction, filling the TLB or raising the guest's exception.
+ * Compiled code itself never raises one.
  *
  * The subset (64-bit addressing, no segment override, no LOCK/REP, operand sizes 1/2/4/8):
  * MOV (88 89 8A 8B B0-BF C6 C7), MOVZX/MOVSX/MOVSXD, LEA, CMOVcc, SETcc, ADD OR ADC SBB AND SUB XOR CMP
@@ -23,20 +24,11 @@
 import type { Insn } from './decode.js';
 import { FOP, F, PARITY, condition } from './flags.js';
 
-/** The Number-address memory methods compiled code uses (src/engine/mmu.ts SoftMmu has them). */
+/**
+ * What compiled code reaches of the MMU (src/engine/mmu.ts SoftMmu has it): the RAM it reads
+ * and writes directly, and the active bank's TLB keys over it.
+ */
 export interface FastMmu {
-  read8n(la: number): number;
-  read16n(la: number): number;
-  read32n(la: number): number;
-  read64n(la: number): bigint;
-  read64Pair(la: number): number;
-  /** The high half left by {@link read64Pair}. */
-  hi: number;
-  write8n(la: number, v: number): void;
-  write16n(la: number, v: number): void;
-  write32n(la: number, v: number): void;
-  write64Pair(la: number, lo: number, hi: number): void;
-  /** The RAM compiled code reaches directly, and the TLB keys over it (src/engine/mmu.ts). */
   readonly ram: Uint8Array;
   readonly ramView: DataView;
   readonly rKeyLo: Int32Array;
@@ -53,11 +45,8 @@ export interface JitEngine {
   rip: bigint;
   fop: number;
   fval: number;
-  codeDirty: boolean;
   /** Set by compiled code that stopped before an instruction it cannot run (the interpreter runs it). */
   jitDeopt: boolean;
-  /** Instructions a compiled block retired before the guest exception it rethrew. */
-  jitDone: number;
   flags(): number;
   cf(): number;
 }
@@ -68,10 +57,10 @@ export interface JitEngine {
  */
 export type CompiledBlock = (e: JitEngine, R: Int32Array, M: FastMmu, budget: number) => number;
 
-/** True if `mmu` has the Number methods compiled code needs. */
+/** True if `mmu` has what compiled code needs. */
 export function isFastMmu(mmu: unknown): mmu is FastMmu {
   const m = mmu as Partial<FastMmu>;
-  return typeof m.read64Pair === 'function' && typeof m.write64Pair === 'function' && typeof m.read32n === 'function' && typeof m.write8n === 'function' && m.wHost instanceof Int32Array && m.ram instanceof Uint8Array;
+  return m.ram instanceof Uint8Array && m.ramView instanceof DataView && m.rHost instanceof Int32Array && m.wHost instanceof Int32Array && typeof m.tlbMask === 'number';
 }
 
 // ---- flags of Number operands (the lazy record of src/engine/flags.ts, without bigints) ----
@@ -163,41 +152,24 @@ export function imulFlags32(lo: number, over: boolean): number {
   return (over ? F.CF | F.OF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
 }
 
-// ---- what compiled code calls: the slow paths and the ways out ----
+// ---- what compiled code calls: its ways out ----
 //
-// Compiled code reaches everything it does rarely (a TLB miss, a page-crossing access, a
-// way out of the block) through these shared functions, held as constants of its closure:
-// a property access or a call it had never executed when the optimising compiler ran would
+// Compiled code leaves through these shared functions, held as constants of its closure: a
+// property access or a call it had never executed when the optimising compiler ran would
 // deoptimise it the first time it runs (V8 compiles such sites as "insufficient type
 // feedback" exits), and a hot loop deoptimised that way was seen to settle in on-stack-
 // replacement code at a third of its speed. The functions' own feedback is shared by every
 // block, so it is warm.
 
-function rd8(m: FastMmu, la: number): number { return m.read8n(la); }
-function rd16(m: FastMmu, la: number): number { return m.read16n(la); }
-function rd32(m: FastMmu, la: number): number { return m.read32n(la) | 0; }
-/** The low half of a 64-bit read; {@link hiOf} gives the high half. */
-function rd64(m: FastMmu, la: number): number { return m.read64Pair(la) | 0; }
-function hiOf(m: FastMmu): number { return m.hi | 0; }
-function rd64n(m: FastMmu, la: number): bigint { return m.read64n(la); }
-/** The writes return whether the write hit a page holding decoded code. */
-function wr8(m: FastMmu, e: JitEngine, la: number, v: number): boolean { m.write8n(la, v & 0xff); return e.codeDirty; }
-function wr16(m: FastMmu, e: JitEngine, la: number, v: number): boolean { m.write16n(la, v & 0xffff); return e.codeDirty; }
-function wr32(m: FastMmu, e: JitEngine, la: number, v: number): boolean { m.write32n(la, v); return e.codeDirty; }
-function wr64(m: FastMmu, e: JitEngine, la: number, lo: number, hi: number): boolean { m.write64Pair(la, lo, hi); return e.codeDirty; }
 function setFlags(e: JitEngine, f: number): void { e.fval = f; e.fop = 0; }
 /** Leave at `rip` having retired `n`. */
 function leave(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; return n; }
 /** Leave before the instruction at `rip`, which the interpreter must run. */
 function deopt(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; e.jitDeopt = true; return n; }
-/** A guest exception at instruction k: record where, and give back the exception to rethrow. */
-function faulted(e: JitEngine, rips: readonly bigint[], k: number, done: number, x: unknown): unknown {
-  e.rip = rips[k];
-  e.jitDone = done + k;
-  return x;
-}
+/** A RIP popped as 32-bit halves. */
+function ripOf(lo: number, hi: number): bigint { return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0); }
 
-const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition, rd8, rd16, rd32, rd64, hiOf, rd64n, wr8, wr16, wr32, wr64, setFlags, leave, deopt, faulted };
+const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition, setFlags, leave, deopt, ripOf };
 
 // ---- the compiler ----
 
@@ -210,14 +182,9 @@ type Flags =
 
 /** An operand value: one 32-bit expression, or (low, high) for 8 bytes. */
 type Val = { lo: string; hi: string };
-/**
- * A memory address as a (low, high) pair; `check`: the index of the instruction to leave
- * before when its slow path finds it is not an exact Number (the check is deferred to the
- * slow path: a TLB hit implies it), or -1 when it was checked where it was formed.
- */
-type Addr = Val & { check: number };
+/** A memory address as a (low, high) pair, and the instruction it belongs to (a miss leaves before it). */
+type Addr = Val & { at: number };
 
-const TWO32 = 4294967296;
 /** Placeholder for "the flags are the engine's": in a loop's later passes, the last pass's. */
 const IN = '@IN@';
 
@@ -403,32 +370,10 @@ class BlockCompiler {
 
   // -- memory --
 
-  /**
-   * Emit the effective address of `d` as a (low, high) pair of 32-bit locals, and the exit
-   * to the interpreter before instruction i when it is not a Number the MMU methods take
-   * exactly (|address| < 2^48); returns it.
-   */
-  private ea(d: Insn, i: number, early = false): Addr {
+  /** The effective address of `d` (a memory operand of instruction i) as a (low, high) pair of 32-bit values. */
+  private ea(d: Insn, i: number): Addr {
     if (d.asz !== 8 || d.seg >= 0) throw new Unsupported();
-    this.mayFault = true;
-    return this.checked(this.eaPair(d, i), i, early);
-  }
-
-  /**
-   * The exactness check of address `a` of instruction i: emitted here when `early` (an
-   * address first accessed after another access of the same instruction, which must not
-   * have happened when the interpreter takes over), else deferred to the slow paths.
-   */
-  private checked(a: Val, i: number, early: boolean): Addr {
-    if (a.hi === '0' || /^-?\d+$/.test(a.hi)) return { ...a, check: -1 }; // a constant's range is checked when compiled
-    if (!early) return { ...a, check: i };
-    this.emit(`if (((${a.hi} + 65536) >>> 0) >= 131072) { ${this.exitDeopt(i)} }`);
-    return { ...a, check: -1 };
-  }
-
-  /** The deferred exactness check of `a`, for its slow path. */
-  private slowCheck(a: Addr): string {
-    return a.check < 0 ? '' : `if (((${a.hi} + 65536) >>> 0) >= 131072) { ${this.exitDeopt(a.check)} } `;
+    return { ...this.eaPair(d, i), at: i };
   }
 
   /** The effective address of `d` as a (low, high) pair, with 32-bit arithmetic only. */
@@ -467,11 +412,6 @@ class BlockCompiler {
     return { lo, hi };
   }
 
-  /** The address pair as the exact Number the MMU methods take. */
-  private la(a: Val): string {
-    return `(${a.hi} * ${TWO32} + (${a.lo} >>> 0))`;
-  }
-
   /**
    * The fast-path test for a `size`-byte access at `a` through the read or write TLB keys:
    * true when the page is in the RAM compiled code reaches directly (`q`: its offset there)
@@ -486,45 +426,46 @@ class BlockCompiler {
     return [`${test} && (o = ${a.lo} & 4095) <= ${4096 - size}`, 'o'];
   }
 
+  /**
+   * Load. A miss (the page not in the TLB's RAM entries, MMIO, an access across pages, a
+   * non-canonical address) leaves before the instruction: the interpreter runs it (filling
+   * the TLB, or raising the fault) and the compiled code runs again from the next block.
+   * The first access of an instruction comes before any of its effects; a later one's
+   * re-run only repeats a RAM read (a first access that was MMIO has left already).
+   */
   private load(size: number, a: Addr): Val {
     const [test, o] = this.hit(a, size, false);
-    const slow = this.slowCheck(a);
-    const la = this.la(a);
+    const miss = this.exitDeopt(a.at);
     const lo = this.v();
     switch (size) {
-      case 1: this.emit(`if (${test}) ${lo} = U8[q + ${o}]; else { ${slow}${lo} = rd8(M, ${la}); }`); return { lo, hi: '0' };
-      case 2: this.emit(`if (${test}) ${lo} = DV.getUint16(q + ${o}, true); else { ${slow}${lo} = rd16(M, ${la}); }`); return { lo, hi: '0' };
-      case 4: this.emit(`if (${test}) ${lo} = DV.getInt32(q + ${o}, true); else { ${slow}${lo} = rd32(M, ${la}); }`); return { lo, hi: '0' };
+      case 1: this.emit(`if (${test}) ${lo} = U8[q + ${o}]; else { ${miss} }`); return { lo, hi: '0' };
+      case 2: this.emit(`if (${test}) ${lo} = DV.getUint16(q + ${o}, true); else { ${miss} }`); return { lo, hi: '0' };
+      case 4: this.emit(`if (${test}) ${lo} = DV.getInt32(q + ${o}, true); else { ${miss} }`); return { lo, hi: '0' };
       default: {
         const hi = this.v();
-        this.emit(`if (${test}) { ${lo} = DV.getInt32(q + ${o}, true); ${hi} = DV.getInt32(q + ${o} + 4, true); } else { ${slow}${lo} = rd64(M, ${la}); ${hi} = hiOf(M); }`);
+        this.emit(`if (${test}) { ${lo} = DV.getInt32(q + ${o}, true); ${hi} = DV.getInt32(q + ${o} + 4, true); } else { ${miss} }`);
         return { lo, hi };
       }
     }
   }
 
   /**
-   * Store; a store through the methods may hit a page holding decoded code (compiled code's
-   * write table never holds one): the block then stops after this instruction, as the
-   * interpreter does.
+   * Store; a miss leaves before the instruction as {@link load}'s does. The write table never
+   * holds a page with decoded code, so a store into one is the interpreter's, which stops the
+   * block after it.
    */
-  private store(size: number, a: Addr, v: Val, i: number): void {
+  private store(size: number, a: Addr, v: Val): void {
     const [test, o] = this.hit(a, size, true);
-    const la = this.la(a);
-    let fast: string, slow: string;
+    let fast: string;
     switch (size) {
-      case 1: fast = `U8[q + ${o}] = ${v.lo};`; slow = `cd = wr8(M, e, ${la}, ${v.lo});`; break;
-      case 2: fast = `DV.setUint16(q + ${o}, ${v.lo}, true);`; slow = `cd = wr16(M, e, ${la}, ${v.lo});`; break;
-      case 4: fast = `DV.setInt32(q + ${o}, ${v.lo}, true);`; slow = `cd = wr32(M, e, ${la}, ${v.lo});`; break;
-      default: fast = `DV.setInt32(q + ${o}, ${v.lo}, true); DV.setInt32(q + ${o} + 4, ${v.hi}, true);`; slow = `cd = wr64(M, e, ${la}, ${v.lo}, ${v.hi});`;
+      case 1: fast = `U8[q + ${o}] = ${v.lo};`; break;
+      case 2: fast = `DV.setUint16(q + ${o}, ${v.lo}, true);`; break;
+      case 4: fast = `DV.setInt32(q + ${o}, ${v.lo}, true);`; break;
+      default: fast = `DV.setInt32(q + ${o}, ${v.lo}, true); DV.setInt32(q + ${o} + 4, ${v.hi}, true);`;
     }
-    this.emit(`if (${test}) { ${fast} } else { ${this.slowCheck(a)}${slow} }`);
-    this.afterStore.push(i);
+    this.emit(`if (${test}) { ${fast} } else { ${this.exitDeopt(a.at)} }`);
   }
 
-  private afterStore: number[] = [];
-  /** The instruction being compiled can raise a guest exception (it accesses memory). */
-  private mayFault = false;
   /** The TLB tables the block uses ('R', 'W'). */
   private readonly tables = new Set<string>();
 
@@ -535,7 +476,7 @@ class BlockCompiler {
   }
 
   private setRm(d: Insn, size: number, a: Addr | null, v: Val, i: number): void {
-    if (a !== null) this.store(size, a, v, i);
+    if (a !== null) this.store(size, a, v);
     else this.setReg(size, size === 1 ? d.rmB : d.rm, v);
   }
 
@@ -597,10 +538,10 @@ class BlockCompiler {
     const res = this.alu(k, size, dst, srcH);
     if (k === 7) return;
     if (a !== null) {
-      // the flags count only once the store has been done (a faulting store leaves them)
+      // the flags count only once the store has been done (a store that misses leaves them)
       const next = this.flags;
       this.flags = prev;
-      this.store(size, a, res, i);
+      this.store(size, a, res);
       this.flags = next;
     } else this.setRm(d, size, null, res, i);
   }
@@ -655,20 +596,15 @@ class BlockCompiler {
     void i;
   }
 
-  /**
-   * RSP plus `delta` as a pair in fresh locals, with the exit to the interpreter before
-   * instruction i when it is not an exact Number (as {@link ea}).
-   */
-  private stack(i: number, delta: number, early = false): Addr {
-    this.mayFault = true;
+  /** RSP plus `delta` (an address of instruction i) as a pair in fresh locals. */
+  private stack(i: number, delta: number): Addr {
     const a = delta === 0 ? this.hold(8, this.reg(8, 4)) : this.addPair(this.reg(8, 4), { lo: String(delta), hi: delta < 0 ? '-1' : '0' });
-    return this.checked(a, i, early);
+    return { ...a, at: i };
   }
 
-  /** PUSH `v`; `early`: `v` came from memory (the stack's check must come before the next access). */
-  private push(i: number, v: Val, early = false): void {
-    const a = this.stack(i, -8, early);
-    this.store(8, a, v, i);
+  private push(i: number, v: Val): void {
+    const a = this.stack(i, -8);
+    this.store(8, a, v);
     this.setReg(8, 4, a);
   }
 
@@ -676,8 +612,8 @@ class BlockCompiler {
   private popMem(d: Insn, i: number): void {
     const sp = this.stack(i, 0);
     const v = this.load(8, sp);
-    const a = this.ea(d, i, true);
-    this.store(8, a, v, i);
+    const a = this.ea(d, i);
+    this.store(8, a, v);
     this.setReg(8, 4, this.addPair(sp, { lo: '8', hi: '0' }));
   }
 
@@ -818,7 +754,7 @@ class BlockCompiler {
         if (k <= 1) { this.incDec(d, i, size, k === 1); return; }
         if (op === 0xff && k === 6 && d.mem && stack8) {
           const a = this.ea(d, i);
-          this.push(i, this.load(8, a), true);
+          this.push(i, this.load(8, a));
           return;
         }
         throw new Unsupported();
@@ -868,26 +804,17 @@ class BlockCompiler {
       for (let i = 0; i < upTo; i++) {
         this.before[i] = this.flags;
         const mark = this.out.length;
-        this.mayFault = false;
         try {
           this.insn(ins[i], i);
         } catch (e) {
           if (!(e instanceof Unsupported)) throw e;
           this.out.splice(mark);
-          this.afterStore.length = 0;
           this.flags = this.before[i];
           upTo = i;
           complete = false;
           break;
         }
-        const code = this.out.splice(mark);
-        // k: the instruction a guest exception comes from (only memory accesses raise one)
-        if (this.mayFault) body.push(`k = ${i};`);
-        body.push(...code);
-        if (this.afterStore.length) {
-          this.afterStore.length = 0;
-          body.push(`if (cd) { ${this.flagsOut(this.flags)} return leave(e, K${i + 1}, done + ${i + 1}); }`);
-        }
+        body.push(...this.out.splice(mark));
       }
       if (upTo === 0) return null;
       if (complete && transfers && (last.lock || last.rep !== 0 || last.bad !== null || last.ud || last.osz === 2 || (isRet && last.imm !== 0n))) complete = false;
@@ -898,7 +825,6 @@ class BlockCompiler {
         const i = n - 1;
         this.before[i] = this.flags;
         const mark = this.out.length;
-        this.mayFault = false;
         const fo = (): string => this.flagsOut(this.flags);
         if (isJcc) {
           const c = this.v();
@@ -919,13 +845,12 @@ class BlockCompiler {
           this.endFlags = this.flags;
           this.emit(`done += ${n}; ${fo()} return leave(e, K${n + 1}, done);`);
         } else {
-          const a = this.stack(i, 0, true), t = this.v();
-          this.emit(`${t} = rd64n(M, ${this.la(a)});`);
+          const a = this.stack(i, 0);
+          const t = this.load(8, a);
           this.setReg(8, 4, this.addPair(a, { lo: '8', hi: '0' }));
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} return leave(e, ${t}, done);`);
+          this.emit(`done += ${n}; ${fo()} return leave(e, ripOf(${t.lo}, ${t.hi}), done);`);
         }
-        if (this.mayFault) body.push(`k = ${i};`);
         body.push(...this.out.splice(mark));
       } else {
         this.endFlags = this.flags;
@@ -938,25 +863,20 @@ class BlockCompiler {
     const loops = selfLoop && complete;
     // a loop re-enters with the last pass's flags, not the engine's: not when something read those
     if (loops && this.readsIncoming) return null;
-    // a guest exception at instruction k: the state before it, then rethrow
-    const cases: string[] = [];
-    for (let i = 0; i < (complete ? n : upTo); i++) cases.push(`case ${i}: ${this.flagsOut(this.before[i])} break;`);
     const inFlags = loops && this.endFlags.t !== 'in' ? `if (done > 0) { ${this.flagsOut(this.endFlags)} }` : '';
     const regs = [...this.used].sort((a, b) => a - b);
     const writeBack = [...this.written].sort((a, b) => a - b).map((r) => `R[${2 * r}] = rl${r}; R[${2 * r + 1}] = rh${r};`);
     const src = [
       // last: the most instructions done after which one more pass fits the budget (an int32)
-      `let k = 0, done = 0${this.vars.map((v) => `, ${v} = 0`).join('')}; const last = (budget - ${n}) | 0;`,
+      `let done = 0${this.vars.map((v) => `, ${v} = 0`).join('')}; const last = (budget - ${n}) | 0;`,
       regs.length ? `let ${regs.map((r) => `rl${r} = R[${2 * r}], rh${r} = R[${2 * r + 1}]`).join(', ')};` : '',
-      this.tables.size ? 'let pg = 0, ti = 0, q = 0, o = 0, cd = false;' : '',
+      this.tables.size ? 'let pg = 0, ti = 0, q = 0, o = 0;' : '',
       'try {',
       loops ? 'for (;;) {' : '{',
       ...body,
       '}',
-      '} catch (x) {',
-      `switch (k) { ${cases.join(' ')} }`,
-      'throw faulted(e, K, k, done, x);',
-      writeBack.length ? `} finally { ${writeBack.join(' ')} }` : '}',
+      // compiled code raises no guest exception (a miss leaves first): the registers go back on every return
+      writeBack.length ? `} finally { ${writeBack.join(' ')} }` : '} finally { /* no register written */ }',
     ].join('\n').replaceAll(IN, inFlags);
     // The RAM and the bank's TLB tables are constants of the closure (so the optimising
     // compiler can embed them): the engine compiles a block again for another bank.

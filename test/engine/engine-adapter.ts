@@ -28,7 +28,7 @@
 import { bufferMemory, type GuestMemory } from '../../src/memory/guest-memory.js';
 import type { EngineIo, EngineMmu, EngineMsrs, EngineState, EngineStop } from '../../src/engine/types.js';
 import {
-  CODE, DATA, GPRS, MEMORY_SIZE, RFLAGS_COMPARE_MASK, faultResult, handlerVector, initialRegs, initialSregs, loadTest, plainResult,
+  CODE, DATA, DATA_SIZE, GPRS, RODATA, MEMORY_SIZE, RFLAGS_COMPARE_MASK, faultResult, handlerVector, initialRegs, initialSregs, loadTest, plainResult,
   terminatorAddress, writeStaticLayout, type SequenceResult, type SequenceTest,
 } from './layout.js';
 
@@ -57,6 +57,13 @@ export interface EngineAdapterOptions {
    * instruction at a time, to end where the I/O happened.
    */
   wholeRuns?: boolean;
+  /**
+   * Before each run, translate the data window's pages for writing and the read-only page
+   * for reading, as a warm TLB would hold them. Compiled code reaches RAM only through TLB
+   * hits (a miss leaves to the interpreter), and `load()` leaves the TLB empty: without
+   * this, short sequences would hardly run a compiled memory access.
+   */
+  warmTlb?: boolean;
 }
 
 const ZERO_MSRS: EngineMsrs = { star: 0n, lstar: 0n, cstar: 0n, fmask: 0n, kernelGsBase: 0n, tscAux: 0n };
@@ -75,6 +82,7 @@ export class EngineAdapter {
   readonly #engine: EngineLike;
   readonly #maxSteps: number;
   readonly #wholeRuns: boolean;
+  readonly #warm: ((la: bigint, write: boolean) => void) | undefined;
 
   constructor(Engine: EngineCtor, Mmu: MmuCtor, opts: EngineAdapterOptions = {}) {
     this.#maxSteps = opts.maxSteps ?? 100_000;
@@ -91,7 +99,12 @@ export class EngineAdapter {
         throw new Error(`engine wrote unbacked memory at 0x${gpa.toString(16)} (nothing maps it)`);
       },
     };
-    this.#engine = new Engine(new Mmu(this.#mem, io), io, opts.engineOptions);
+    const mmu = new Mmu(this.#mem, io) as EngineMmu & { translate?(la: bigint, kind: number): number };
+    this.#engine = new Engine(mmu, io, opts.engineOptions);
+    if (opts.warmTlb && typeof mmu.translate === 'function') {
+      const translate = mmu.translate.bind(mmu);
+      this.#warm = (la, write) => void translate(la, write ? 1 : 0); // ACCESS.WRITE / READ
+    }
   }
 
   /** The engine (for its counters). */
@@ -103,6 +116,10 @@ export class EngineAdapter {
     loadTest(this.#mem, test);
     this.#io.length = 0;
     this.#engine.load({ regs: initialRegs(test), sregs: initialSregs(0), msrs: { ...ZERO_MSRS } });
+    if (this.#warm) {
+      for (let p = DATA; p < DATA + DATA_SIZE; p += 4096) this.#warm(BigInt(p), true);
+      this.#warm(BigInt(RODATA), false);
+    }
   }
 
   /** Run one sequence on the engine. */

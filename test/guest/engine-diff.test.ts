@@ -10,7 +10,7 @@ import { generateSequence, hostileSequence, type GeneratedSequence } from '../en
 
 const engine = await loadEngine();
 /** The same engine compiling every block at its first start (src/engine/jit.ts), blocks run whole. */
-const compiled = await loadEngine({ engineOptions: { jitAfter: 0 }, wholeRuns: true });
+const compiled = await loadEngine({ engineOptions: { jitAfter: 0 }, wholeRuns: true, warmTlb: true });
 const ref = engine ? new NativeReference() : undefined;
 afterAll(() => ref?.close());
 

@@ -1,8 +1,8 @@
 /**
  * The block compiler's memory paths (src/engine/jit.ts over src/engine/mmu.ts), without KVM:
  * compiled code reads and writes RAM inline through the TLB's int32 keys, forms addresses
- * as 32-bit pairs (kernel-half addresses included), and falls back to the MMU methods on a
- * miss, a page-crossing access or a watched code page. Each program runs compiled
+ * as 32-bit pairs (kernel-half addresses included), and leaves to the interpreter on a miss,
+ * a page-crossing access or a store into a watched code page. Each program runs compiled
  * (`jitAfter: 0`) and interpreted (`jit: false`); the two must end in the same state.
  */
 import { describe, expect, it } from 'vitest';
@@ -129,7 +129,7 @@ describe('compiled memory accesses (SoftMmu)', () => {
     expect(r.state.regs.rax).toBe(1n); // the last patch wrote cl = 1
   });
 
-  it('a guest fault in compiled code leaves the faulting instruction not retired, with CR2', () => {
+  it('an access that faults in a compiled loop leaves to the interpreter, which raises the fault with CR2', () => {
     const r = bothWays(`
       mov rdi, ${DATA}
       movabs rsi, 0x7ff000000000
