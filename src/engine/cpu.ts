@@ -36,6 +36,16 @@ interface Block {
   fn: CompiledBlock | null | undefined;
   /** Calls of `fn` so far (see {@link JIT_YOUNG_CALLS}). */
   calls: number;
+  /** In the cache (a block that crosses a page is decoded afresh each time). */
+  cached: boolean;
+  /**
+   * The blocks that ran after `fn` left by its way out 0 (fall-through) and 1 (branch
+   * taken), valid while the engine's code epoch and the MMU's fetch epoch are the ones
+   * recorded: following them spares the dispatch loop a fetch translation and a cache lookup.
+   */
+  links: [Block | undefined, Block | undefined];
+  linkCode: number;
+  linkFetch: number;
   /**
    * The TLB bank `fn` was compiled for (its write keys: compiled code holds the bank's
    * tables as constants), and the code compiled for another bank, kept for the switch back.
@@ -116,6 +126,8 @@ export class Cpl0Engine {
   codeDirty = false;
   /** @internal Compiled code stopped before an instruction it cannot run (src/engine/jit.ts). */
   jitDeopt = false;
+  /** @internal The way out compiled code took (src/engine/jit.ts CompiledBlock). */
+  jitExit = -1;
   /** @internal Atomic RMW hook of the MMU, if it has one. */
   readonly atomic: EngineMmuAtomic | null;
   /** @internal */
@@ -127,6 +139,8 @@ export class Cpl0Engine {
   private compiledCount = 0;
   private loaded = false;
   private readonly blocks = new Map<number, Block>();
+  /** Counts the drops of decoded blocks (links between blocks hold while it is unchanged). */
+  private codeEpoch = 0;
   private readonly pageBlocks = new Map<number, number[]>();
   private readonly fetchBase = { la: 0n };
   /** The register file as 32-bit halves, for compiled code. */
@@ -237,11 +251,24 @@ export class Cpl0Engine {
       return { kind: 'unsupported', rip: this.rip, bytes: new Uint8Array(0), reason: 'not in 64-bit long mode' };
     }
     let interpretNext = false;
+    /** The next block, found through the last compiled block's link; else where to record the link. */
+    let linked: Block | undefined;
+    let linkFrom: Block | undefined;
+    let linkExit = 0;
     while (this.retiredCount + events < limit) {
       let insns: Insn[];
       let next: bigint[] | null;
       try {
-        const b = this.lookup();
+        let b: Block;
+        if (linked !== undefined) {
+          b = linked;
+          linked = undefined;
+        } else {
+          const from = linkFrom;
+          linkFrom = undefined; // a lookup that faults links nothing
+          b = this.lookup();
+          if (from !== undefined) this.link(from, linkExit, b);
+        }
         insns = b.insns;
         next = b.rip0 === this.rip ? b.next : null;
         if (next !== null && this.jit && !interpretNext) {
@@ -258,6 +285,14 @@ export class Cpl0Engine {
             this.retiredCount += n;
             this.compiledCount += n;
             interpretNext = this.jitDeopt;
+            const x = this.jitExit;
+            if (!interpretNext && x >= 0) {
+              linked = this.linkOf(b, x);
+              if (linked === undefined) {
+                linkFrom = b;
+                linkExit = x;
+              }
+            }
             continue;
           }
         }
@@ -329,6 +364,21 @@ export class Cpl0Engine {
 
   // ---- decoded-block cache ----
 
+  /** The block linked to `b`'s way out `x`, if the link still holds. */
+  private linkOf(b: Block, x: number): Block | undefined {
+    const fetch = this.fast!.fetchEpoch;
+    if (b.linkCode === this.codeEpoch && b.linkFetch === fetch) return b.links[x];
+    b.links[0] = b.links[1] = undefined;
+    b.linkCode = this.codeEpoch;
+    b.linkFetch = fetch;
+    return undefined;
+  }
+
+  /** Record `to` (just looked up at RIP) as what follows `from`'s way out `x`, if nothing changed meanwhile. */
+  private link(from: Block, x: number, to: Block): void {
+    if (to.cached && to.rip0 === this.rip && from.linkCode === this.codeEpoch && from.linkFetch === this.fast!.fetchEpoch) from.links[x] = to;
+  }
+
   private lookup(): Block {
     const rip = this.rip;
     const t = this.mmu.translateFetch(rip);
@@ -364,7 +414,7 @@ export class Cpl0Engine {
     const next: bigint[] = [];
     let at = rip;
     for (const d of insns) { at = BigInt.asUintN(64, at + d.lenB); next.push(at); }
-    const block: Block = { insns, gpaPage, rip0: rip, next, runs: 0, fn: undefined, calls: 0 };
+    const block: Block = { insns, gpaPage, rip0: rip, next, runs: 0, fn: undefined, calls: 0, cached: !crosses, links: [undefined, undefined], linkCode: -1, linkFetch: -1 };
     if (!crosses) {
       this.blocks.set(gpa, block);
       let list = this.pageBlocks.get(gpaPage);
@@ -384,6 +434,7 @@ export class Cpl0Engine {
     if (list === undefined) return;
     for (const k of list) this.blocks.delete(k);
     list.length = 0;
+    this.codeEpoch++;
     this.codeDirty = true;
   }
 
@@ -391,6 +442,7 @@ export class Cpl0Engine {
   flushCode(): void {
     this.blocks.clear();
     for (const l of this.pageBlocks.values()) l.length = 0;
+    this.codeEpoch++;
     this.codeDirty = true;
   }
 

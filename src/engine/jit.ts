@@ -38,6 +38,8 @@ export interface FastMmu {
   readonly wKeyHi: Int32Array;
   readonly wHost: Int32Array;
   readonly tlbMask: number;
+  /** Bumped by every event that may change a translation (links between blocks hold while it does not change). */
+  readonly fetchEpoch: number;
 }
 
 /** What compiled code reads and writes of the engine. */
@@ -47,6 +49,8 @@ export interface JitEngine {
   fval: number;
   /** Set by compiled code that stopped before an instruction it cannot run (the interpreter runs it). */
   jitDeopt: boolean;
+  /** The way out compiled code took (see {@link CompiledBlock}). */
+  jitExit: number;
   flags(): number;
   cf(): number;
 }
@@ -54,13 +58,17 @@ export interface JitEngine {
 /**
  * A compiled block: runs at most `budget` instructions (at least one pass of the block must
  * fit; below 2^31) and returns how many it retired; RIP and the flags are the engine's again.
+ * Unless it deopted, it says in `jitExit` which way it left: 0 to the fall-through RIP after
+ * its last instruction, 1 to its branch target (taken, or the loop's start when the budget
+ * ran out), -1 elsewhere (a return, a block cut short): the engine links 0 and 1 to the next
+ * blocks.
  */
 export type CompiledBlock = (e: JitEngine, R: Int32Array, M: FastMmu, budget: number) => number;
 
 /** True if `mmu` has what compiled code needs. */
 export function isFastMmu(mmu: unknown): mmu is FastMmu {
   const m = mmu as Partial<FastMmu>;
-  return m.ram instanceof Uint8Array && m.ramView instanceof DataView && m.rHost instanceof Int32Array && m.wHost instanceof Int32Array && typeof m.tlbMask === 'number';
+  return m.ram instanceof Uint8Array && m.ramView instanceof DataView && m.rHost instanceof Int32Array && m.wHost instanceof Int32Array && typeof m.tlbMask === 'number' && typeof m.fetchEpoch === 'number';
 }
 
 // ---- flags of Number operands (the lazy record of src/engine/flags.ts, without bigints) ----
@@ -162,8 +170,12 @@ export function imulFlags32(lo: number, over: boolean): number {
 // block, so it is warm.
 
 function setFlags(e: JitEngine, f: number): void { e.fval = f; e.fop = 0; }
-/** Leave at `rip` having retired `n`. */
-function leave(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; return n; }
+/** Leave at `rip` having retired `n`, by way out `x` (0 fall-through, 1 branch taken, -1 another). */
+function leave(e: JitEngine, rip: bigint, n: number, x: number): number {
+  e.rip = rip;
+  e.jitExit = x;
+  return n;
+}
 /** Leave before the instruction at `rip`, which the interpreter must run. */
 function deopt(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; e.jitDeopt = true; return n; }
 /** A RIP popped as 32-bit halves. */
@@ -820,7 +832,7 @@ class BlockCompiler {
       if (complete && transfers && (last.lock || last.rep !== 0 || last.bad !== null || last.ud || last.osz === 2 || (isRet && last.imm !== 0n))) complete = false;
       if (!complete) {
         this.endFlags = this.flags;
-        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} return leave(e, K${upTo}, done);`);
+        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} return leave(e, K${upTo}, done, -1);`);
       } else if (transfers) {
         const i = n - 1;
         this.before[i] = this.flags;
@@ -831,30 +843,30 @@ class BlockCompiler {
           this.emit(`${c} = ${this.cond(lop & 15)};`);
           this.endFlags = this.flags;
           this.emit(`done = (done + ${n}) | 0;`);
-          if (selfLoop) this.emit(`if (${c}) { if (done <= last) continue; ${fo()} return leave(e, K${n + 1}, done); }`);
-          else this.emit(`if (${c}) { ${fo()} return leave(e, K${n + 1}, done); }`);
-          this.emit(`${fo()} return leave(e, K${n}, done);`);
+          if (selfLoop) this.emit(`if (${c}) { if (done <= last) continue; ${fo()} return leave(e, K${n + 1}, done, 1); }`);
+          else this.emit(`if (${c}) { ${fo()} return leave(e, K${n + 1}, done, 1); }`);
+          this.emit(`${fo()} return leave(e, K${n}, done, 0);`);
         } else if (isJmp) {
           this.endFlags = this.flags;
           this.emit(`done = (done + ${n}) | 0;`);
           if (selfLoop) this.emit(`if (done <= last) continue;`);
-          this.emit(`${fo()} return leave(e, K${n + 1}, done);`);
+          this.emit(`${fo()} return leave(e, K${n + 1}, done, 1);`);
         } else if (isCall) {
           const ret = this.rips[n];
           this.push(i, { lo: String(int32Of(ret)), hi: String(int32Of(ret >> 32n)) });
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} return leave(e, K${n + 1}, done);`);
+          this.emit(`done += ${n}; ${fo()} return leave(e, K${n + 1}, done, 1);`);
         } else {
           const a = this.stack(i, 0);
           const t = this.load(8, a);
           this.setReg(8, 4, this.addPair(a, { lo: '8', hi: '0' }));
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} return leave(e, ripOf(${t.lo}, ${t.hi}), done);`);
+          this.emit(`done += ${n}; ${fo()} return leave(e, ripOf(${t.lo}, ${t.hi}), done, -1);`);
         }
         body.push(...this.out.splice(mark));
       } else {
         this.endFlags = this.flags;
-        body.push(`done += ${n}; ${this.flagsOut(this.flags)} return leave(e, K${n}, done);`);
+        body.push(`done += ${n}; ${this.flagsOut(this.flags)} return leave(e, K${n}, done, 0);`);
       }
     } catch (e) {
       if (e instanceof Unsupported) return null;

@@ -274,6 +274,12 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   wHost: Int32Array;
   /** Entries per table, minus one. */
   readonly tlbMask: number;
+  /**
+   * Counts the events that may change what a linear address translates to (flushes, INVLPG,
+   * bank switches): the engine's links between decoded blocks hold while it is unchanged,
+   * as a processor's TLB may keep a translation until such an event.
+   */
+  fetchEpoch = 0;
 
   readonly #phys: PhysMap;
   readonly #rec: WalkRecorder;
@@ -358,6 +364,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     if (this.#acc[0].user !== user) this.#acc = this.#accesses(user);
     const bank = user ? 2 : c.ac && (c.cr4 & CR4_SMAP) !== 0n ? 1 : 0;
     if (bank !== this.#bank) {
+      this.fetchEpoch++;
       this.#bank = bank;
       const t = this.#tables;
       const b = bank * TABLES_PER_BANK;
@@ -401,12 +408,14 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
 
   /** Drop every translation (including global ones). */
   flushAll(): void {
+    this.fetchEpoch++;
     for (const t of this.#tables) t.clear();
     this.#largeLen = 0;
   }
 
   /** Drop every non-global translation (what a MOV to CR3 does). */
   flushNonGlobal(): void {
+    this.fetchEpoch++;
     for (const t of this.#tables) t.clearNonGlobal();
   }
 
@@ -421,6 +430,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
 
   /** INVLPG: drop the translations of the page containing `la` (all of a large page's). */
   invalidatePage(la: bigint | number): void {
+    this.fetchEpoch++;
     const tag = typeof la === 'number' ? la - (la & 4095) : this.#tagOf(la);
     const i = (tag >>> 12) & this.mask;
     for (const t of this.#tables) if (t.tag[i] === tag) t.drop(i);
