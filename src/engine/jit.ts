@@ -160,28 +160,45 @@ export function imulFlags32(lo: number, over: boolean): number {
   return (over ? F.CF | F.OF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
 }
 
-// ---- what compiled code calls: its ways out ----
+// ---- what compiled code calls: its one way out ----
 //
-// Compiled code leaves through these shared functions, held as constants of its closure: a
-// property access or a call it had never executed when the optimising compiler ran would
-// deoptimise it the first time it runs (V8 compiles such sites as "insufficient type
-// feedback" exits), and a hot loop deoptimised that way was seen to settle in on-stack-
-// replacement code at a third of its speed. The functions' own feedback is shared by every
-// block, so it is warm.
+// Every way out of compiled code breaks out to one call of finish(), with what it must do
+// in locals: a call site or property access the optimising compiler had never seen run
+// would deoptimise the block the first time it runs (V8 compiles such sites as
+// "insufficient type feedback" exits), and a looping block deoptimised at a way out it had
+// not taken yet (the loop's fall-through, say) was seen to stay in interpreter-plus-OSR code
+// for good at a third of its speed. One site, taken at the first exit, has feedback from
+// then on; finish() itself is shared by every block.
 
-function setFlags(e: JitEngine, f: number): void { e.fval = f; e.fop = 0; }
-/** Leave at `rip` having retired `n`, by way out `x` (0 fall-through, 1 branch taken, -1 another). */
-function leave(e: JitEngine, rip: bigint, n: number, x: number): number {
-  e.rip = rip;
-  e.jitExit = x;
-  return n;
+/** How compiled code left (`xk` of {@link finish}). */
+const EXIT = { LEAVE: 0, DEOPT: 1, RETURN: 2 } as const;
+/** Which flags it hands back (`ft`): the engine's (unchanged), a word, or a lazy record of 32- or 64-bit operands. */
+const OUT_FLAGS = { NONE: 0, WORD: 1, LAZY: 2, LAZY64: 3 } as const;
+
+/**
+ * Leave compiled code: the flags (`ft` and `f0`-`f7`, see {@link OUT_FLAGS}), then RIP:
+ * `rips[xi]` and way out `xw` (LEAVE), `rips[xi]` with a deopt (DEOPT), or the popped
+ * `xh:xl` (RETURN). Returns `xn`, the instructions retired.
+ */
+function finish(
+  e: JitEngine, rips: readonly bigint[], xk: number, xi: number, xn: number, xw: number, xl: number, xh: number,
+  ft: number, f0: number, f1: number, f2: number, f3: number, f4: number, f5: number, f6: number, f7: number,
+): number {
+  if (ft !== OUT_FLAGS.NONE) {
+    e.fval = ft === OUT_FLAGS.WORD ? f0 : ft === OUT_FLAGS.LAZY ? numFlags(f0, f1, f2, f3, f4, f5) : numFlags64(f0, f1, f2, f3, f4, f5, f6, f7);
+    e.fop = 0;
+  }
+  if (xk === EXIT.DEOPT) {
+    e.rip = rips[xi];
+    e.jitDeopt = true;
+    return xn;
+  }
+  e.rip = xk === EXIT.RETURN ? (BigInt(xh >>> 0) << 32n) | BigInt(xl >>> 0) : rips[xi];
+  e.jitExit = xw;
+  return xn;
 }
-/** Leave before the instruction at `rip`, which the interpreter must run. */
-function deopt(e: JitEngine, rip: bigint, n: number): number { e.rip = rip; e.jitDeopt = true; return n; }
-/** A RIP popped as 32-bit halves. */
-function ripOf(lo: number, hi: number): bigint { return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0); }
 
-const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition, setFlags, leave, deopt, ripOf };
+const HELPERS = { numFlags, numFlags64, shiftFlags32, imulFlags32, condition, finish };
 
 // ---- the compiler ----
 
@@ -314,8 +331,15 @@ class BlockCompiler {
 
   /** Store the flags of `f` into the engine (nothing when they still are the engine's). */
   private flagsOut(f: Flags): string {
-    if (f.t === 'in') return IN; // resolved once the loop's end state is known
-    return `setFlags(e, ${this.mat(f)});`;
+    switch (f.t) {
+      case 'in': return IN; // resolved once the loop's end state is known
+      case 'val': return `ft = ${OUT_FLAGS.WORD}; f0 = ${f.v};`;
+      case 'lazy': return `ft = ${OUT_FLAGS.LAZY}; f0 = ${f.op}; f1 = ${f.size}; f2 = ${f.res}; f3 = ${f.src}; f4 = ${f.dst}; f5 = ${f.aux};`;
+      case 'lazy64': {
+        const [a, b, c] = [f.res, f.src, f.dst];
+        return `ft = ${OUT_FLAGS.LAZY64}; f0 = ${f.op}; f1 = ${a[0]}; f2 = ${a[1]}; f3 = ${b[0]}; f4 = ${b[1]}; f5 = ${c[0]}; f6 = ${c[1]}; f7 = ${f.aux};`;
+      }
+    }
   }
 
   // -- registers --
@@ -498,9 +522,14 @@ class BlockCompiler {
 
   // -- exits --
 
+  /** Leave to the RIP `rips[i]` by way out `way` (see {@link CompiledBlock}), the flags already set out. */
+  private leave(i: number, way: number): string {
+    return `xk = ${EXIT.LEAVE}; xi = ${i}; xn = done; xw = ${way}; break out;`;
+  }
+
   /** Leave before instruction i (not run): the interpreter runs it next. */
   private exitDeopt(i: number): string {
-    return `${this.flagsOut(this.before[i])} return deopt(e, K${i}, done + ${i});`;
+    return `${this.flagsOut(this.before[i])} xk = ${EXIT.DEOPT}; xi = ${i}; xn = done + ${i}; break out;`;
   }
 
   // -- instructions --
@@ -832,7 +861,7 @@ class BlockCompiler {
       if (complete && transfers && (last.lock || last.rep !== 0 || last.bad !== null || last.ud || last.osz === 2 || (isRet && last.imm !== 0n))) complete = false;
       if (!complete) {
         this.endFlags = this.flags;
-        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} return leave(e, K${upTo}, done, -1);`);
+        body.push(`done += ${upTo}; ${this.flagsOut(this.flags)} ${this.leave(upTo, -1)}`);
       } else if (transfers) {
         const i = n - 1;
         this.before[i] = this.flags;
@@ -843,30 +872,30 @@ class BlockCompiler {
           this.emit(`${c} = ${this.cond(lop & 15)};`);
           this.endFlags = this.flags;
           this.emit(`done = (done + ${n}) | 0;`);
-          if (selfLoop) this.emit(`if (${c}) { if (done <= last) continue; ${fo()} return leave(e, K${n + 1}, done, 1); }`);
-          else this.emit(`if (${c}) { ${fo()} return leave(e, K${n + 1}, done, 1); }`);
-          this.emit(`${fo()} return leave(e, K${n}, done, 0);`);
+          if (selfLoop) this.emit(`if (${c}) { if (done <= last) continue; ${fo()} ${this.leave(n + 1, 1)} }`);
+          else this.emit(`if (${c}) { ${fo()} ${this.leave(n + 1, 1)} }`);
+          this.emit(`${fo()} ${this.leave(n, 0)}`);
         } else if (isJmp) {
           this.endFlags = this.flags;
           this.emit(`done = (done + ${n}) | 0;`);
           if (selfLoop) this.emit(`if (done <= last) continue;`);
-          this.emit(`${fo()} return leave(e, K${n + 1}, done, 1);`);
+          this.emit(`${fo()} ${this.leave(n + 1, 1)}`);
         } else if (isCall) {
           const ret = this.rips[n];
           this.push(i, { lo: String(int32Of(ret)), hi: String(int32Of(ret >> 32n)) });
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} return leave(e, K${n + 1}, done, 1);`);
+          this.emit(`done += ${n}; ${fo()} ${this.leave(n + 1, 1)}`);
         } else {
           const a = this.stack(i, 0);
           const t = this.load(8, a);
           this.setReg(8, 4, this.addPair(a, { lo: '8', hi: '0' }));
           this.endFlags = this.flags;
-          this.emit(`done += ${n}; ${fo()} return leave(e, ripOf(${t.lo}, ${t.hi}), done, -1);`);
+          this.emit(`done += ${n}; ${fo()} xk = ${EXIT.RETURN}; xl = ${t.lo}; xh = ${t.hi}; xn = done; xw = -1; break out;`);
         }
         body.push(...this.out.splice(mark));
       } else {
         this.endFlags = this.flags;
-        body.push(`done += ${n}; ${this.flagsOut(this.flags)} return leave(e, K${n}, done, 0);`);
+        body.push(`done += ${n}; ${this.flagsOut(this.flags)} ${this.leave(n, 0)}`);
       }
     } catch (e) {
       if (e instanceof Unsupported) return null;
@@ -875,7 +904,7 @@ class BlockCompiler {
     const loops = selfLoop && complete;
     // a loop re-enters with the last pass's flags, not the engine's: not when something read those
     if (loops && this.readsIncoming) return null;
-    const inFlags = loops && this.endFlags.t !== 'in' ? `if (done > 0) { ${this.flagsOut(this.endFlags)} }` : '';
+    const inFlags = loops && this.endFlags.t !== 'in' ? `if (done > 0) { ${this.flagsOut(this.endFlags)} } else ft = 0;` : 'ft = 0;';
     const regs = [...this.used].sort((a, b) => a - b);
     const writeBack = [...this.written].sort((a, b) => a - b).map((r) => `R[${2 * r}] = rl${r}; R[${2 * r + 1}] = rh${r};`);
     const src = [
@@ -883,10 +912,12 @@ class BlockCompiler {
       `let done = 0${this.vars.map((v) => `, ${v} = 0`).join('')}; const last = (budget - ${n}) | 0;`,
       regs.length ? `let ${regs.map((r) => `rl${r} = R[${2 * r}], rh${r} = R[${2 * r + 1}]`).join(', ')};` : '',
       this.tables.size ? 'let pg = 0, ti = 0, q = 0, o = 0;' : '',
+      'let xk = 0, xi = 0, xn = 0, xw = 0, xl = 0, xh = 0, ft = 0, f0 = 0, f1 = 0, f2 = 0, f3 = 0, f4 = 0, f5 = 0, f6 = 0, f7 = 0;',
       'try {',
-      loops ? 'for (;;) {' : '{',
+      loops ? 'out: for (;;) {' : 'out: {',
       ...body,
       '}',
+      'return finish(e, K, xk, xi, xn, xw, xl, xh, ft, f0, f1, f2, f3, f4, f5, f6, f7);',
       // compiled code raises no guest exception (a miss leaves first): the registers go back on every return
       writeBack.length ? `} finally { ${writeBack.join(' ')} }` : '} finally { /* no register written */ }',
     ].join('\n').replaceAll(IN, inFlags);
@@ -894,7 +925,6 @@ class BlockCompiler {
     // compiler can embed them): the engine compiles a block again for another bank.
     const consts = [
       `const { ${Object.keys(HELPERS).join(', ')} } = H;`,
-      `const ${K.map((_, i) => `K${i} = K[${i}]`).join(', ')};`,
       'const MK = T.tlbMask, U8 = T.ram, DV = T.ramView;',
       this.tables.has('R') ? 'const RKL = T.rKeyLo, RKH = T.rKeyHi, RQ = T.rHost;' : '',
       this.tables.has('W') ? 'const WKL = T.wKeyLo, WKH = T.wKeyHi, WQ = T.wHost;' : '',
