@@ -145,6 +145,34 @@ describe('compiled memory accesses (SoftMmu)', () => {
     expect(r.state.sregs.cr2).toBe(0x7ff000000000n + 9n);
   });
 
+  it('a link between compiled blocks does not outlive a write to the code it leads to', () => {
+    // the block at 1 jumps to (and so links to) the block at 2, on the next page; halfway, the
+    // loop patches 2's immediate (dropping that page's blocks, not the block at 1)
+    const r = bothWays(`
+      xor ebx, ebx
+      mov ecx, 50
+    1:
+      inc edx
+      jmp 2f
+    5:
+      cmp ecx, 25
+      jne 4f
+      mov byte ptr [rip + 2f + 1], 2
+    4:
+      dec ecx
+      jnz 1b
+      jmp 3f
+      .balign 4096
+    2:
+      mov eax, 1
+      add ebx, eax
+      jmp 5b
+    3:
+      `);
+    expect(r.stop).toBe('hlt');
+    expect(r.state.regs.rbx).toBe(26n * 1n + 24n * 2n);
+  });
+
   it('code compiled while RFLAGS.AC opened user pages (SMAP) does not keep them open after CLAC', () => {
     const src = `
       mov rdi, ${DATA}
