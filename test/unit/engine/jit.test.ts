@@ -173,6 +173,39 @@ describe('compiled memory accesses (SoftMmu)', () => {
     expect(r.state.regs.rbx).toBe(26n * 1n + 24n * 2n);
   });
 
+  it('a link between compiled blocks does not outlive INVLPG of a remapped target page', () => {
+    // the block at 1 calls (and so links to) linear CODE + 0x20000; halfway, the loop points
+    // that page's PTE at the next physical page, which holds other code, and invalidates it
+    const pte = PT + ((CODE + 0x20000) >>> 12) * 8;
+    const r = bothWays(`
+      xor ebx, ebx
+      mov ecx, 50
+    1:
+      inc edx
+      call 2f
+      cmp ecx, 25
+      jne 4f
+      mov qword ptr [${pte}], ${CODE + 0x21000 + 3}
+      invlpg [${CODE + 0x20000}]
+    4:
+      dec ecx
+      jnz 1b
+      jmp 3f
+      .org 0x20000
+    2:
+      mov eax, 1
+      add ebx, eax
+      ret
+      .org 0x21000
+      mov eax, 2
+      add ebx, eax
+      ret
+    3:
+      `);
+    expect(r.stop).toBe('hlt');
+    expect(r.state.regs.rbx).toBe(26n * 1n + 24n * 2n);
+  });
+
   it('code compiled while RFLAGS.AC opened user pages (SMAP) does not keep them open after CLAC', () => {
     const src = `
       mov rdi, ${DATA}
