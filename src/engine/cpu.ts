@@ -75,7 +75,7 @@ export interface Cpl0EngineOptions {
   cpuid?: (leaf: number, subleaf: number) => [number, number, number, number];
   /** The TSC RDTSC/RDTSCP read (default: host nanoseconds). */
   tsc?: () => bigint;
-  /** Compile hot blocks to JavaScript (src/engine/jit.ts; default true; needs an MMU with Number methods). */
+  /** Compile hot blocks to JavaScript (src/engine/jit.ts; default true; needs an MMU with the RAM and TLB cells of src/engine/jit.ts FastMmu, as SoftMmu has). */
   jit?: boolean;
   /** Starts of a block before it is compiled (default {@link JIT_AFTER}; 0: at its first, as the differential tests run it). */
   jitAfter?: number;
@@ -145,7 +145,7 @@ export class Cpl0Engine {
   private readonly fetchBase = { la: 0n };
   /** The register file as 32-bit halves, for compiled code. */
   private readonly regs32 = new Int32Array(this.regs.buffer);
-  /** The MMU's Number methods, if it has them (compiled code needs them). */
+  /** What compiled code reaches of the MMU, if it has it (src/engine/jit.ts FastMmu). */
   private readonly fast: FastMmu | null;
   /** Compile hot blocks (the `jit` option). */
   private readonly jit: boolean;

@@ -231,11 +231,10 @@ class WalkRecorder implements GuestMemoryAccess {
  * A software MMU for the CPL0 engine: {@link EngineMmu} over a {@link GuestMemory} whose RAM
  * may be a SharedArrayBuffer shared with other vCPU threads and KVM.
  *
- * Besides the {@link EngineMmu} methods (linear addresses as bigints) it offers the same
- * accesses with the linear address as a Number (`read32n` etc.: the canonical,
- * sign-extended value, which must be an exact integer: every 4-level address is), atomic
- * read-modify-write helpers for LOCK-prefixed instructions, exact translation, and linear
- * byte-range copies.
+ * Besides the {@link EngineMmu} methods (linear addresses as bigints) it offers atomic
+ * read-modify-write helpers for LOCK-prefixed instructions, exact translation, linear
+ * byte-range copies, and the RAM buffer and TLB cells compiled code reaches memory through
+ * (src/engine/jit.ts FastMmu).
  *
  * Faults throw {@link GuestException}: #PF (vector 14, error code, CR2) and #GP(0) (vector
  * 13) for a non-canonical address. The MMU throws no other #GP, so an engine whose access
@@ -298,8 +297,6 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   #large: Int32Array;
   #largeLen = 0;
   readonly #scratch = new DataView(new ArrayBuffer(8));
-  /** The high 32 bits of the last {@link read64Pair}. */
-  hi = 0;
 
   /**
    * An MMU over `memory` (re-read when its segments change; flush after changing what a
@@ -725,97 +722,6 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     const i = (n >>> 12) & this.mask;
     if (this.wTag[i] === n - o && o <= 4088) this.wView[i].setBigUint64(this.wOff[i] + o, v, true);
     else this.#slowWrite(n, la, 8, v);
-  }
-
-  // ---- The same with the linear address as a Number (exact integer, sign-extended) ----
-
-  /** {@link read8} with `la` a Number: the sign-extended linear address, an exact integer. */
-  read8n(la: number, kind: AccessKind = ACCESS.READ): number {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (kind !== ACCESS.FETCH) {
-      if (this.rTag[i] === la - o) return this.rView[i].getUint8(this.rOff[i] + o);
-      return this.#slowRead(la, undefined, 1, ACCESS.READ) as number;
-    }
-    if (this.xTag[i] === la - o) return this.xView[i].getUint8(this.xOff[i] + o);
-    return this.#slowRead(la, undefined, 1, ACCESS.FETCH) as number;
-  }
-  /** {@link read16} with `la` a Number (see {@link read8n}). */
-  read16n(la: number): number {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.rTag[i] === la - o && o <= 4094) return this.rView[i].getUint16(this.rOff[i] + o, true);
-    return this.#slowRead(la, undefined, 2, ACCESS.READ) as number;
-  }
-  /** {@link read32} with `la` a Number (see {@link read8n}). */
-  read32n(la: number): number {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.rTag[i] === la - o && o <= 4092) return this.rView[i].getUint32(this.rOff[i] + o, true);
-    return this.#slowRead(la, undefined, 4, ACCESS.READ) as number;
-  }
-  /** {@link read64} with `la` a Number (see {@link read8n}). */
-  read64n(la: number): bigint {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.rTag[i] === la - o && o <= 4088) return this.rView[i].getBigUint64(this.rOff[i] + o, true);
-    return this.#slowRead(la, undefined, 8, ACCESS.READ) as bigint;
-  }
-  /**
-   * A 64-bit read without a bigint: returns the low 32 bits (unsigned) and leaves the high
-   * 32 bits in {@link hi}. `la` as in {@link read8n}.
-   */
-  read64Pair(la: number): number {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.rTag[i] === la - o && o <= 4088) {
-      const v = this.rView[i];
-      const p = this.rOff[i] + o;
-      this.hi = v.getUint32(p + 4, true);
-      return v.getUint32(p, true);
-    }
-    const r = this.#slowRead(la, undefined, 8, ACCESS.READ) as bigint;
-    this.hi = Number(r >> 32n);
-    return Number(r & 0xffff_ffffn);
-  }
-  /** {@link write8} with `la` a Number (see {@link read8n}). */
-  write8n(la: number, v: number): void {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.wTag[i] === la - o) this.wView[i].setUint8(this.wOff[i] + o, v);
-    else this.#slowWrite(la, undefined, 1, v);
-  }
-  /** {@link write16} with `la` a Number (see {@link read8n}). */
-  write16n(la: number, v: number): void {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.wTag[i] === la - o && o <= 4094) this.wView[i].setUint16(this.wOff[i] + o, v, true);
-    else this.#slowWrite(la, undefined, 2, v);
-  }
-  /** {@link write32} with `la` a Number (see {@link read8n}). */
-  write32n(la: number, v: number): void {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.wTag[i] === la - o && o <= 4092) this.wView[i].setUint32(this.wOff[i] + o, v, true);
-    else this.#slowWrite(la, undefined, 4, v);
-  }
-  /** {@link write64} with `la` a Number (see {@link read8n}). */
-  write64n(la: number, v: bigint): void {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.wTag[i] === la - o && o <= 4088) this.wView[i].setBigUint64(this.wOff[i] + o, v, true);
-    else this.#slowWrite(la, undefined, 8, v);
-  }
-  /** A 64-bit write of `hi:lo` (each taken modulo 2^32) without a bigint; `la` as in {@link read8n}. */
-  write64Pair(la: number, lo: number, hi: number): void {
-    const o = la & 4095;
-    const i = (la >>> 12) & this.mask;
-    if (this.wTag[i] === la - o && o <= 4088) {
-      const v = this.wView[i];
-      const p = this.wOff[i] + o;
-      v.setUint32(p, lo, true);
-      v.setUint32(p + 4, hi, true);
-    } else this.#slowWrite(la, undefined, 8, (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0));
   }
 
   // ---- Translation ----

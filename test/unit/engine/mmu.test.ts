@@ -9,6 +9,8 @@ import {
 const G = 1n << 8n;
 const CR4_PGE = 1n << 7n;
 const RAM = 0x400000;
+/** A linear address written as a (sign-extended) Number, as the 64-bit bigint the MMU takes. */
+const la = (n: number): bigint => BigInt.asUintN(64, BigInt(n));
 
 /** Records MMIO; reads answer 0x1122334455667788 truncated to the size. */
 class TestIo implements EngineIo {
@@ -60,8 +62,8 @@ describe('SoftMmu: paging off', () => {
     mmu.write32(0x1234n, 0xdeadbeef);
     expect(mem.readU32(0x1234)).toBe(0xdeadbeef);
     expect(mmu.read32(0x1_0000_1234n)).toBe(0xdeadbeef);
-    expect(mmu.read16n(0x1236)).toBe(0xdead);
-    mmu.write64n(0x2000, 0x0102030405060708n);
+    expect(mmu.read16(la(0x1236))).toBe(0xdead);
+    mmu.write64(la(0x2000), 0x0102030405060708n);
     expect(mmu.read64(0x2000n)).toBe(0x0102030405060708n);
     expect(mmu.read8(0x2000n, ACCESS.FETCH)).toBe(8);
     expect(mmu.translateFetch(0x2345n)).toBe(0x2000);
@@ -84,9 +86,9 @@ describe('SoftMmu: 4-level paging', () => {
     expect(mmu.read32(0x80_4003_0000n)).toBe(0x33333333);
     expect(mmu.read32(0xffff_ffff_8100_0010n)).toBe(0x44444444);
     // The same through the Number API: high-half addresses sign-extended.
-    expect(mmu.read32n(0x40_0000_1234)).toBe(0x11111111);
-    expect(mmu.read32n(-0x7f00_0000 + 0x10)).toBe(0x44444444);
-    mmu.write32n(-0x7f00_0000 + 0x10, 0x55555555);
+    expect(mmu.read32(la(0x40_0000_1234))).toBe(0x11111111);
+    expect(mmu.read32(la(-0x7f00_0000 + 0x10))).toBe(0x44444444);
+    mmu.write32(la(-0x7f00_0000 + 0x10), 0x55555555);
     expect(mem.readU32(0x3010)).toBe(0x55555555);
     expect(mmu.translate(0xffff_ffff_8100_0fffn)).toBe(0x3fff);
     expect(mmu.translate(0x80_4123_4567n, ACCESS.WRITE)).toBe(0x123_4567);
@@ -101,13 +103,10 @@ describe('SoftMmu: 4-level paging', () => {
     expect(mmu.read16(0x100en)).toBe(0xfedc);
     expect(mmu.read32(0x100cn)).toBe(0xfedcba98);
     expect(mmu.read64(0x1008n)).toBe(0xfedcba9876543210n);
-    expect(mmu.read64n(0x1008)).toBe(0xfedcba9876543210n);
-    expect(mmu.read64Pair(0x1008)).toBe(0x76543210);
-    expect(mmu.hi).toBe(0xfedcba98);
-    mmu.write64Pair(0x1010, 0x89abcdef, 0x01234567);
+    mmu.write64(0x1010n, 0x0123456789abcdefn);
     expect(mem.readU64(0x8010)).toBe(0x0123456789abcdefn);
     mmu.write8(0x1020n, 0x1ff);
-    mmu.write16n(0x1022, 0xbeef);
+    mmu.write16(la(0x1022), 0xbeef);
     mmu.write32(0x1024n, -1);
     expect(mem.readU64(0x8020)).toBe(0xffffffffbeef00ffn);
   });
@@ -119,7 +118,7 @@ describe('SoftMmu: 4-level paging', () => {
       expect([e.vector, e.errorCode]).toEqual([13, 0]);
       expect(fault(() => mmu.write8(a, 1)).vector).toBe(13);
     }
-    expect(fault(() => mmu.read8n(2 ** 47)).vector).toBe(13);
+    expect(fault(() => mmu.read8(la(2 ** 47))).vector).toBe(13);
   });
 
   it('raises #PF with the error code and CR2 of each failure', () => {
@@ -208,7 +207,7 @@ describe('SoftMmu: 5-level, PAE and 32-bit paging', () => {
     mem.writeU32(0x7004, 0xabcdef01);
     mem.writeU32(0x20_0010, 0x12345678);
     expect(mmu.read32(0x0010_0000_0000_1004n)).toBe(0xabcdef01);
-    expect(mmu.read32n(2 ** 52 + 0x1004)).toBe(0xabcdef01);
+    expect(mmu.read32(la(2 ** 52 + 0x1004))).toBe(0xabcdef01);
     expect(mmu.read32(0xff00_0000_0000_0010n)).toBe(0x12345678);
     // 57-bit canonical, 48-bit non-canonical: a #PF; 57-bit non-canonical: #GP.
     expect(fault(() => mmu.read8(0x0010_0000_0000_5000n)).vector).toBe(14);
@@ -233,7 +232,7 @@ describe('SoftMmu: 5-level, PAE and 32-bit paging', () => {
     mmu.setControl({ cr0: CR0_PE | CR0_PG | CR0_WP, cr3: 0x10000n, cr4: CR4_PAE, efer: 0n, cpl: 0, ac: false });
     expect(mmu.read32(0xc000_5010n)).toBe(0xaaaa5555);
     expect(mmu.read32(0xc020_0100n)).toBe(0x5555aaaa);
-    expect(mmu.read32n(0xc000_5010)).toBe(0xaaaa5555);
+    expect(mmu.read32(la(0xc000_5010))).toBe(0xaaaa5555);
     expect(mem.readU64(0x12000 + 8 * 5) & A).toBe(A);
     // 32-bit: PD at 0x30000, PT at 0x31000.
     mem.writeU32(0x30000 + 4 * 0x300, 0x31000 | 3);
@@ -300,7 +299,7 @@ describe('SoftMmu: TLB semantics', () => {
     mmu.write32(0x1004n, 0);
     t.map(0x1000n, 0x9000n, P | W);
     expect(mmu.read32(0x1000n)).toBe(1);
-    expect(mmu.read32n(0x1000)).toBe(1);
+    expect(mmu.read32(la(0x1000))).toBe(1);
     mmu.invalidatePage(0x1fffn);
     expect(mmu.read32(0x1000n)).toBe(2);
     mmu.write32(0x1008n, 3);
@@ -379,10 +378,10 @@ describe('SoftMmu: TLB semantics', () => {
     const { mem, t, mmu } = setup();
     t.map(0x4000_0000n, 0n, P | W, '1g');
     for (let p = 0; p < 0x200; p++) mem.writeU32(0x20_0000 + p * 0x1000, p);
-    for (let round = 0; round < 2; round++) for (let p = 0; p < 0x200; p++) expect(mmu.read32n(0x4020_0000 + p * 0x1000)).toBe(p);
+    for (let round = 0; round < 2; round++) for (let p = 0; p < 0x200; p++) expect(mmu.read32(la(0x4020_0000 + p * 0x1000))).toBe(p);
     const tiny = new SoftMmu(mem, new TestIo(), { tlbBits: 1 });
     tiny.setControl(ctl64(t.cr3));
-    for (let p = 0; p < 0x40; p++) tiny.write32n(0x4020_0000 + p * 0x1000 + 8, p + 1);
+    for (let p = 0; p < 0x40; p++) tiny.write32(la(0x4020_0000 + p * 0x1000 + 8), p + 1);
     for (let p = 0; p < 0x40; p++) expect(tiny.read32(0x4020_0008n + BigInt(p) * 0x1000n)).toBe(p + 1);
     tiny.invalidatePage(0x4020_0000n);
     expect(tiny.read32(0x4020_0008n)).toBe(1);
@@ -398,14 +397,13 @@ describe('SoftMmu: page-crossing accesses', () => {
     expect([...mem.readBytes(0x9ffd, 3)]).toEqual([1, 2, 3]);
     expect([...mem.readBytes(0x8000, 5)]).toEqual([4, 5, 6, 7, 8]);
     expect(mmu.read64(0x1ffdn)).toBe(0x0807060504030201n);
-    expect(mmu.read32n(0x1ffe)).toBe(0x05040302);
+    expect(mmu.read32(la(0x1ffe))).toBe(0x05040302);
     expect(mmu.read16(0x1fffn)).toBe(0x0403);
-    mmu.write16n(0x1fff, 0xaabb);
+    mmu.write16(la(0x1fff), 0xaabb);
     expect(mem.readU8(0x9fff)).toBe(0xbb);
     expect(mem.readU8(0x8000)).toBe(0xaa);
-    mmu.write64Pair(0x1ffc, 0x11223344, 0x55667788);
-    expect(mmu.read64Pair(0x1ffc)).toBe(0x11223344);
-    expect(mmu.hi).toBe(0x55667788);
+    mmu.write64(0x1ffcn, 0x5566778811223344n);
+    expect(mmu.read64(0x1ffcn)).toBe(0x5566778811223344n);
   });
 
   it('checks both pages before writing either', () => {
@@ -444,7 +442,7 @@ describe('SoftMmu: MMIO', () => {
       expect(mmu.read32(0xffff_c000_0000_0030n)).toBe(0x55667788);
       mmu.write32(0xffff_c000_0000_00b0n, 0);
     }
-    expect(mmu.read8n(-0x4000_0000_0000 + 1)).toBe(0x88);
+    expect(mmu.read8(la(-0x4000_0000_0000 + 1))).toBe(0x88);
     expect(mmu.read64(0xffff_c000_0000_0008n)).toBe(0x1122334455667788n);
     mmu.write64(0xffff_c000_0000_0010n, 0xfedcba9876543210n);
     expect(io.log).toEqual([
