@@ -281,7 +281,7 @@ export class Cpl0Engine {
           if (b.fn && left >= insns.length) {
             this.jitDeopt = false;
             const slice = b.calls++ < JIT_YOUNG_CALLS ? JIT_YOUNG_SLICE : JIT_SLICE;
-            const n = b.fn(this, this.regs32, this.fast!, left < slice ? left : slice);
+            const n = b.fn(this, this.regs32, left < slice ? left : slice);
             this.retiredCount += n;
             this.compiledCount += n;
             interpretNext = this.jitDeopt;

@@ -63,7 +63,7 @@ export interface JitEngine {
  * ran out), -1 elsewhere (a return, a block cut short): the engine links 0 and 1 to the next
  * blocks.
  */
-export type CompiledBlock = (e: JitEngine, R: Int32Array, M: FastMmu, budget: number) => number;
+export type CompiledBlock = (e: JitEngine, R: Int32Array, budget: number) => number;
 
 /** True if `mmu` has what compiled code needs. */
 export function isFastMmu(mmu: unknown): mmu is FastMmu {
@@ -929,7 +929,7 @@ class BlockCompiler {
       this.tables.has('R') ? 'const RKL = T.rKeyLo, RKH = T.rKeyHi, RQ = T.rHost;' : '',
       this.tables.has('W') ? 'const WKL = T.wKeyLo, WKH = T.wKeyHi, WQ = T.wHost;' : '',
     ].join(' ');
-    const make = new Function('H', 'K', 'T', `${consts}\nreturn function block(e, R, M, budget) {\n${src}\n};`) as (h: typeof HELPERS, k: bigint[], t: FastMmu) => CompiledBlock;
+    const make = new Function('H', 'K', 'T', `${consts}\nreturn function block(e, R, budget) {\n${src}\n};`) as (h: typeof HELPERS, k: bigint[], t: FastMmu) => CompiledBlock;
     return make(HELPERS, K, mmu);
   }
 }

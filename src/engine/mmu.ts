@@ -245,16 +245,15 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   onCodeWrite?: (gpaPage: number) => void;
 
   // The active bank's RAM tables, for the hit paths.
-  private rTag: Float64Array;
-  private rView: DataView[];
-  private rOff: Float64Array;
-  private wTag: Float64Array;
-  private wView: DataView[];
-  private wOff: Float64Array;
-  private xTag: Float64Array;
-  private xView: DataView[];
-  private xOff: Float64Array;
-  private readonly mask: number;
+  private rTag!: Float64Array;
+  private rView!: DataView[];
+  private rOff!: Float64Array;
+  private wTag!: Float64Array;
+  private wView!: DataView[];
+  private wOff!: Float64Array;
+  private xTag!: Float64Array;
+  private xView!: DataView[];
+  private xOff!: Float64Array;
 
   /**
    * For compiled code (src/engine/jit.ts): the guest RAM buffer it reads and writes directly
@@ -265,12 +264,12 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
    */
   ram: Uint8Array = EMPTY_RAM;
   ramView: DataView = new DataView(EMPTY_RAM.buffer);
-  rKeyLo: Int32Array;
-  rKeyHi: Int32Array;
-  rHost: Int32Array;
-  wKeyLo: Int32Array;
-  wKeyHi: Int32Array;
-  wHost: Int32Array;
+  rKeyLo!: Int32Array;
+  rKeyHi!: Int32Array;
+  rHost!: Int32Array;
+  wKeyLo!: Int32Array;
+  wKeyHi!: Int32Array;
+  wHost!: Int32Array;
   /** Entries per table, minus one. */
   readonly tlbMask: number;
   /**
@@ -306,7 +305,6 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     const bits = opts.tlbBits ?? 10;
     if (!Number.isInteger(bits) || bits < 1 || bits > 20) throw new RangeError(`opts.tlbBits must be an integer in [1, 20], got ${bits}`);
     const n = 1 << bits;
-    this.mask = n - 1;
     this.tlbMask = n - 1;
     for (let t = 0; t < BANKS * TABLES_PER_BANK; t++) this.#tables.push(new Tlb(n));
     this.#large = new Int32Array(4 * n);
@@ -321,22 +319,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
       this.ramView = new DataView(big.buffer, 0, len);
     }
     this.#rec = new WalkRecorder(this.#phys, memory);
-    const t = this.#tables;
-    this.rTag = t[T_R].tag;
-    this.rView = t[T_R].view;
-    this.rOff = t[T_R].off;
-    this.wTag = t[T_W].tag;
-    this.wView = t[T_W].view;
-    this.wOff = t[T_W].off;
-    this.xTag = t[T_X].tag;
-    this.xView = t[T_X].view;
-    this.xOff = t[T_X].off;
-    this.rKeyLo = t[T_R].keyLo;
-    this.rKeyHi = t[T_R].keyHi;
-    this.rHost = t[T_R].host;
-    this.wKeyLo = t[T_W].keyLo;
-    this.wKeyHi = t[T_W].keyHi;
-    this.wHost = t[T_W].host;
+    this.#useBank(0);
     this.#ctx = { ...this.#ctl };
     this.#acc = this.#accesses(false);
     this.#apply(this.#ctl);
@@ -362,25 +345,20 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     const bank = user ? 2 : c.ac && (c.cr4 & CR4_SMAP) !== 0n ? 1 : 0;
     if (bank !== this.#bank) {
       this.fetchEpoch++;
-      this.#bank = bank;
-      const t = this.#tables;
-      const b = bank * TABLES_PER_BANK;
-      this.rTag = t[b + T_R].tag;
-      this.rView = t[b + T_R].view;
-      this.rOff = t[b + T_R].off;
-      this.wTag = t[b + T_W].tag;
-      this.wView = t[b + T_W].view;
-      this.wOff = t[b + T_W].off;
-      this.xTag = t[b + T_X].tag;
-      this.xView = t[b + T_X].view;
-      this.xOff = t[b + T_X].off;
-      this.rKeyLo = t[b + T_R].keyLo;
-      this.rKeyHi = t[b + T_R].keyHi;
-      this.rHost = t[b + T_R].host;
-      this.wKeyLo = t[b + T_W].keyLo;
-      this.wKeyHi = t[b + T_W].keyHi;
-      this.wHost = t[b + T_W].host;
+      this.#useBank(bank);
     }
+  }
+
+  /** Point the hit paths' fields (the interpreter's and compiled code's) at bank `bank`'s RAM tables. */
+  #useBank(bank: number): void {
+    this.#bank = bank;
+    const t = this.#tables;
+    const b = bank * TABLES_PER_BANK;
+    [this.rTag, this.rView, this.rOff] = [t[b + T_R].tag, t[b + T_R].view, t[b + T_R].off];
+    [this.wTag, this.wView, this.wOff] = [t[b + T_W].tag, t[b + T_W].view, t[b + T_W].off];
+    [this.xTag, this.xView, this.xOff] = [t[b + T_X].tag, t[b + T_X].view, t[b + T_X].off];
+    [this.rKeyLo, this.rKeyHi, this.rHost] = [t[b + T_R].keyLo, t[b + T_R].keyHi, t[b + T_R].host];
+    [this.wKeyLo, this.wKeyHi, this.wHost] = [t[b + T_W].keyLo, t[b + T_W].keyHi, t[b + T_W].host];
   }
 
   /**
@@ -429,10 +407,10 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   invalidatePage(la: bigint | number): void {
     this.fetchEpoch++;
     const tag = typeof la === 'number' ? la - (la & 4095) : this.#tagOf(la);
-    const i = (tag >>> 12) & this.mask;
+    const i = (tag >>> 12) & this.tlbMask;
     for (const t of this.#tables) if (t.tag[i] === tag) t.drop(i);
     if (this.#largeLen === 0) return;
-    const n = this.mask + 1;
+    const n = this.tlbMask + 1;
     const list = this.#large;
     let keep = 0;
     for (let k = 0; k < this.#largeLen; k++) {
@@ -454,7 +432,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   #pushLarge(item: number): void {
     if (this.#largeLen === this.#large.length) {
       // Compact away stale items; if all are live, drop every large-page piece.
-      const n = this.mask + 1;
+      const n = this.tlbMask + 1;
       const list = this.#large;
       let keep = 0;
       for (let k = 0; k < this.#largeLen; k++) {
@@ -562,10 +540,9 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     return at + PAGE <= this.ram.length && at <= 0x7fff_f000 ? at : -1;
   }
 
-
   #fill(table: number, tag: number, seg: PhysSegment, gpaPage: number, global: boolean, pageBits: number): void {
     const t = this.#tables[table];
-    const i = (tag >>> 12) & this.mask;
+    const i = (tag >>> 12) & this.tlbMask;
     t.tag[i] = tag;
     const hi = Math.floor(tag / 2 ** 32);
     t.keyLo[i] = (tag - hi * 2 ** 32) / PAGE;
@@ -582,7 +559,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
       const size = 2 ** pageBits;
       t.lgBase[i] = Math.floor(tag / size) * size;
       t.lgSize[i] = size;
-      this.#pushLarge(table * (this.mask + 1) + i);
+      this.#pushLarge(table * (this.tlbMask + 1) + i);
     } else t.lgBase[i] = NaN;
   }
 
@@ -593,7 +570,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   #gpaOf(la: bigint, kind: number): number {
     if (this.#phys.refresh()) this.flushAll();
     const tag = this.#tagOf(la);
-    const i = (tag >>> 12) & this.mask;
+    const i = (tag >>> 12) & this.tlbMask;
     const o = Number(la & 0xfffn);
     const b = this.#bank * TABLES_PER_BANK + kind;
     let t = this.#tables[b];
@@ -617,8 +594,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     this.onCodeWrite?.(page);
   }
 
-  #slowRead(n: number, big: bigint | undefined, size: 1 | 2 | 4 | 8, kind: number): number | bigint {
-    const la = big ?? BigInt(n);
+  #slowRead(la: bigint, size: 1 | 2 | 4 | 8, kind: number): number | bigint {
     const o = Number(la & 0xfffn);
     if (o + size <= PAGE) return this.#phys.read(this.#gpaOf(la, kind), size);
     const n1 = PAGE - o;
@@ -630,8 +606,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     return size === 2 ? sc.getUint16(0, true) : size === 4 ? sc.getUint32(0, true) : sc.getBigUint64(0, true);
   }
 
-  #slowWrite(n: number, big: bigint | undefined, size: 1 | 2 | 4 | 8, value: number | bigint): void {
-    const la = big ?? BigInt(n);
+  #slowWrite(la: bigint, size: 1 | 2 | 4 | 8, value: number | bigint): void {
     const o = Number(la & 0xfffn);
     const phys = this.#phys;
     if (o + size <= PAGE) {
@@ -659,69 +634,69 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
   read8(la: bigint, kind: AccessKind = ACCESS.READ): number {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (kind !== ACCESS.FETCH) {
       if (this.rTag[i] === n - o) return this.rView[i].getUint8(this.rOff[i] + o);
-      return this.#slowRead(n, la, 1, ACCESS.READ) as number;
+      return this.#slowRead(la, 1, ACCESS.READ) as number;
     }
     if (this.xTag[i] === n - o) return this.xView[i].getUint8(this.xOff[i] + o);
-    return this.#slowRead(n, la, 1, ACCESS.FETCH) as number;
+    return this.#slowRead(la, 1, ACCESS.FETCH) as number;
   }
   /** Read a little-endian 16-bit value. */
   read16(la: bigint): number {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.rTag[i] === n - o && o <= 4094) return this.rView[i].getUint16(this.rOff[i] + o, true);
-    return this.#slowRead(n, la, 2, ACCESS.READ) as number;
+    return this.#slowRead(la, 2, ACCESS.READ) as number;
   }
   /** Read a little-endian 32-bit value. */
   read32(la: bigint): number {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.rTag[i] === n - o && o <= 4092) return this.rView[i].getUint32(this.rOff[i] + o, true);
-    return this.#slowRead(n, la, 4, ACCESS.READ) as number;
+    return this.#slowRead(la, 4, ACCESS.READ) as number;
   }
   /** Read a little-endian 64-bit value. */
   read64(la: bigint): bigint {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.rTag[i] === n - o && o <= 4088) return this.rView[i].getBigUint64(this.rOff[i] + o, true);
-    return this.#slowRead(n, la, 8, ACCESS.READ) as bigint;
+    return this.#slowRead(la, 8, ACCESS.READ) as bigint;
   }
   /** Write a byte (`v` taken modulo 2^8). */
   write8(la: bigint, v: number): void {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.wTag[i] === n - o) this.wView[i].setUint8(this.wOff[i] + o, v);
-    else this.#slowWrite(n, la, 1, v);
+    else this.#slowWrite(la, 1, v);
   }
   /** Write a little-endian 16-bit value (`v` taken modulo 2^16). */
   write16(la: bigint, v: number): void {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.wTag[i] === n - o && o <= 4094) this.wView[i].setUint16(this.wOff[i] + o, v, true);
-    else this.#slowWrite(n, la, 2, v);
+    else this.#slowWrite(la, 2, v);
   }
   /** Write a little-endian 32-bit value (`v` taken modulo 2^32). */
   write32(la: bigint, v: number): void {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.wTag[i] === n - o && o <= 4092) this.wView[i].setUint32(this.wOff[i] + o, v, true);
-    else this.#slowWrite(n, la, 4, v);
+    else this.#slowWrite(la, 4, v);
   }
   /** Write a little-endian 64-bit value (`v` taken modulo 2^64). */
   write64(la: bigint, v: bigint): void {
     const n = Number(BigInt.asIntN(64, la));
     const o = n & 4095;
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     if (this.wTag[i] === n - o && o <= 4088) this.wView[i].setBigUint64(this.wOff[i] + o, v, true);
-    else this.#slowWrite(n, la, 8, v);
+    else this.#slowWrite(la, 8, v);
   }
 
   // ---- Translation ----
@@ -732,7 +707,7 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
    */
   translateFetch(la: bigint): number {
     const n = Number(BigInt.asIntN(64, la));
-    const i = (n >>> 12) & this.mask;
+    const i = (n >>> 12) & this.tlbMask;
     const t = this.#tables[this.#bank * TABLES_PER_BANK + T_X];
     if (t.tag[i] === n - (n & 4095)) return t.gpa[i];
     const gpa = this.#gpaOf(la, ACCESS.FETCH);
@@ -786,11 +761,11 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     const o = Number(big & 0xfffn);
     const mask = size === 4 ? 0xffff_ffff : (1 << (8 * size)) - 1;
     if (o + size > PAGE) {
-      const old = this.#slowRead(0, big, size, ACCESS.READ) as number;
+      const old = this.#slowRead(big, size, ACCESS.READ) as number;
       // Check both pages for writing before anything is written (the read did not).
       this.#gpaOf(big, ACCESS.WRITE);
       this.#gpaOf(big + BigInt(PAGE - o), ACCESS.WRITE);
-      this.#slowWrite(0, big, size, (fn(old) & mask) >>> 0);
+      this.#slowWrite(big, size, (fn(old) & mask) >>> 0);
       return old;
     }
     const gpa = this.#gpaOf(big, ACCESS.WRITE);
@@ -839,10 +814,10 @@ export class SoftMmu implements EngineMmu, EngineMmuAtomic {
     const big = typeof la === 'bigint' ? la : BigInt(la);
     const o = Number(big & 0xfffn);
     if (o + 8 > PAGE) {
-      const old = this.#slowRead(0, big, 8, ACCESS.READ) as bigint;
+      const old = this.#slowRead(big, 8, ACCESS.READ) as bigint;
       this.#gpaOf(big, ACCESS.WRITE);
       this.#gpaOf(big + BigInt(PAGE - o), ACCESS.WRITE);
-      this.#slowWrite(0, big, 8, BigInt.asUintN(64, fn(old)));
+      this.#slowWrite(big, 8, BigInt.asUintN(64, fn(old)));
       return old;
     }
     const gpa = this.#gpaOf(big, ACCESS.WRITE);
