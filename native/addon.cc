@@ -1,5 +1,6 @@
 // Module entry: registers the classes, receives the JS error class, and exports the few
 // free functions that belong to no fd (kick, thread affinity, struct layout facts).
+#include <dlfcn.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -126,7 +127,19 @@ static Napi::Value Cmpxchg16b(const Napi::CallbackInfo& info) {
 
 Napi::Value ExecSse(const Napi::CallbackInfo& info);
 
+// Keep this library loaded until the process ends. Node unloads an addon when the last
+// environment that loaded it goes away — a worker thread that was its only user, exiting — but
+// code here outlives any environment: guest RAM's SharedArrayBuffer deleter and its
+// shared_ptr control block (run when the isolate's heap is torn down, after the environment),
+// and the kick signal handler. Unloaded, the worker's teardown jumped into unmapped code.
+static void KeepLoaded() {
+  Dl_info self;
+  if (dladdr(reinterpret_cast<void*>(&KeepLoaded), &self) != 0 && self.dli_fname != nullptr)
+    dlopen(self.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  KeepLoaded();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
   InstallKickHandler();
