@@ -4,7 +4,8 @@
  * CPU; when other processes keep the CPUs busy, the spinner holds the CPU its peer needs.
  *
  * The main thread samples, every {@link SAMPLE_MS}, how much CPU the rest of the host used
- * (all CPUs' busy time from /proc/stat, minus this process's own CPU time) and publishes two
+ * (all CPUs' busy time from /proc/stat, steal excluded ({@link busyTicks}), minus this
+ * process's own CPU time) and publishes two
  * shared cells that every vCPU worker reads before it spins:
  * - {@link SPARE.MAIN}: 1 while the others leave about 1.5 CPUs idle (the main thread and a
  *   worker each spinning on a CPU of their own), with hysteresis; else 0, and nobody spins.
@@ -42,11 +43,11 @@ const statBuffer = Buffer.alloc(256);
 let statFd: number | undefined;
 
 /**
- * Sum of the busy and total ticks of all CPUs (first line of /proc/stat), or undefined. It
- * runs on the main thread between hand-offs, so it keeps the file open and parses the bytes
- * in place: no file open, no strings (a full read and split cost ~0.3 ms there).
+ * The busy ticks of all CPUs (first line of /proc/stat), or undefined. It runs on the main
+ * thread between hand-offs, so it keeps the file open and parses the bytes in place: no file
+ * open, no strings (a full read and split cost ~0.3 ms there).
  */
-function cpuTicks(): { busy: number; total: number } | undefined {
+function cpuBusyTicks(): number | undefined {
   let n: number;
   try {
     statFd ??= openSync('/proc/stat', 'r');
@@ -54,22 +55,33 @@ function cpuTicks(): { busy: number; total: number } | undefined {
   } catch {
     return undefined;
   }
+  return busyTicks(statBuffer, n);
+}
+
+/**
+ * The busy ticks in the first `n` bytes of /proc/stat ("cpu  user nice system idle iowait irq
+ * softirq steal ..."): user, nice, system, irq and softirq — the time this machine's CPUs ran
+ * something (guest time is already in user). Steal is not busy here: it is time the
+ * hypervisor under this machine kept a runnable CPU from running, and a runner that sleeps
+ * makes it itself — on a nested host every wake-up of an idle CPU is counted as steal (0.6–1
+ * CPU of it while the hand-offs slept, none while they spun, measured here), which read as
+ * load from other processes and kept spinning off on an idle host. Undefined if the bytes do
+ * not start with the "cpu" line.
+ */
+export function busyTicks(bytes: Uint8Array, n: number): number | undefined {
   const fields: number[] = [];
   let i = 3; // after "cpu"
-  while (i < n && statBuffer[i] !== 0x0a && fields.length < 8) {
-    while (i < n && statBuffer[i] === 0x20) i++;
+  while (i < n && bytes[i] !== 0x0a && fields.length < 8) {
+    while (i < n && bytes[i] === 0x20) i++;
     let v = 0;
     let digits = 0;
-    for (; i < n && statBuffer[i] >= 0x30 && statBuffer[i] <= 0x39; i++, digits++) v = v * 10 + (statBuffer[i] - 0x30);
+    for (; i < n && bytes[i] >= 0x30 && bytes[i] <= 0x39; i++, digits++) v = v * 10 + (bytes[i] - 0x30);
     if (digits === 0) break;
     fields.push(v);
   }
-  if (statBuffer[0] !== 0x63 || fields.length < 4) return undefined; // 'c' of "cpu"
-  // user nice system idle iowait irq softirq steal (guest time is already in user)
-  const idle = fields[3] + (fields[4] ?? 0);
-  let total = 0;
-  for (const f of fields) total += f;
-  return { busy: total - idle, total };
+  if (bytes[0] !== 0x63 || bytes[1] !== 0x70 || bytes[2] !== 0x75 || bytes[3] !== 0x20 || fields.length < 4) return undefined; // "cpu "
+  const [user, nice, system, , , irq = 0, softirq = 0] = fields;
+  return user + nice + system + irq + softirq;
 }
 
 /** The shared "a spin may pay" flag, kept up to date by one sampler per process. */
@@ -120,10 +132,10 @@ export class HostLoad {
 
   /** Take one sample and update the flag. */
   sample(): void {
-    const t = cpuTicks();
-    if (!t) return; // no /proc/stat: keep the last decision (spinning allowed by default)
+    const busy = cpuBusyTicks();
+    if (busy === undefined) return; // no /proc/stat: keep the last decision (spinning allowed by default)
     const u = process.cpuUsage();
-    const now = { busy: t.busy * MS_PER_TICK, own: (u.user + u.system) / 1000, wall: performance.now() };
+    const now = { busy: busy * MS_PER_TICK, own: (u.user + u.system) / 1000, wall: performance.now() };
     const last = this.#last;
     this.#last = now;
     if (!last || now.wall - last.wall < 1) return;

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { BlockPolicy, SpinPolicy, FUTEX, futexWait } from '../../../src/runner/handoff.js';
 import { availableParallelism } from 'node:os';
-import { HostLoad, SPARE } from '../../../src/runner/host-load.js';
+import { HostLoad, SPARE, busyTicks } from '../../../src/runner/host-load.js';
 
 const cell = () => new Int32Array(new SharedArrayBuffer(4));
 
@@ -47,6 +47,27 @@ describe('BlockPolicy and the bare futex', () => {
     expect(p.stats).toEqual({ paid: 0, wasted: 1, skipped: 1 });
     c[0] = 5;
     expect(p.wait(c, 0, 0)).toBe(true);
+  });
+});
+
+describe('busyTicks', () => {
+  const line = (s: string) => {
+    const b = Buffer.from(s);
+    return busyTicks(b, b.length);
+  };
+
+  it('counts user, nice, system, irq and softirq; not idle, iowait or steal', () => {
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    expect(line('cpu  1000 20 300 9000 40 5 6 700 11 0\ncpu0 1 2 3 4\n')).toBe(1000 + 20 + 300 + 5 + 6);
+    // a steal-heavy sample (a nested host's wake-ups of idle CPUs) is no busier than a quiet one
+    expect(line('cpu  10 0 10 100 0 0 0 900 0 0\n')).toBe(line('cpu  10 0 10 100 0 0 0 0 0 0\n'));
+  });
+
+  it('takes old kernels\' shorter lines, and refuses what is not the cpu line', () => {
+    expect(line('cpu  7 1 2 50\n')).toBe(10);
+    expect(line('cpu0 7 1 2 50\n')).toBeUndefined();
+    expect(line('intr 7 1 2 50\n')).toBeUndefined();
+    expect(line('cpu  7 1\n')).toBeUndefined();
   });
 });
 
