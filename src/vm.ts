@@ -3,7 +3,7 @@
  * its guest memory (SharedArrayBuffers) and its vCPUs. Argument checks happen here, before
  * any native call; a failed system call is a {@link KvmError}.
  */
-import { freemem, totalmem } from 'node:os';
+import { cpus, freemem, totalmem } from 'node:os';
 import { closeSync, fstatSync, openSync, readFileSync, readlinkSync } from 'node:fs';
 import { openKvmSystem } from './kvm/open.js';
 import { native, type NativeFileFd, type NativeGuestMapping, type NativeKvmSystem, type NativeVcpuFd, type NativeVmFd } from './kvm/native.js';
@@ -961,8 +961,8 @@ export class Vm {
   setPinning(vcpu: number, hostCpu: number): void {
     this.#checkVcpu(vcpu);
     this.#live('vm_set_pinning');
-    const cpus = native().getThreadAffinity().length;
-    const max = Math.max(...native().getThreadAffinity(), cpus - 1);
+    // any online CPU: the calling thread's own mask (it may be pinned itself) does not bound the vCPU's
+    const max = Math.max(cpus().length, ...native().getThreadAffinity().map((c) => c + 1)) - 1;
     checkInt(hostCpu, 'hostCpu', -1, max);
     this.#pinning[vcpu] = hostCpu;
   }

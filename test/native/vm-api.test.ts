@@ -1,6 +1,7 @@
 /**
  * Every row of the libvmmapi table against the real /dev/kvm, with its error paths.
  */
+import { cpus } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import {
   Capability, EventType, KvmError, PassthroughUnavailableError, Reg, Vm, X2apicState, capabilityNameToType,
@@ -258,6 +259,19 @@ describe('vm_get_pinning / vm_set_pinning', () => {
     expect(vm.getPinning(1)).toBe(-1);
     expect(() => vm.setPinning(0, 100000)).toThrow(/hostCpu/);
     expect(() => vm.setPinning(5, 0)).toThrow(/vcpu/);
+  });
+  it('takes any online CPU, even one outside the calling thread\'s own mask', () => {
+    const online = cpus().length;
+    if (online < 2) return; // nothing outside a one-CPU mask
+    const vm = track(Vm.create(uniqueName(), { vcpus: 1 }));
+    native().setThreadAffinity(0);
+    try {
+      vm.setPinning(0, online - 1);
+    } finally {
+      native().setThreadAffinity(-1);
+    }
+    expect(vm.getPinning(0)).toBe(online - 1);
+    expect(() => vm.setPinning(0, online)).toThrow(RangeError);
   });
   it('applies to the thread that runs the vCPU', () => {
     const vm = track(realModeVm([0xf4], { irqchip: false }));
