@@ -5,8 +5,8 @@
  *
  * The main thread samples, every {@link SAMPLE_MS}, how much CPU the rest of the host used
  * (all CPUs' busy time from /proc/stat, steal excluded ({@link busyTicks}), minus this
- * process's own CPU time) and publishes two
- * shared cells that every vCPU worker reads before it spins:
+ * process's own CPU time) and publishes two shared cells that every vCPU worker reads before
+ * it spins:
  * - {@link SPARE.MAIN}: 1 while the others leave about 1.5 CPUs idle (the main thread and a
  *   worker each spinning on a CPU of their own), with hysteresis; else 0, and nobody spins.
  * - {@link SPARE.WORKER_SPIN_US}: how long a worker may spin for its answer. While this
