@@ -29,37 +29,14 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Reg, VcpuRunner, Vm, prestartVcpuWorkers, type Device } from '../src/index.js';
+import { VcpuRunner, prestartVcpuWorkers, type Device } from '../src/index.js';
 import { packageRoot } from '../src/kvm/native.js';
+import { bareHandoff } from './bare-handoff.js';
 import { engineBench } from './engine.js';
+import { DONE_PORT, loopGuest as guest } from './guest-loop.js';
 import { virtioBlkBench } from './virtio-blk.js';
 
 const N = Number(process.env.BENCH_EXITS ?? 50_000);
-
-/** The port of the guest's last write: the runner rows' clock stops there. */
-const DONE_PORT = 0x92;
-
-/** mov $n,%ecx ; 1: in $0x90,%al | out %al,$0x91 ; dec %ecx ; jnz 1b ; out %al,$0x92 ; cli ; hlt */
-function loop(kind: 'in' | 'out', n: number): Uint8Array {
-  const code = Uint8Array.from([0x66, 0xb9, 0, 0, 0, 0, 0xe4, 0x90, 0x66, 0x49, 0x75, 0xfa, 0xe6, DONE_PORT, 0xfa, 0xf4]);
-  new DataView(code.buffer).setUint32(2, n, true);
-  if (kind === 'out') code.set([0xe6, 0x91], 6);
-  return code;
-}
-
-let seq = 0;
-function guest(kind: 'in' | 'out', vcpus: number, irqchip: boolean, n: number): Vm {
-  const vm = Vm.create(`bench-${seq++}`, { vcpus, irqchip });
-  vm.setupMemory(0, 0x100000);
-  for (let v = 0; v < vcpus; v++) {
-    const at = 0x1000 + v * 0x100;
-    vm.memory.writeBytes(at, loop(kind, n));
-    vm.setDesc(v, Reg.CS, { base: 0n, limit: 0xffff, access: 0x9b });
-    vm.setRegisters(v, [[Reg.CS, 0], [Reg.RIP, at], [Reg.RFLAGS, 2]]);
-    if (v > 0) vm.vcpuFd(v).setMpState(new Uint8Array(4));
-  }
-  return vm;
-}
 
 type CMode = 'direct' | 'futex' | 'spin';
 
@@ -175,6 +152,9 @@ const ALL: Scenario[] = [
   { name: 'C hand-off to a thread, futex, IN', peer: 'C IN', run: c('in', 'futex') },
   { name: 'C hand-off to a thread, spin 50 µs, IN', peer: 'C IN', run: c('in', 'spin') },
   { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
+  { name: 'JS floor: worker fd.run loop, no hand-off, IN', peer: 'C IN', run: () => bareHandoff('none', N) },
+  { name: 'JS floor: bare hand-off to the main thread, spin, IN', peer: 'C IN', run: () => bareHandoff('spin', N) },
+  { name: 'JS floor: bare hand-off to the main thread, futex, IN', peer: 'C IN', run: () => bareHandoff('futex', N) },
   { name: 'runner: main-thread device answers IN', peer: 'C IN', target: { idle: 0.85, busy: 0.45 }, run: () => runner('in', 1, 'main') },
   { name: 'runner: main-thread IN, first run of a thread', peer: 'C IN', warmup: false, run: () => firstRun() },
   { name: 'runner: posted OUT (ordered ring)', peer: 'C OUT', target: { idle: 0.9, busy: 0.8 }, run: () => runner('out', 1, 'posted') },
