@@ -85,7 +85,7 @@ export class SpinPolicy {
    * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load cells
    * (src/runner/host-load.ts; cell 0 is 1 while the host has a CPU to spare); without them,
    * only the spins' success counts. `budgetCell`: a cell of `spare` holding the longest spin
-   * in µs, read before each spin (instead of `maxMs`).
+   * in µs, read before each spin (instead of `maxMs`); 0 there means: sleep at once.
    */
   constructor(maxMs: number, spare?: Int32Array, budgetCell?: number) {
     this.#maxMs = maxMs;
@@ -112,6 +112,10 @@ export class SpinPolicy {
       if (this.#budgetCell !== undefined) {
         const budget = Atomics.load(this.#spare, this.#budgetCell) / 1000;
         if (budget !== this.#maxMs) this.#maxMs = budget; // written only when it changes
+        if (budget === 0) {
+          this.#backoff.stats.skipped++;
+          return false;
+        }
       }
     }
     if (this.#backoff.skipNow()) return false;

@@ -82,12 +82,16 @@ describe('HostLoad', () => {
     expect(h.others).toBeGreaterThanOrEqual(0);
   });
 
-  it('workers spin only briefly while this process runs more vCPUs than there are spare CPUs', () => {
+  it('workers do not spin while this process runs more vCPUs than there are spare CPUs', () => {
     const h = new HostLoad(); // nothing sampled yet: no load from others
     h.acquire(1);
     const one = h.flag[SPARE.WORKER_SPIN_US];
+    expect(one).toBeGreaterThan(0);
     h.acquire(4 * availableParallelism());
-    expect(h.flag[SPARE.WORKER_SPIN_US]).toBeLessThan(one);
+    expect(h.flag[SPARE.WORKER_SPIN_US]).toBe(0);
+    const p = new SpinPolicy(50, h.flag, SPARE.WORKER_SPIN_US);
+    expect(p.spin(cell(), 0, 0)).toBe(false);
+    expect(p.stats).toEqual({ paid: 0, wasted: 0, skipped: 1 });
     h.release(4 * availableParallelism());
     expect(h.flag[SPARE.WORKER_SPIN_US]).toBe(one);
     h.release(1);
