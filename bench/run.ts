@@ -40,10 +40,11 @@ const N = Number(process.env.BENCH_EXITS ?? 50_000);
 
 type CMode = 'direct' | 'futex' | 'spin';
 
-function cBaseline(kind: 'in' | 'out', mode: CMode = 'direct'): number {
+/** Exits per second of bench/baseline.c: `vcpus` vCPU threads, each exit answered per `mode`. */
+function cBaseline(kind: 'in' | 'out', mode: CMode = 'direct', vcpus = 1): number {
   const bin = join(packageRoot(), 'build', 'vmmapi_bench_baseline');
   if (!existsSync(bin)) throw new Error(`C baseline not built (${bin}): run npm run build`);
-  const out = execFileSync(bin, [kind, String(N), mode], { encoding: 'utf8' });
+  const out = execFileSync(bin, [kind, String(N), mode, String(vcpus)], { encoding: 'utf8' });
   const m = /exits=(\d+) seconds=([\d.]+)/.exec(out);
   if (!m) throw new Error(`unexpected baseline output: ${out}`);
   return Number(m[1]) / Number(m[2]);
@@ -145,12 +146,14 @@ interface Scenario {
   run: () => Promise<{ exits: number; seconds: number }> | { exits: number; seconds: number };
 }
 
-const c = (kind: 'in' | 'out', mode: CMode = 'direct') => () => ({ exits: N, seconds: N / cBaseline(kind, mode) });
+const c = (kind: 'in' | 'out', mode: CMode = 'direct', vcpus = 1) => () => ({ exits: N * vcpus, seconds: (N * vcpus) / cBaseline(kind, mode, vcpus) });
 const ALL: Scenario[] = [
   { name: 'C KVM_RUN loop, IN (baseline)', peer: 'itself', run: c('in') },
   { name: 'C KVM_RUN loop, OUT (baseline)', peer: 'itself', run: c('out') },
   { name: 'C hand-off to a thread, futex, IN', peer: 'C IN', run: c('in', 'futex') },
   { name: 'C hand-off to a thread, spin 50 µs, IN', peer: 'C IN', run: c('in', 'spin') },
+  { name: 'C hand-off, 2 vCPUs to one thread, futex, IN (total)', peer: 'C IN', run: c('in', 'futex', 2) },
+  { name: 'C hand-off, 2 vCPUs to one thread, spin 50 µs, IN (total)', peer: 'C IN', run: c('in', 'spin', 2) },
   { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
   { name: 'JS floor: worker fd.run loop, no hand-off, IN', peer: 'C IN', run: () => bareHandoff('none', N) },
   { name: 'JS floor: bare hand-off to the main thread, spin, IN', peer: 'C IN', run: () => bareHandoff('spin', N) },
