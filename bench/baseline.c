@@ -2,12 +2,14 @@
  * The C baseline for `npm run bench`: the same guest loop as the TypeScript scenarios,
  * driven by a plain KVM_RUN loop with no runtime in between.
  *
- *   vmmapi_bench_baseline in|out ITERATIONS [direct|futex|spin] [VCPUS]
+ *   vmmapi_bench_baseline in|out ITERATIONS [direct|futex|spin|spin-server] [VCPUS]
  *
- * `direct` (default) answers each exit in the vCPU thread. `futex` and `spin` hand each exit
+ * `direct` (default) answers each exit in the vCPU thread. The other modes hand each exit
  * to a server thread and wait for its answer — the runner's main-thread path in C: `futex`
- * sleeps at once on both sides, `spin` spins up to 50 µs before sleeping. They are the two
- * fixed hand-off policies the runner's adaptive one is measured against. VCPUS (default 1)
+ * sleeps at once on both sides, `spin` spins up to 50 µs before sleeping on both sides, and
+ * `spin-server` spins on the server's side only (the vCPU threads sleep at once: the
+ * runner's policy when its vCPUs outnumber the spare CPUs). They are the fixed hand-off
+ * policies the runner's adaptive one is measured against. VCPUS (default 1)
  * vCPU threads each run the loop, all answered by the one server thread, which waits on a
  * doorbell that every vCPU rings — the runner's shape with several vCPUs.
  *
@@ -49,7 +51,7 @@ struct mailbox {
 static struct mailbox box[MAX_VCPUS];
 static _Atomic uint32_t bell __attribute__((aligned(64)));
 static _Atomic int quit;
-static int spin_first;
+static int spin_vcpu, spin_server;
 static int handoff;
 static int nvcpus = 1;
 
@@ -62,9 +64,9 @@ static double now_us(void) {
 static void futex_wait(_Atomic uint32_t *w, uint32_t v) { syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0); }
 static void futex_wake(_Atomic uint32_t *w) { syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0); }
 
-/* Wait while *w == v: spin up to 50 us first in spin mode, then sleep. */
-static void wait_while(_Atomic uint32_t *w, uint32_t v) {
-  if (spin_first) {
+/* Wait while *w == v: spin up to 50 us first if `spin`, then sleep. */
+static void wait_while(_Atomic uint32_t *w, uint32_t v, int spin) {
+  if (spin) {
     double end = now_us() + 50;
     for (int i = 0; atomic_load(w) == v; i++)
       if ((i & 63) == 0 && now_us() >= end) break;
@@ -87,7 +89,7 @@ static void *server(void *arg) {
       atomic_fetch_add(&b->rep, 1);
       futex_wake(&b->rep);
     }
-    wait_while(&bell, seen);
+    wait_while(&bell, seen, spin_server);
   }
 }
 
@@ -98,7 +100,7 @@ static void hand_off(struct mailbox *b, uint8_t *data) {
   atomic_fetch_add(&b->req, 1);
   atomic_fetch_add(&bell, 1);
   futex_wake(&bell);
-  wait_while(&b->rep, r);
+  wait_while(&b->rep, r, spin_vcpu);
 }
 
 /* ---- the VM ---- */
@@ -156,13 +158,14 @@ static void *vcpu_loop(void *arg) {
 
 int main(int argc, char **argv) {
   if (argc < 3 || argc > 5) {
-    fprintf(stderr, "usage: %s in|out ITERATIONS [direct|futex|spin] [VCPUS]\n", argv[0]);
+    fprintf(stderr, "usage: %s in|out ITERATIONS [direct|futex|spin|spin-server] [VCPUS]\n", argv[0]);
     return 2;
   }
   const char *mode = argc >= 4 ? argv[3] : "direct";
   handoff = strcmp(mode, "direct") != 0;
-  spin_first = strcmp(mode, "spin") == 0;
-  if (handoff && !spin_first && strcmp(mode, "futex") != 0) {
+  spin_vcpu = strcmp(mode, "spin") == 0;
+  spin_server = spin_vcpu || strcmp(mode, "spin-server") == 0;
+  if (handoff && !spin_server && strcmp(mode, "futex") != 0) {
     fprintf(stderr, "baseline: unknown mode %s\n", mode);
     return 2;
   }

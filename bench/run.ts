@@ -38,7 +38,7 @@ import { virtioBlkBench } from './virtio-blk.js';
 
 const N = Number(process.env.BENCH_EXITS ?? 50_000);
 
-type CMode = 'direct' | 'futex' | 'spin';
+type CMode = 'direct' | 'futex' | 'spin' | 'spin-server';
 
 /** Exits per second of bench/baseline.c: `vcpus` vCPU threads, each exit answered per `mode`. */
 function cBaseline(kind: 'in' | 'out', mode: CMode = 'direct', vcpus = 1): number {
@@ -154,6 +154,7 @@ const ALL: Scenario[] = [
   { name: 'C hand-off to a thread, spin 50 µs, IN', peer: 'C IN', run: c('in', 'spin') },
   { name: 'C hand-off, 2 vCPUs to one thread, futex, IN (total)', peer: 'C IN', run: c('in', 'futex', 2) },
   { name: 'C hand-off, 2 vCPUs to one thread, spin 50 µs, IN (total)', peer: 'C IN', run: c('in', 'spin', 2) },
+  { name: 'C hand-off, 2 vCPUs to one thread, server spins, IN (total)', peer: 'C IN', run: c('in', 'spin-server', 2) },
   { name: 'vm.run on the main thread, IN', peer: 'C IN', run: () => mainThreadRun('in') },
   { name: 'JS floor: worker fd.run loop, no hand-off, IN', peer: 'C IN', run: () => bareHandoff('none', N) },
   { name: 'JS floor: bare hand-off to the main thread, spin, IN', peer: 'C IN', run: () => bareHandoff('spin', N) },
