@@ -16,6 +16,7 @@ import { compileBlock, isFastMmu, type CompiledBlock, type FastMmu } from './jit
 import { execString } from './string.js';
 import * as sys from './system.js';
 import { ACCESS, GuestException, type EngineIo, type EngineMmu, type EngineMsrs, type EngineState, type EngineStop } from './types.js';
+import { UNDEFINED, checkVendor, type CpuVendor, type UndefinedResults } from './vendor.js';
 
 const M64 = 0xffffffffffffffffn;
 const M32 = 0xffffffffn;
@@ -79,6 +80,14 @@ export interface Cpl0EngineOptions {
   jit?: boolean;
   /** Starts of a block before it is compiled (default {@link JIT_AFTER}; 0: at its first, as the differential tests run it). */
   jitAfter?: number;
+  /**
+   * Whose hardware the results the architecture leaves undefined follow (flags of MUL, DIV,
+   * shifts and rotates by counts above 1, 16-bit SHLD/SHRD by counts above 16: the table in
+   * src/engine/vendor.ts). Default: this host's CPU (vendor.ts hostVendor(), from
+   * /proc/cpuinfo), the one KVM runs the guest on when the engine does not, so the guest
+   * sees one CPU either way.
+   */
+  vendor?: CpuVendor;
 }
 
 function isSegment(s: unknown): s is KvmSegment {
@@ -134,6 +143,10 @@ export class Cpl0Engine {
   readonly cpuidFn: (leaf: number, subleaf: number) => [number, number, number, number];
   /** @internal */
   readonly tscFn: () => bigint;
+  /** The CPU vendor whose undefined results this engine gives (the `vendor` option). */
+  readonly vendor: CpuVendor;
+  /** @internal That vendor's answers (src/engine/vendor.ts). */
+  readonly undef: Readonly<UndefinedResults>;
 
   private retiredCount = 0;
   private compiledCount = 0;
@@ -154,7 +167,7 @@ export class Cpl0Engine {
   /**
    * @param mmu linear memory (page tables, TLB, code-write tracking); its `onCodeWrite` is taken over
    * @param io port I/O
-   * @param opts CPUID and TSC sources
+   * @param opts CPUID and TSC sources, block compilation, the vendor modelled
    */
   constructor(readonly mmu: EngineMmu, readonly io: EngineIo, opts: Cpl0EngineOptions = {}) {
     if (typeof mmu !== 'object' || mmu === null || typeof mmu.read8 !== 'function' || typeof mmu.translateFetch !== 'function') {
@@ -165,6 +178,8 @@ export class Cpl0Engine {
     if (opts.tsc !== undefined && typeof opts.tsc !== 'function') throw new TypeError('opts.tsc must be a function');
     if (opts.jit !== undefined && typeof opts.jit !== 'boolean') throw new TypeError('opts.jit must be a boolean');
     if (opts.jitAfter !== undefined && (!Number.isSafeInteger(opts.jitAfter) || opts.jitAfter < 0)) throw new RangeError(`opts.jitAfter must be a non-negative safe integer, got ${opts.jitAfter}`);
+    this.vendor = checkVendor(opts.vendor);
+    this.undef = UNDEFINED[this.vendor];
     this.cpuidFn = opts.cpuid ?? (() => [0, 0, 0, 0]);
     this.tscFn = opts.tsc ?? (() => process.hrtime.bigint());
     this.atomic = hasAtomicRmw(mmu) ? mmu : null;
@@ -273,7 +288,7 @@ export class Cpl0Engine {
         next = b.rip0 === this.rip ? b.next : null;
         if (next !== null && this.jit && !interpretNext) {
           if (b.fn === undefined && b.runs++ >= this.jitAfter) {
-            b.fn = compileBlock(b.insns, b.rip0, b.next, this.fast!);
+            b.fn = compileBlock(b.insns, b.rip0, b.next, this.fast!, this.undef);
             b.fnBank = this.fast!.wKeyLo;
             b.calls = 0;
           } else if (b.fn && b.fnBank !== this.fast!.wKeyLo) this.rebank(b);
@@ -337,7 +352,7 @@ export class Cpl0Engine {
     const bank = this.fast!.wKeyLo;
     const prev = { fn: b.fn ?? null, bank: b.fnBank! };
     if (b.alt?.bank === bank) b.fn = b.alt.fn;
-    else b.fn = compileBlock(b.insns, b.rip0, b.next, this.fast!);
+    else b.fn = compileBlock(b.insns, b.rip0, b.next, this.fast!, this.undef);
     b.fnBank = bank;
     b.calls = 0;
     b.alt = prev;
@@ -710,7 +725,7 @@ export class Cpl0Engine {
     if (c === 0) { this.zeroCount(d, size); return; }
     const a = d.mem ? this.ea(d) : 0n;
     const v = d.mem ? this.rd(a, size) : this.getR(size, size === 1 ? d.rmB : d.rm);
-    const [res, f] = shiftCalc(k, size, v, c, this.flags(), immediate && !d.mem);
+    const [res, f] = shiftCalc(k, size, v, c, this.flags(), immediate && !d.mem, this.undef);
     if (d.mem) this.wr(a, size, res);
     else this.setR(size, size === 1 ? d.rmB : d.rm, res);
     this.setFlags(f);
@@ -765,7 +780,7 @@ export class Cpl0Engine {
     }
     if (size === 1) this.setR(2, 0, (hi << 8n) | lo);
     else { this.setR(size, 0, lo); this.setR(size, 2, hi); }
-    this.setFlags(mulFlags(over, lo, size));
+    this.setFlags(mulFlags(over, lo, size, this.flags(), this.undef));
   }
 
   private div1(size: number, src: bigint, signed: boolean): void {
@@ -790,6 +805,8 @@ export class Cpl0Engine {
     }
     if (size === 1) this.setR(2, 0, (r << 8n) | q);
     else { this.setR(size, 0, q); this.setR(size, 2, r); }
+    const u = this.undef.div;
+    this.setFlags((this.flags() & u.keep) | u.set);
   }
 
   private imul2(size: number, a: bigint, b: bigint): bigint {
@@ -797,7 +814,7 @@ export class Cpl0Engine {
     const p = BigInt.asIntN(nb, a) * BigInt.asIntN(nb, b);
     const lo = p & MASK[size];
     const over = BigInt.asIntN(nb, lo) !== p;
-    this.setFlags(mulFlags(over, lo, size));
+    this.setFlags(mulFlags(over, lo, size, this.flags(), this.undef));
     return lo;
   }
 
@@ -854,7 +871,7 @@ export class Cpl0Engine {
     if (rev) n = v.toString(2).length - 1;
     else { let x = v; while ((x & 0xffffffffn) === 0n) { x >>= 32n; n += 32; } let y = Number(x & 0xffffffffn); while ((y & 1) === 0) { y >>>= 1; n++; } }
     this.writeReg(d, size, BigInt(n));
-    this.setFlags(PARITY[n]); // Intel: PF of the index, the other flags clear
+    this.setFlags(PARITY[n]); // Intel and AMD (EPYC here): PF of the index, the other flags clear
   }
 
   private xchgMem(d: Insn, size: number): void {
@@ -1100,7 +1117,7 @@ export class Cpl0Engine {
     if (op >= 0x80 && op <= 0x8f) { if (this.cond(op & 15)) this.nextRip += d.imm; return true; }
     if (op >= 0x90 && op <= 0x9f) { this.writeRM(d, 1, this.cond(op & 15) ? 1n : 0n); return true; }
     if (op >= 0xc8 && op <= 0xcf) {
-      if (size === 2) { this.setR(4, d.rm, 0n); return true; } // undefined; Intel hardware zeroes the low word
+      if (size === 2) { this.setR(this.undef.bswap16Write, d.rm, 0n); return true; } // undefined: zeroed (UndefinedResults.bswap16Write)
       const v = this.getR(size, d.rm);
       this.setR(size, d.rm, bswap(v, size));
       return true;
@@ -1139,7 +1156,7 @@ export class Cpl0Engine {
     if (c === 0) { this.zeroCount(d, size); return; }
     const a = d.mem ? this.ea(d) : 0n;
     const dst = d.mem ? this.rd(a, size) : this.getR(size, d.rm);
-    const [res, f] = shldCalc(size, dst, this.readReg(d, size), c, right);
+    const [res, f] = shldCalc(size, dst, this.readReg(d, size), c, right, this.undef);
     if (d.mem) this.wr(a, size, res);
     else this.setR(size, d.rm, res);
     this.setFlags(f);
@@ -1177,110 +1194,129 @@ function bswap(v: bigint, size: number): bigint {
   return r;
 }
 
-/** Status flags of MUL/IMUL as this Intel hardware sets them: CF = OF = overflow, SF and PF of the low half, ZF and AF clear. */
-function mulFlags(over: boolean, lo: bigint, size: number): number {
-  return (over ? F.CF | F.OF : 0) | (szp(lo, size) & ~F.ZF);
+/**
+ * Status flags of MUL/IMUL: CF = OF = `over` (the product did not fit); SF ZF AF PF as the
+ * vendor sets them (`u.mul`: kept from the flags before, `f`, or from the low half `lo`).
+ */
+function mulFlags(over: boolean, lo: bigint, size: number, f: number, u: Readonly<UndefinedResults>): number {
+  return (over ? F.CF | F.OF : 0) | (f & u.mul.keep) | (szp(lo, size) & u.mul.fromLow);
 }
 
-/**
- * OF of a shift or rotate whose count is above 1 (undefined by the SDM): this Intel hardware
- * sets what a count of 1 would, computed on the original operands; `bit(i)` is bit i of the
- * original destination.
- */
 function ofOf(x: number): number {
   return x !== 0 ? F.OF : 0;
 }
 
 /**
- * SHLD/SHRD (`right`) of a `size`-byte destination by a non-zero masked count c:
- * [result, status flags]. 16-bit counts above 16 shift the 48-bit value dst:src:dst, as
- * this Intel hardware does; AF is clear.
+ * OF of group-2 operation k (rol ror rcl rcr shl shr sal sar) as a count of 1 sets it,
+ * computed on the original operand `v` (`cin`: CF before): Intel's answer for any count.
  */
-export function shldCalc(size: number, dst: bigint, src: bigint, c: number, right: boolean): [bigint, number] {
+function ofFromOperand(k: number, v: bigint, size: number, cin: number): number {
+  const sign = SIGN[size];
+  const b1 = (v & sign) !== 0n ? 1 : 0;
+  switch (k) {
+    case 1: return ofOf(b1 ^ Number(v & 1n));
+    case 3: return ofOf(b1 ^ cin);
+    case 5: return ofOf(b1);
+    case 7: return 0;
+    default: return ofOf(b1 ^ ((v << 1n) & sign ? 1 : 0));
+  }
+}
+
+/**
+ * OF by the count-1 formula applied to a result (AMD's answer for any count): MSB XOR CF
+ * after a `left` shift or rotate, MSB XOR the bit below it after a right one.
+ */
+function ofFromResult(left: boolean, res: bigint, cf: number, size: number): number {
+  const sign = SIGN[size];
+  const msb = (res & sign) !== 0n ? 1 : 0;
+  return ofOf(left ? msb ^ cf : msb ^ ((res << 1n) & sign ? 1 : 0));
+}
+
+/**
+ * The 48-bit window a 16-bit SHLD/SHRD (`right`) shifts: the destination and the source,
+ * continued by a third word for counts above 16 (`fill`, see {@link UndefinedResults.shld16Fill}).
+ */
+function shld16Window(dst: bigint, src: bigint, right: boolean, fill: bigint): bigint {
+  return right ? (fill << 32n) | (src << 16n) | dst : (dst << 32n) | (src << 16n) | fill;
+}
+
+/**
+ * SHLD/SHRD (`right`) of a `size`-byte destination by a non-zero masked count c:
+ * [result, status flags]. What the architecture leaves undefined (16-bit counts above 16,
+ * OF for counts above 1, AF) follows the vendor's table `u`.
+ */
+export function shldCalc(size: number, dst: bigint, src: bigint, c: number, right: boolean, u: Readonly<UndefinedResults>): [bigint, number] {
   const bits = BITS[size];
   const m = MASK[size];
   const cb = BigInt(c);
   let res: bigint, cf: bigint;
   if (size === 2) {
-    const wide = (dst << 32n) | (src << 16n) | dst;
+    const wide = shld16Window(dst, src, right, u.shld16Fill === 'dst' ? dst : src);
     if (!right) { res = ((wide << cb) >> 32n) & m; cf = (wide >> (48n - cb)) & 1n; }
     else { res = (wide >> cb) & m; cf = (wide >> (cb - 1n)) & 1n; }
+    if (c > 16 && u.shld16Fill === 'src') cf = 0n; // AMD EPYC here: CF clear past the width
   } else if (!right) { res = ((dst << cb) | (src >> (bits - cb))) & m; cf = (dst >> (bits - cb)) & 1n; }
   else { res = ((dst >> cb) | (src << (bits - cb))) & m; cf = (dst >> (cb - 1n)) & 1n; }
-  // OF: the sign change a count of 1 would make
-  const top = (dst >> (bits - 1n)) & 1n;
-  const next = right ? src & 1n : (dst >> (bits - 2n)) & 1n;
-  return [res, szp(res, size) | (cf !== 0n ? F.CF : 0) | ofOf(Number(top ^ next))];
+  let of: number;
+  if (u.shiftOf === 'operand') {
+    // the sign change a count of 1 would make
+    const top = (dst >> (bits - 1n)) & 1n;
+    const next = right ? src & 1n : (dst >> (bits - 2n)) & 1n;
+    of = ofOf(Number(top ^ next));
+  } else of = ofFromResult(!right, right ? res : (dst << cb) & m, Number(cf), size); // SHLD: the destination's bits alone
+  return [res, szp(res, size) | (cf !== 0n ? F.CF : 0) | of | u.shiftAf];
 }
 
 /**
  * Shift/rotate group 2 (k = ModRM.reg: rol ror rcl rcr shl shr sal sar) of a `size`-byte value
- * by a non-zero masked count: [result, status flags]. Undefined flags follow this Intel
- * hardware: OF as for a count of 1 (see {@link ofOf}), except that ROL and ROR of a
- * register by an `immediate` count above 1 leave OF unchanged; AF clear.
+ * by a non-zero masked count: [result, status flags]. `immediate`: the count is an imm8 and
+ * the destination a register. Undefined flags follow the vendor's table `u`: OF for counts
+ * above 1 ({@link UndefinedResults.shiftOf}, {@link UndefinedResults.rotateImmKeepsOf}), AF
+ * of the shifts ({@link UndefinedResults.shiftAf}), RCL/RCR by a whole turn
+ * ({@link UndefinedResults.fullCarryRotateKeepsFlags}).
  */
-export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number, immediate = false): [bigint, number] {
+export function shiftCalc(k: number, size: number, v: bigint, c: number, f: number, immediate: boolean, u: Readonly<UndefinedResults>): [bigint, number] {
   const bits = BITS[size];
   const nb = Number(bits);
   const m = MASK[size];
-  const sign = SIGN[size];
-  const keep = f & ~(F.CF | F.OF);
-  const msb = (x: bigint): number => ((x & sign) !== 0n ? 1 : 0);
-  // OF as a count of 1 would set it (defined for 1, what this hardware does for more)
-  const b1 = msb(v), b2 = msb((v << 1n) & m);
-  const rotOf = (of: number): number => (immediate && c > 1 ? f & F.OF : ofOf(of));
+  const cb = BigInt(c);
+  let res: bigint, cf: number;
   switch (k) {
-    case 0: {
+    case 0: case 1: {
       const r = BigInt(c % nb);
-      const res = ((v << r) | (v >> (bits - r))) & m;
-      const cf = Number(res & 1n);
-      return [res, keep | cf | rotOf(b1 ^ b2)];
+      res = (k === 0 ? (v << r) | (v >> (bits - r)) : (v >> r) | (v << (bits - r))) & m;
+      cf = k === 0 ? Number(res & 1n) : (res & SIGN[size]) !== 0n ? 1 : 0;
+      break;
     }
-    case 1: {
-      const r = BigInt(c % nb);
-      const res = ((v >> r) | (v << (bits - r))) & m;
-      const cf = msb(res);
-      return [res, keep | cf | rotOf(b1 ^ Number(v & 1n))];
-    }
-    case 2: {
+    case 2: case 3: {
       const r = size < 4 ? c % (nb + 1) : c;
-      if (r === 0) return [v, f];
-      const wide = ((BigInt(f & 1) << bits) | v);
+      if (r === 0 && u.fullCarryRotateKeepsFlags) return [v, f];
+      // a rotate of the (bits + 1)-bit CF:value by r (r = 0: the value and CF as they were)
+      const wide = (BigInt(f & 1) << bits) | v;
       const w = bits + 1n;
-      const rot = ((wide << BigInt(r)) | (wide >> (w - BigInt(r)))) & ((1n << w) - 1n);
-      const res = rot & m;
-      const cf = Number(rot >> bits);
-      return [res, keep | cf | ofOf(b1 ^ b2)];
+      const rb = BigInt(r);
+      const rot = (k === 2 ? (wide << rb) | (wide >> (w - rb)) : (wide >> rb) | (wide << (w - rb))) & ((1n << w) - 1n);
+      res = rot & m;
+      cf = Number(rot >> bits);
+      break;
     }
-    case 3: {
-      const r = size < 4 ? c % (nb + 1) : c;
-      if (r === 0) return [v, f];
-      const of = msb(v) ^ (f & 1);
-      const wide = ((BigInt(f & 1) << bits) | v);
-      const w = bits + 1n;
-      const rot = ((wide >> BigInt(r)) | (wide << (w - BigInt(r)))) & ((1n << w) - 1n);
-      const res = rot & m;
-      const cf = Number(rot >> bits);
-      return [res, keep | cf | ofOf(of)];
-    }
-    case 4: case 6: {
-      const cb = BigInt(c);
-      const res = (v << cb) & m;
-      const cf = c <= nb ? Number((v >> (bits - cb)) & 1n) : 0;
-      return [res, szp(res, size) | cf | ofOf(b1 ^ b2)];
-    }
-    case 5: {
-      const cb = BigInt(c);
-      const res = v >> cb;
-      const cf = Number((v >> (cb - 1n)) & 1n);
-      return [res, szp(res, size) | cf | ofOf(b1)];
-    }
+    case 4: case 6:
+      res = (v << cb) & m;
+      cf = c <= nb ? Number((v >> (bits - cb)) & 1n) : 0;
+      break;
+    case 5:
+      res = v >> cb;
+      cf = Number((v >> (cb - 1n)) & 1n);
+      break;
     default: {
-      const cb = BigInt(c);
       const sv = BigInt.asIntN(nb, v);
-      const res = (sv >> cb) & m;
-      const cf = Number((sv >> (cb - 1n)) & 1n);
-      return [res, szp(res, size) | cf];
+      res = (sv >> cb) & m;
+      cf = Number((sv >> (cb - 1n)) & 1n);
     }
   }
+  let of: number;
+  if (k < 2 && immediate && c > 1 && u.rotateImmKeepsOf) of = f & F.OF;
+  else of = u.shiftOf === 'operand' ? ofFromOperand(k, v, size, f & 1) : ofFromResult((k & 1) === 0, res, cf, size);
+  if (k < 4) return [res, (f & ~(F.CF | F.OF)) | cf | of];
+  return [res, szp(res, size) | cf | of | u.shiftAf];
 }

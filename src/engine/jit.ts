@@ -23,6 +23,7 @@
  */
 import type { Insn } from './decode.js';
 import { FOP, F, PARITY, condition } from './flags.js';
+import type { UndefinedResults } from './vendor.js';
 
 /**
  * What compiled code reaches of the MMU (src/engine/mmu.ts SoftMmu has it): the RAM it reads
@@ -139,25 +140,35 @@ export function numFlags64(op: number, rl: number, rh: number, sl: number, sh: n
   return f;
 }
 
-/** Status flags of SHL/SHR/SAR (k = 4, 5, 7) of a 32-bit `v` by a count 1-31, as the interpreter's shiftCalc. */
-export function shiftFlags32(k: number, v: number, c: number, res: number): number {
+/**
+ * Status flags of SHL/SHR/SAR (k = 4, 5, 7) of a 32-bit `v` by a count 1-31, as the
+ * interpreter's shiftCalc: `ofResult` 1 takes OF from the result, 0 from the operand
+ * ({@link UndefinedResults.shiftOf} 'result' or 'operand'); `af` is the vendor's AF.
+ */
+export function shiftFlags32(k: number, v: number, c: number, res: number, ofResult: number, af: number): number {
   const r = res >>> 0;
-  let f = (r === 0 ? F.ZF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
-  const b1 = v >>> 31;
+  let f = (r === 0 ? F.ZF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff] | af;
+  const b1 = ofResult ? r >>> 31 : v >>> 31;
   if (k === 4) {
-    f |= (v >>> (32 - c)) & 1;
-    if ((b1 ^ ((v << 1) >>> 31)) !== 0) f |= F.OF;
+    const cf = (v >>> (32 - c)) & 1;
+    f |= cf;
+    if ((b1 ^ (ofResult ? cf : (v << 1) >>> 31)) !== 0) f |= F.OF;
   } else if (k === 5) {
     f |= (v >>> (c - 1)) & 1;
-    if (b1 !== 0) f |= F.OF;
+    if ((ofResult ? b1 ^ ((r >>> 30) & 1) : b1) !== 0) f |= F.OF;
   } else f |= (v >> (c - 1)) & 1;
   return f;
 }
 
-/** Status flags of a 32-bit IMUL whose low half is `lo` (`over`: the product did not fit). */
-export function imulFlags32(lo: number, over: boolean): number {
+/**
+ * Status flags of a 32-bit IMUL whose low half is `lo` (`over`: the product did not fit),
+ * as the interpreter's mulFlags: `keep` of the flags before (`f`) stay, `fromLow` are set
+ * from `lo` ({@link UndefinedResults.mul}).
+ */
+export function imulFlags32(lo: number, over: boolean, f: number, keep: number, fromLow: number): number {
   const r = lo >>> 0;
-  return (over ? F.CF | F.OF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
+  const low = (r === 0 ? F.ZF : 0) | ((r & 0x80000000) !== 0 ? F.SF : 0) | PARITY[r & 0xff];
+  return (over ? F.CF | F.OF : 0) | (f & keep) | (low & fromLow);
 }
 
 // ---- what compiled code calls: its one way out ----
@@ -239,6 +250,8 @@ class BlockCompiler {
     private readonly insns: Insn[],
     /** RIP of each instruction, then the RIP after the last. */
     private readonly rips: bigint[],
+    /** The vendor's undefined results (src/engine/vendor.ts). */
+    private readonly undef: Readonly<UndefinedResults>,
   ) {}
 
   private v(): string {
@@ -621,7 +634,8 @@ class BlockCompiler {
     const r = this.v();
     this.emit(`${r} = ${x.lo} ${k === 4 ? '<<' : k === 5 ? '>>>' : '>>'} ${c} | 0;`);
     const f = this.v();
-    this.emit(`${f} = shiftFlags32(${k}, ${x.lo}, ${c}, ${r});`);
+    const u = this.undef;
+    this.emit(`${f} = shiftFlags32(${k}, ${x.lo}, ${c}, ${r}, ${u.shiftOf === 'result' ? 1 : 0}, ${u.shiftAf});`);
     this.setReg(4, d.rm, { lo: r, hi: '0' });
     this.flags = { t: 'val', v: f };
     void i;
@@ -631,7 +645,10 @@ class BlockCompiler {
     if (d.osz !== 4) throw new Unsupported();
     const x = this.hold(4, a), y = this.hold(4, b);
     const r = this.v(), f = this.v();
-    this.emit(`${r} = Math.imul(${x.lo}, ${y.lo}); ${f} = imulFlags32(${r}, ${x.lo} * ${y.lo} !== ${r});`);
+    const { keep, fromLow } = this.undef.mul;
+    // the flags before only when the vendor keeps some (reading them stops a block from looping)
+    const before = keep !== 0 ? this.mat(this.flags) : '0';
+    this.emit(`${r} = Math.imul(${x.lo}, ${y.lo}); ${f} = imulFlags32(${r}, ${x.lo} * ${y.lo} !== ${r}, ${before}, ${keep}, ${fromLow});`);
     this.setReg(4, d.reg, { lo: r, hi: '0' });
     this.flags = { t: 'val', v: f };
     void i;
@@ -938,9 +955,10 @@ class BlockCompiler {
  * Compile a decoded block whose instructions start at `rip0` and end at the RIPs in `next`
  * (each instruction's next RIP); null when some instruction is outside the subset. The code
  * reads and writes RAM through `mmu`'s current TLB bank (its tables are constants of the
- * compiled code): run it only while that bank is active.
+ * compiled code): run it only while that bank is active. Undefined flags are `undef`'s
+ * (the engine's vendor, src/engine/vendor.ts).
  */
-export function compileBlock(insns: Insn[], rip0: bigint, next: readonly bigint[], mmu: FastMmu): CompiledBlock | null {
+export function compileBlock(insns: Insn[], rip0: bigint, next: readonly bigint[], mmu: FastMmu, undef: Readonly<UndefinedResults>): CompiledBlock | null {
   if (insns.length === 0) return null;
-  return new BlockCompiler(insns, [rip0, ...next]).compile(mmu);
+  return new BlockCompiler(insns, [rip0, ...next], undef).compile(mmu);
 }
