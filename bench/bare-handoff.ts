@@ -1,132 +1,189 @@
 /**
  * The JavaScript floor under the runner's rows: the bench's guest loop with the runner taken
- * away. A worker thread calls `fd.run()` in a loop and answers each IN exit
+ * away. One worker thread per vCPU calls `fd.run()` in a loop and answers each IN exit
  * - `none`: itself, with nothing else per exit — what any path whose answers come from a
  *   worker (the worker-side device rows) can reach at best;
- * - `spin` / `futex`: through one shared cell that the main thread answers, both sides either
- *   spinning without limit or sleeping at once in a bare futex — bench/baseline.c's two
- *   hand-offs written in JavaScript, what a main-thread device answer can reach at best.
+ * - through a mailbox of its own that the main thread answers, the main thread waiting on a
+ *   doorbell every worker rings — bench/baseline.c's hand-offs written in JavaScript, what a
+ *   main-thread device answer can reach at best: `spin` (both sides spin without limit),
+ *   `futex` (both sleep at once in a bare futex), `server-spins` (the main thread spins, the
+ *   workers sleep at once: the runner's policy when vCPUs outnumber the spare CPUs).
  *
  * The rows show how much of a gap between a runner row and the C loop is the runner's, and
- * how much any JavaScript hand-off pays on this host. The clock runs from the worker's first
- * KVM_RUN to the guest's "done" write, as the runner rows' does, after an unmeasured warm-up
- * guest on the same thread (the runner rows' threads are warm too).
+ * how much any JavaScript hand-off pays on this host. The main thread makes the VMs (one
+ * with `vcpus` vCPUs, as the runner rows do); the clock runs from the moment every worker
+ * is ready to the last vCPU's "done" write, after an unmeasured warm-up guest on the same
+ * threads (the runner rows' threads are warm too).
  */
 import { once } from 'node:events';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
 import type { Access } from '../src/bus/dispatch.js';
 import { peekAccess } from '../src/exits.js';
-import { KVM_EXIT } from '../src/kvm/constants.js';
+import { native } from '../src/kvm/native.js';
 import { futexWait, futexWake } from '../src/runner/handoff.js';
 import { DONE_PORT, loopGuest } from './guest-loop.js';
 
 /** How a bare exit is answered (see the module comment). */
-export type BareMode = 'none' | 'spin' | 'futex';
+export type BareMode = 'none' | 'spin' | 'futex' | 'server-spins';
 
-/** The shared cells (Int32Array indices). */
+/** Int32 cells of the shared block: the doorbell and the phase counters, on a line of their own. */
 const CELL = {
-  /** The worker's request number (1, 2, …); -1 once it has finished, in success or failure. */
-  REQ: 0,
-  /** The main thread's answered request number. */
-  ANS: 1,
-  /** The answer to the request. */
-  VALUE: 2,
-  /** 1 once the worker's loop has started (its modules loaded). */
-  READY: 3,
+  /** Bumped by a worker for each request. */
+  BELL: 0,
+  /** 1 while the main thread sleeps on BELL (a worker then wakes it). */
+  MAIN_SLEEPING: 1,
+  /** Workers ready for the next guest. */
+  READY: 2,
+  /** The guest (1: warm-up, 2: measured) the main thread released. */
+  GO: 3,
+  /** Workers finished with the current guest. */
+  DONE: 4,
+  /** A worker failed (it finishes its guests without running them). */
+  FAILED: 5,
 } as const;
-const CELLS = 4;
-/** Float64Array index (after the Int32 cells) of the measured seconds. */
-const SECONDS = CELLS / 2;
+/** Cells of vCPU v's mailbox, at MAILBOX + v * MAILBOX_STRIDE (a 64-byte line each). */
+const BOX = { REQ: 0, ANS: 1, VALUE: 2, SLEEPING: 3 } as const;
+const MAILBOX = 16;
+const MAILBOX_STRIDE = 16;
+const MAX_VCPUS = 8;
+const CELLS = MAILBOX + MAILBOX_STRIDE * MAX_VCPUS;
 
 interface BareData {
   bareHandoff: true;
   mode: BareMode;
-  exits: number;
   sab: SharedArrayBuffer;
+  vcpu: number;
+  /** The vCPU's fd number in the warm-up VM and in the measured one. */
+  fds: [number, number];
 }
 
-/** Run `exits` IN exits through a bare loop answered by `mode`; returns the count and the seconds. */
-export async function bareHandoff(mode: BareMode, exits: number): Promise<{ exits: number; seconds: number }> {
-  const sab = new SharedArrayBuffer(CELLS * 4 + 8);
-  const c = new Int32Array(sab, 0, CELLS);
-  const data: BareData = { bareHandoff: true, mode, exits, sab };
-  const w = new Worker(new URL(import.meta.url), { workerData: data });
-  let failure: unknown;
-  w.on('error', (e) => void (failure = e));
-  let ended = false;
-  const exited = once(w, 'exit').then(() => void (ended = true));
-  // wait on the event loop until the worker runs (a worker that fails to load only ends),
-  // then serve synchronously from the start: the warm-up's exits need answers too
-  while (Atomics.load(c, CELL.READY) === 0 && !ended) await new Promise((r) => setTimeout(r, 1));
-  if (mode !== 'none' && !ended) serve(c, mode);
-  await exited;
-  if (failure !== undefined) throw failure;
-  return { exits, seconds: new Float64Array(sab)[SECONDS] };
-}
-
-/** The main thread's side: answer every request until the worker says it has finished. */
-function serve(c: Int32Array, mode: 'spin' | 'futex'): void {
-  let seen = 0;
-  for (;;) {
-    let req: number;
-    if (mode === 'spin') while ((req = Atomics.load(c, CELL.REQ)) === seen);
-    else while ((req = Atomics.load(c, CELL.REQ)) === seen) futexWait(c, CELL.REQ, seen, 0);
-    if (req === -1) return;
-    seen = req;
-    c[CELL.VALUE] = 0x42;
-    Atomics.store(c, CELL.ANS, req);
-    if (mode === 'futex') futexWake(c, CELL.ANS);
-  }
-}
-
-/** Exits the worker runs unmeasured first, on a VM of their own, while V8 compiles the loop. */
+/** Exits the warm-up guest runs, unmeasured, while V8 compiles both threads' loops. */
 const WARMUP_EXITS = 5000;
 
-/** The worker's side: a warm-up guest, then the measured one, each IN answered per `mode`. */
-function workerLoop({ mode, exits, sab }: BareData): void {
-  const c = new Int32Array(sab, 0, CELLS);
-  const req = { n: 0 };
-  Atomics.store(c, CELL.READY, 1);
+/**
+ * Run `exits` IN exits on each of `vcpus` vCPUs through a bare loop answered per `mode`;
+ * returns the exits of all vCPUs and the seconds.
+ */
+export async function bareHandoff(mode: BareMode, exits: number, vcpus = 1): Promise<{ exits: number; seconds: number }> {
+  if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS) throw new RangeError(`bareHandoff: vcpus must be an integer in [1, ${MAX_VCPUS}], got ${vcpus}`);
+  const vms = [loopGuest('in', vcpus, true, Math.min(WARMUP_EXITS, exits)), loopGuest('in', vcpus, true, exits)];
+  const sab = new SharedArrayBuffer(CELLS * 4);
+  const c = new Int32Array(sab);
+  const workers = Array.from({ length: vcpus }, (_, v) => {
+    const data: BareData = { bareHandoff: true, mode, sab, vcpu: v, fds: [vms[0].vcpuFdNumber(v), vms[1].vcpuFdNumber(v)] };
+    return new Worker(new URL(import.meta.url), { workerData: data });
+  });
+  let failure: unknown;
+  for (const w of workers) w.on('error', (e) => void (failure ??= e));
+  const exited = Promise.all(workers.map((w) => once(w, 'exit')));
+  let ended = false;
+  void exited.then(() => void (ended = true));
   try {
-    runGuest(c, mode, Math.min(WARMUP_EXITS, exits), req);
-    new Float64Array(sab)[SECONDS] = runGuest(c, mode, exits, req);
+    let seconds = NaN;
+    const answered = new Int32Array(vcpus); // each mailbox's last answered request, across guests
+    for (const guest of [1, 2]) {
+      // wait on the event loop until every worker is ready (a worker that fails to load only ends)
+      while (Atomics.load(c, CELL.READY) < vcpus * guest && !ended) await new Promise((r) => setTimeout(r, 1));
+      if (ended) break;
+      const t0 = performance.now();
+      Atomics.store(c, CELL.GO, guest);
+      futexWake(c, CELL.GO);
+      serve(c, mode, answered, vcpus * guest);
+      seconds = (performance.now() - t0) / 1000;
+    }
+    await exited;
+    if (failure !== undefined) throw failure;
+    if (Atomics.load(c, CELL.FAILED) !== 0) throw new Error('bare hand-off: a worker failed');
+    return { exits: exits * vcpus, seconds };
   } finally {
-    Atomics.store(c, CELL.REQ, -1);
-    futexWake(c, CELL.REQ);
+    for (const vm of vms) vm.destroy();
   }
 }
 
-/** One guest's loop; returns the seconds from its first KVM_RUN to its "done" write. */
-function runGuest(c: Int32Array, mode: BareMode, exits: number, req: { n: number }): number {
-  const vm = loopGuest('in', 1, false, exits); // no in-kernel irqchip: the final HLT exits, as in the C loop
+/**
+ * The main thread's side: answer every mailbox until `done` workers have finished. `seen`
+ * holds each mailbox's last answered request number.
+ */
+function serve(c: Int32Array, mode: BareMode, seen: Int32Array, done: number): void {
+  const vcpus = seen.length;
+  const sleep = mode === 'futex';
+  for (;;) {
+    const bell = Atomics.load(c, CELL.BELL);
+    for (let v = 0; v < vcpus; v++) {
+      const box = MAILBOX + v * MAILBOX_STRIDE;
+      const req = Atomics.load(c, box + BOX.REQ);
+      if (req === seen[v]) continue;
+      seen[v] = req;
+      c[box + BOX.VALUE] = 0x42;
+      Atomics.store(c, box + BOX.ANS, req);
+      if (Atomics.load(c, box + BOX.SLEEPING) !== 0) futexWake(c, box + BOX.ANS);
+    }
+    if (Atomics.load(c, CELL.DONE) >= done) return;
+    if (mode === 'none') futexWait(c, CELL.DONE, Atomics.load(c, CELL.DONE), 1000);
+    else if (!sleep) while (Atomics.load(c, CELL.BELL) === bell && Atomics.load(c, CELL.DONE) < done);
+    else {
+      // SLEEPING is set before the last look at BELL: a ring after it sees the flag and wakes
+      Atomics.store(c, CELL.MAIN_SLEEPING, 1);
+      if (Atomics.load(c, CELL.BELL) === bell && Atomics.load(c, CELL.DONE) < done) futexWait(c, CELL.BELL, bell, 0);
+      Atomics.store(c, CELL.MAIN_SLEEPING, 0);
+    }
+  }
+}
+
+/** A worker's side: the warm-up guest, then the measured one, each IN answered per `mode`. */
+function workerLoop({ mode, sab, vcpu, fds }: BareData): void {
+  const c = new Int32Array(sab);
+  let failed = false;
+  for (const [i, fd] of fds.entries()) {
+    const guest = i + 1;
+    Atomics.add(c, CELL.READY, 1);
+    while (Atomics.load(c, CELL.GO) < guest) futexWait(c, CELL.GO, Atomics.load(c, CELL.GO), 0);
+    try {
+      if (!failed) runGuest(c, mode, vcpu, fd);
+    } catch (e) {
+      failed = true;
+      Atomics.store(c, CELL.FAILED, 1);
+      console.error(e);
+    } finally {
+      Atomics.add(c, CELL.DONE, 1);
+      Atomics.add(c, CELL.BELL, 1);
+      futexWake(c, CELL.BELL);
+      futexWake(c, CELL.DONE);
+    }
+  }
+}
+
+/** One guest's loop on vCPU `fd`, until its "done" write. */
+function runGuest(c: Int32Array, mode: BareMode, vcpu: number, fd: number): void {
+  const run = new (native().VcpuFd)(fd);
   try {
-    const fd = vm.vcpuFd(0);
-    const view = new DataView(fd.runBuffer());
+    const view = new DataView(run.runBuffer());
     const a: Access = { addr: 0, size: 1, count: 1, write: false, data: view, offset: 0 };
-    let seconds = NaN;
-    const t0 = performance.now();
+    const box = MAILBOX + vcpu * MAILBOX_STRIDE;
+    const spin = mode === 'spin';
+    let n = c[box + BOX.REQ];
     for (;;) {
-      const reason = fd.run();
-      if (reason === KVM_EXIT.HLT) return seconds;
-      if (peekAccess(view, view.byteLength, a) !== 'pio') throw new Error(`bare hand-off: unexpected exit reason ${reason}`);
-      if (a.addr === DONE_PORT) {
-        seconds = (performance.now() - t0) / 1000;
-        continue;
-      }
+      run.run();
+      if (peekAccess(view, view.byteLength, a) !== 'pio') throw new Error(`bare hand-off: unexpected exit reason ${view.getUint32(8, true)}`);
+      if (a.addr === DONE_PORT) return;
       if (mode === 'none') {
         view.setUint8(a.offset, 0x42);
         continue;
       }
-      const n = ++req.n;
-      Atomics.store(c, CELL.REQ, n);
-      if (mode === 'futex') {
-        futexWake(c, CELL.REQ);
-        while (Atomics.load(c, CELL.ANS) !== n) futexWait(c, CELL.ANS, n - 1, 0);
-      } else while (Atomics.load(c, CELL.ANS) !== n);
-      view.setUint8(a.offset, c[CELL.VALUE]);
+      Atomics.store(c, box + BOX.REQ, ++n);
+      Atomics.add(c, CELL.BELL, 1);
+      if (Atomics.load(c, CELL.MAIN_SLEEPING) !== 0) futexWake(c, CELL.BELL);
+      if (spin) while (Atomics.load(c, box + BOX.ANS) !== n);
+      else if (Atomics.load(c, box + BOX.ANS) !== n) {
+        // SLEEPING is set before the last look at ANS: an answer after it sees the flag and wakes
+        Atomics.store(c, box + BOX.SLEEPING, 1);
+        while (Atomics.load(c, box + BOX.ANS) !== n) futexWait(c, box + BOX.ANS, n - 1, 0);
+        Atomics.store(c, box + BOX.SLEEPING, 0);
+      }
+      view.setUint8(a.offset, c[box + BOX.VALUE]);
     }
   } finally {
-    vm.destroy();
+    run.close();
   }
 }
 
