@@ -80,6 +80,7 @@ export class SpinPolicy {
   readonly #spare: Int32Array | undefined;
   readonly #budgetCell: number | undefined;
   readonly #backoff = new Backoff();
+  #learning = false;
 
   /**
    * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load cells
@@ -99,10 +100,21 @@ export class SpinPolicy {
   }
 
   /**
+   * True if the last {@link spin} that returned false wants to hear, through {@link slept},
+   * how long the sleep took: it skipped or gave up because recent spins did not pay, and a
+   * short sleep means they would pay again. False when spinning was off for the host's sake
+   * (no CPU to spare, or a budget of 0): the caller need not time the sleep.
+   */
+  get learning(): boolean {
+    return this.#learning;
+  }
+
+  /**
    * Wait for `cells[index]` to differ from `value` by spinning, if spinning pays now.
    * Returns true if it changed; false if the caller must sleep.
    */
   spin(cells: Int32Array, index: number, value: number): boolean {
+    this.#learning = false;
     if (Atomics.load(cells, index) !== value) return true;
     if (this.#spare) {
       if (Atomics.load(this.#spare, 0) === 0) {
@@ -118,6 +130,7 @@ export class SpinPolicy {
         }
       }
     }
+    this.#learning = true;
     if (this.#backoff.skipNow()) return false;
     // The clock is read after 64 looks (that read starts the deadline) and then every 1024
     // (~10 µs here): most hand-offs end sooner, and every clock read allocates a heap number

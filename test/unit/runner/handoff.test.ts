@@ -14,18 +14,21 @@ describe('SpinPolicy', () => {
     expect(p.spin(c, 0, 0)).toBe(true);
   });
 
-  it('does not spin while the host has no CPU to spare', () => {
+  it('does not spin while the host has no CPU to spare, and needs no timing of that sleep', () => {
     const spare = cell(); // 0: busy host
     const p = new SpinPolicy(50, spare);
     expect(p.spin(cell(), 0, 0)).toBe(false);
     expect(p.stats).toEqual({ paid: 0, wasted: 0, skipped: 1 });
+    expect(p.learning).toBe(false);
   });
 
   it('after a spin that timed out, sleeps at once for a growing number of hand-offs; a quick wake-up resets it', () => {
     const p = new SpinPolicy(0.01);
     const c = cell();
     expect(p.spin(c, 0, 0)).toBe(false); // times out: wasted, skip 1
+    expect(p.learning).toBe(true); // the sleep that follows tells whether spinning pays again
     expect(p.spin(c, 0, 0)).toBe(false); // skipped
+    expect(p.learning).toBe(true);
     expect(p.spin(c, 0, 0)).toBe(false); // times out again: skip 2
     expect(p.spin(c, 0, 0)).toBe(false);
     expect(p.spin(c, 0, 0)).toBe(false);
@@ -92,6 +95,7 @@ describe('HostLoad', () => {
     const p = new SpinPolicy(50, h.flag, SPARE.WORKER_SPIN_US);
     expect(p.spin(cell(), 0, 0)).toBe(false);
     expect(p.stats).toEqual({ paid: 0, wasted: 0, skipped: 1 });
+    expect(p.learning).toBe(false);
     h.release(4 * availableParallelism());
     expect(h.flag[SPARE.WORKER_SPIN_US]).toBe(one);
     h.release(1);
