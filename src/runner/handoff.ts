@@ -81,6 +81,7 @@ export class SpinPolicy {
   readonly #budgetCell: number | undefined;
   readonly #backoff = new Backoff();
   #learning = false;
+  #sleepStart: number | undefined;
 
   /**
    * `maxMs`: the longest spin (ms) before giving up and sleeping. `spare`: the host-load cells
@@ -158,6 +159,21 @@ export class SpinPolicy {
    */
   slept(ms: number): void {
     if (ms <= this.#maxMs) this.#backoff.reset();
+  }
+
+  /**
+   * Call before the sleep that follows a {@link spin} that returned false, and
+   * {@link endSleep} after it: the sleep is timed (for {@link slept}) only when the policy
+   * is {@link learning}, so a hand-off that sleeps for the host's sake reads no clock.
+   */
+  startSleep(): void {
+    this.#sleepStart = this.#learning ? performance.now() : undefined;
+  }
+
+  /** The sleep begun by {@link startSleep} is over. */
+  endSleep(): void {
+    if (this.#sleepStart !== undefined) this.slept(performance.now() - this.#sleepStart);
+    this.#sleepStart = undefined;
   }
 }
 

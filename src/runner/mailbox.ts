@@ -52,7 +52,7 @@ export class MailboxClient {
     Atomics.store(ctl, CB.STATE, MAILBOX.WAITING);
     this.signal();
     if (!this.#policy.spin(ctl, CB.STATE, MAILBOX.WAITING)) {
-      const t0 = this.#policy.learning ? performance.now() : undefined;
+      this.#policy.startSleep();
       // SLEEPING is set before the last look at STATE: an answer after it sees the flag and notifies
       Atomics.store(ctl, CB.WORKER_SLEEPING, 1);
       while (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) {
@@ -61,7 +61,7 @@ export class MailboxClient {
       }
       Atomics.store(ctl, CB.WORKER_SLEEPING, 0);
       if (Atomics.load(ctl, CB.STATE) === MAILBOX.WAITING) return REPLY.STOP; // told to stop
-      if (t0 !== undefined) this.#policy.slept(performance.now() - t0);
+      this.#policy.endSleep();
     }
     Atomics.store(ctl, CB.STATE, MAILBOX.IDLE);
     return Atomics.load(ctl, CB.REPLY);

@@ -261,13 +261,13 @@ export async function serveAll(servers: readonly VcpuServer[], bell: Int32Array,
       // a device waiting for host I/O completes it on the event loop: do not hold the loop
       if (!busy && !hostWork()) {
         if (spin.spin(bell, BELL.SEQ, seen)) continue;
-        const t0 = spin.learning ? performance.now() : undefined;
+        spin.startSleep();
         // the wait state is published before the wait re-checks SEQ: a later ring notifies
         Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.BLOCKED);
         const woken = block.wait(bell, BELL.SEQ, seen);
         Atomics.store(bell, BELL.MAIN_SLEEPING, MAIN_WAIT.AWAKE);
         if (woken) {
-          if (t0 !== undefined) spin.slept(performance.now() - t0);
+          spin.endSleep();
           continue;
         }
       }
