@@ -8,13 +8,18 @@
  * process's own CPU time) and publishes two shared cells that every vCPU worker reads before
  * it spins:
  * - {@link SPARE.MAIN}: 1 while the others leave about 1.5 CPUs idle (the main thread and a
- *   worker each spinning on a CPU of their own), with hysteresis; else 0, and nobody spins.
+ *   worker each spinning on a CPU of their own); else 0, and nobody spins.
  * - {@link SPARE.WORKER_SPIN_US}: how long a worker may spin for its answer. While this
- *   process's running vCPUs plus the main thread fit the idle CPUs, long enough for the main
- *   thread to answer after a wake-up; when they do not (more vCPUs than spare CPUs), 0: the
- *   worker sleeps at once — a spinning worker then holds a CPU that the main thread or another
- *   vCPU needs (2 vCPUs answered by the main thread on 2 idle cores, measured here: 11.5 µs
- *   per exit with a 10 µs spin, 9.9 µs sleeping at once).
+ *   process's running vCPUs plus the main thread fit the idle CPUs (to half a CPU), long
+ *   enough for the main thread to answer after a wake-up; when they do not (more vCPUs than
+ *   spare CPUs), 0: the worker sleeps at once — a spinning worker then holds a CPU that the
+ *   main thread or another vCPU needs (2 vCPUs answered by the main thread on 2 idle cores,
+ *   measured here: 11.5 µs per exit with a 10 µs spin, 9.9 µs sleeping at once).
+ *
+ * Both decisions have hysteresis ({@link HYSTERESIS}): a sample counts whole 10 ms ticks per
+ * CPU, so on an idle 2-CPU host single samples read up to ~0.3 CPUs of load that is not
+ * there (measured: 20 ms windows), and a threshold without a band flipped 1-vCPU workers to
+ * sleeping at once for a sample period in 2 of 5 bench rounds (6000–8400 of 50000 hand-offs).
  */
 import { openSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -150,11 +155,35 @@ export class HostLoad {
   #publish(): void {
     const spare = this.#cpus - this.others;
     const allowed = Atomics.load(this.flag, SPARE.MAIN) === 1;
-    if (allowed && spare < 1.4) Atomics.store(this.flag, SPARE.MAIN, 0);
-    else if (!allowed && spare > 1.6) Atomics.store(this.flag, SPARE.MAIN, 1);
-    const fits = this.#vcpus + 1 <= spare + 0.25;
-    Atomics.store(this.flag, SPARE.WORKER_SPIN_US, fits ? WORKER_SPIN_LONG_US : WORKER_SPIN_OVERSUBSCRIBED_US);
+    const allow = spinsMayPay(allowed, spare);
+    if (allow !== allowed) Atomics.store(this.flag, SPARE.MAIN, allow ? 1 : 0);
+    const fitted = Atomics.load(this.flag, SPARE.WORKER_SPIN_US) !== WORKER_SPIN_OVERSUBSCRIBED_US;
+    const fits = vcpusFit(fitted, this.#vcpus, spare);
+    // written only when it changes: the workers read this cell before every spin
+    if (fits !== fitted) Atomics.store(this.flag, SPARE.WORKER_SPIN_US, fits ? WORKER_SPIN_LONG_US : WORKER_SPIN_OVERSUBSCRIBED_US);
   }
+}
+
+/** Half the width (CPUs) of the band around each threshold inside which a decision stays as it was. */
+export const HYSTERESIS = 0.1;
+
+/**
+ * Whether spinning may pay ({@link SPARE.MAIN}) with `spare` CPUs left idle by other
+ * processes: about 1.5 are needed (the main thread and a worker each spinning on a CPU of
+ * its own). `allowed`: the current decision, kept while `spare` is within
+ * {@link HYSTERESIS} of the threshold.
+ */
+export function spinsMayPay(allowed: boolean, spare: number): boolean {
+  return spare > 1.5 + (allowed ? -HYSTERESIS : HYSTERESIS);
+}
+
+/**
+ * Whether `vcpus` running vCPUs and the main thread fit the `spare` idle CPUs, to half a
+ * CPU: then workers spin for their answers, else they sleep at once. `fitted`: the current
+ * decision, kept while the margin is within {@link HYSTERESIS} of half a CPU.
+ */
+export function vcpusFit(fitted: boolean, vcpus: number, spare: number): boolean {
+  return vcpus + 1 <= spare + 0.5 + (fitted ? HYSTERESIS : -HYSTERESIS);
 }
 
 /** The process's sampler. */

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { BlockPolicy, SpinPolicy, FUTEX, futexWait } from '../../../src/runner/handoff.js';
 import { availableParallelism } from 'node:os';
-import { HostLoad, SPARE, busyTicks } from '../../../src/runner/host-load.js';
+import { HYSTERESIS, HostLoad, SPARE, busyTicks, spinsMayPay, vcpusFit } from '../../../src/runner/host-load.js';
 
 const cell = () => new Int32Array(new SharedArrayBuffer(4));
 
@@ -110,5 +110,33 @@ describe('HostLoad', () => {
     h.release(1);
     // a smoothed update would keep at least half of the stale 100
     expect(h.others).toBeLessThan(2 * availableParallelism() + 1);
+  });
+});
+
+describe('host-load decisions', () => {
+  it('spinning may pay with about 1.5 spare CPUs; a decision holds inside the band', () => {
+    expect(spinsMayPay(true, 2)).toBe(true);
+    expect(spinsMayPay(false, 1)).toBe(false);
+    // inside the band the current decision stays, both ways
+    expect(spinsMayPay(true, 1.5 - HYSTERESIS / 2)).toBe(true);
+    expect(spinsMayPay(false, 1.5 + HYSTERESIS / 2)).toBe(false);
+    // beyond it, it flips
+    expect(spinsMayPay(true, 1.5 - 2 * HYSTERESIS)).toBe(false);
+    expect(spinsMayPay(false, 1.5 + 2 * HYSTERESIS)).toBe(true);
+  });
+
+  it('1 vCPU on an idle 2-CPU host keeps spinning through a noisy sample; a busy core stops it', () => {
+    // a lone sample of an idle host read 0.28 CPUs of others (10 ms ticks): no flip
+    expect(vcpusFit(true, 1, 2 - 0.28)).toBe(true);
+    // one core kept busy by another process: the worker sleeps at once
+    expect(vcpusFit(true, 1, 1)).toBe(false);
+    // and the load must fall back below the band before it spins again
+    expect(vcpusFit(false, 1, 2 - 0.45)).toBe(false);
+    expect(vcpusFit(false, 1, 2 - 0.3)).toBe(true);
+  });
+
+  it('2 vCPUs and the main thread do not fit 2 idle CPUs, and do fit 3', () => {
+    expect(vcpusFit(true, 2, 2)).toBe(false);
+    expect(vcpusFit(false, 2, 3)).toBe(true);
   });
 });
