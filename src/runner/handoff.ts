@@ -34,6 +34,9 @@ export function futexWake(cells: Int32Array, index: number): void {
   native().futexWake(cells, index, 0x7fffffff);
 }
 
+/** Looks at the awaited cell before a spin first reads the clock (~20 µs on the project machine). */
+const FIRST_CLOCK_LOOKS = 2048;
+
 /** Most hand-offs that sleep at once before the policy probes spinning again. */
 const MAX_SKIP = 256;
 
@@ -133,16 +136,18 @@ export class SpinPolicy {
     }
     this.#learning = true;
     if (this.#backoff.skipNow()) return false;
-    // The clock is read after 64 looks (that read starts the deadline) and then every 1024
-    // (~10 µs here): most hand-offs end sooner, and every clock read allocates a heap number
-    // — reading it every 64 looks made ~150 bytes per hand-off, a scavenge every ~150 ms.
+    // The clock is first read after FIRST_CLOCK_LOOKS looks (that read starts the deadline,
+    // so a spin lasts up to ~20 µs longer than maxMs) and then every 1024 (~10 µs here).
+    // Every performance.now() allocates a heap number (~32 bytes in Node 20), and a scavenge
+    // stops this thread for 0.2–1 ms, longer than its peer's spin: a hand-off in a hot loop
+    // (a worker's answer comes in ~1 µs, the main thread's next request in ~10) reads no clock.
     let deadline = 0;
     for (let i = 1; ; i++) {
       if (Atomics.load(cells, index) !== value) {
         this.#backoff.paid();
         return true;
       }
-      if (i === 64 || (i & 1023) === 0) {
+      if ((i & 1023) === 0 && i >= FIRST_CLOCK_LOOKS) {
         const now = performance.now();
         if (deadline === 0) deadline = now + this.#maxMs;
         else if (now >= deadline) {
